@@ -1,0 +1,3 @@
+from bootverify.cli import main
+
+raise SystemExit(main())
