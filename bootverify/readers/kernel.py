@@ -1,0 +1,43 @@
+"""The kernel binary: Image, Image.gz or Image.lz4 to a raw arm64 Image, and the release it reports."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootverify.errors import InputError
+from bootverify.readers.ramdisk import Compression, decompress, detect
+
+# Documentation/arm64/booting.rst: the Image header carries "ARM\x64" at offset 56.
+ARM64_IMAGE_MAGIC = b"ARM\x64"
+ARM64_MAGIC_OFFSET = 56
+# init/version.c linux_banner: "Linux version " UTS_RELEASE " (" LINUX_COMPILE_BY "@" ... ") " UTS_VERSION
+LINUX_BANNER = re.compile(rb"Linux version ([^\s%]+) \(([^\n]*?)\) (#[^\n\0]*)")
+
+
+@dataclass(frozen=True)
+class KernelImage:
+    image: bytes             # raw arm64 Image, what qemu's -kernel takes
+    compression: Compression
+    release: str             # uname -r, e.g. 6.1.0-56-arm64
+    version: str             # the whole banner, as /proc/version shows it
+
+
+def parse_kernel(data: bytes, path: object) -> KernelImage:
+    how = detect(data)
+    image = decompress(data, path)
+    if image[ARM64_MAGIC_OFFSET:ARM64_MAGIC_OFFSET + 4] != ARM64_IMAGE_MAGIC:
+        raise InputError(path, f"not an arm64 kernel Image ({how.value}; no ARM\\x64 magic at "
+                               f"offset {ARM64_MAGIC_OFFSET})")
+    m = LINUX_BANNER.search(image)
+    if not m:
+        raise InputError(path, "no 'Linux version' banner in the kernel Image")
+    return KernelImage(image, how, m.group(1).decode(), m.group(0).decode("utf-8", "replace"))
+
+
+def read_kernel(path: Path | str) -> KernelImage:
+    try:
+        return parse_kernel(Path(path).read_bytes(), path)
+    except OSError as e:
+        raise InputError(path, e.strerror or str(e)) from None
