@@ -6,24 +6,16 @@ arm64 kernels: real binaries nobody on this project built. Nothing is installed 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+from bootverify.cache import cache_dir
 from bootverify.errors import InfraError
 
 APT_TIMEOUT = 600
 DPKG_TIMEOUT = 300
-
-
-def cache_dir() -> Path:
-    """$BOOTVERIFY_CACHE, else the user's cache dir (XDG_CACHE_HOME or ~/.cache)/bootverify."""
-    if os.environ.get("BOOTVERIFY_CACHE"):
-        return Path(os.environ["BOOTVERIFY_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "bootverify"
 
 
 def _run(cmd: list[str], cwd: Path, timeout: int) -> None:

@@ -1,14 +1,18 @@
-"""The one exception readers raise for bad input; the CLI turns it into a one-line message and exit 2."""
+"""The exceptions that end a run with exit 2; the CLI turns them into one-line messages."""
 
 
 class InputError(Exception):
     """A file that is missing, truncated or not what it claims to be."""
 
     def __init__(self, path: object, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
+        # Both in args so the error survives pickling across worker processes.
+        super().__init__(str(path), problem)
         self.path = str(path)
         self.problem = problem
 
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
 
 class InfraError(Exception):
-    """The machinery failed (qemu missing, no agent prompt, a build step failed): exit 2."""
+    """The machinery failed (qemu missing, no agent prompt, a build step failed)."""

@@ -14,6 +14,8 @@ ARM64_IMAGE_MAGIC = b"ARM\x64"
 ARM64_MAGIC_OFFSET = 56
 # init/version.c linux_banner: "Linux version " UTS_RELEASE " (" LINUX_COMPILE_BY "@" ... ") " UTS_VERSION
 LINUX_BANNER = re.compile(rb"Linux version ([^\s%]+) \(([^\n]*?)\) (#[^\n\0]*)")
+# include/linux/vermagic.h VERMAGIC_STRING: UTS_RELEASE " " then the flags, arm64 last.
+VERMAGIC_FLAGS = rb"(?:SMP )?(?:preempt |PREEMPT_RT )?(?:mod_unload )?(?:modversions )?aarch64"
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class KernelImage:
     compression: Compression
     release: str             # uname -r, e.g. 6.1.0-56-arm64
     version: str             # the whole banner, as /proc/version shows it
+    vermagic: str | None     # what modules' vermagic must match; None if not found
 
 
 def parse_kernel(data: bytes, path: object) -> KernelImage:
@@ -33,7 +36,10 @@ def parse_kernel(data: bytes, path: object) -> KernelImage:
     m = LINUX_BANNER.search(image)
     if not m:
         raise InputError(path, "no 'Linux version' banner in the kernel Image")
-    return KernelImage(image, how, m.group(1).decode(), m.group(0).decode("utf-8", "replace"))
+    release = m.group(1)
+    vm = re.search(rb"\0(" + re.escape(release) + rb" " + VERMAGIC_FLAGS + rb"[^\0]*)\0", image)
+    return KernelImage(image, how, release.decode(), m.group(0).decode("utf-8", "replace"),
+                       vm.group(1).decode() if vm else None)
 
 
 def read_kernel(path: Path | str) -> KernelImage:

@@ -1,0 +1,227 @@
+"""Command line: the one place that turns errors into messages and exit codes.
+
+Exit codes: 0 nothing failed, 1 a module fails (predicted or observed) or static and runtime
+disagree, 2 bad input or broken infrastructure (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import TextIO
+
+from bootverify.cache import cache_dir
+from bootverify.errors import InfraError, InputError
+from bootverify.readers import bootimg
+from bootverify.readers.kernel import parse_kernel
+from bootverify.readers.symbols import (KernelExports, kernel_exports_from_symvers,
+                                        kernel_exports_from_system_map, read_kmi_symbol_lists,
+                                        read_protected_exports, read_symvers)
+from bootverify.report import static_json, static_text, write_json
+from bootverify.static.analysis import KernelInterface, StaticReport, Verdict, analyze
+from bootverify.static.moduleset import load_module_set
+
+EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+
+def _open_out(dest: str) -> TextIO:
+    return sys.stdout if dest == "-" else open(dest, "w", encoding="utf-8")
+
+
+# --- check ---
+
+def add_kernel_args(p: argparse.ArgumentParser) -> None:
+    """The static inputs `check` and `run` share."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--symvers", type=Path, metavar="FILE",
+                     help="vmlinux.symvers or Module.symvers of the kernel (CRCs, export types, "
+                          "namespaces)")
+    src.add_argument("--system-map", type=Path, metavar="FILE",
+                     help="System.map of the kernel (export names only: no CRC, GPL or "
+                          "namespace checks)")
+    p.add_argument("--kmi-symbol-list", type=Path, action="append", default=[], metavar="FILE",
+                   help="Android KMI symbol list ([abi_symbol_list]); repeat to merge several")
+    p.add_argument("--protected-exports", type=Path, metavar="FILE",
+                   help="GKI protected exports list (abi_gki_protected_exports_<arch>)")
+
+
+def kernel_interface(args: argparse.Namespace, kernel_image: bytes | None,
+                     image_path: object) -> KernelInterface:
+    exports: KernelExports = (kernel_exports_from_symvers(args.symvers) if args.symvers
+                              else kernel_exports_from_system_map(args.system_map))
+    release = vermagic = None
+    if kernel_image is not None:
+        k = parse_kernel(kernel_image, image_path)
+        release, vermagic = k.release, k.vermagic
+    return KernelInterface(
+        exports=exports,
+        kmi=read_kmi_symbol_lists(args.kmi_symbol_list) if args.kmi_symbol_list else None,
+        protected=(read_protected_exports(args.protected_exports) if args.protected_exports
+                   else frozenset()),
+        vermagic=vermagic, release=release)
+
+
+def _boot_kernel(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    img = bootimg.read_boot_image(path)
+    if not isinstance(img, bootimg.BootImage):
+        raise InputError(path, "a vendor boot image, not a boot.img (it holds no kernel)")
+    return img.kernel
+
+
+def static_report(args: argparse.Namespace) -> StaticReport:
+    kernel = kernel_interface(args, _boot_kernel(args.boot), args.boot)
+    modules = load_module_set(args.vendor_kernel_boot, args.modules_dir,
+                              None if args.no_cache else cache_dir() / "check")
+    if not modules:
+        raise InputError(args.vendor_kernel_boot or args.modules_dir[0] if args.modules_dir
+                         else "(no input)", "no kernel modules (.ko) found")
+    report = analyze(kernel, modules)
+    if report.kernel_release is None:
+        # Without a kernel image, the modules say what they were built for.
+        releases = Counter(m.vermagic.split(" ", 1)[0] for m in modules if m.vermagic)
+        report = StaticReport(releases.most_common(1)[0][0] if releases else None,
+                              report.kmi_trimmed, report.modules)
+    return report
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    if not args.vendor_kernel_boot and not args.modules_dir:
+        raise InputError("(command line)", "give --vendor-kernel-boot IMG and/or --modules-dir DIR")
+    report = static_report(args)
+    if args.json:
+        with _open_out(args.json) as out:
+            write_json(static_json(report), out)
+    if args.json != "-":
+        static_text(report, sys.stdout)
+    return EXIT_FAIL if any(p.verdict is Verdict.FAIL for p in report.modules) else EXIT_OK
+
+
+# --- kmi-diff ---
+
+def cmd_kmi_diff(args: argparse.Namespace) -> int:
+    old = {e.name: e for e in read_symvers(args.old) if e.owner == "vmlinux"}
+    new = {e.name: e for e in read_symvers(args.new) if e.owner == "vmlinux"}
+    kmi = read_kmi_symbol_lists(args.kmi_symbol_list) if args.kmi_symbol_list else None
+    scope = sorted(kmi & old.keys() if kmi is not None else old)
+    changes = []
+    for sym in scope:
+        if sym not in new:
+            changes.append({"symbol": sym, "change": "removed", "old_crc": f"{old[sym].crc:#010x}",
+                            "new_crc": None})
+        elif new[sym].crc != old[sym].crc:
+            changes.append({"symbol": sym, "change": "crc-changed",
+                            "old_crc": f"{old[sym].crc:#010x}", "new_crc": f"{new[sym].crc:#010x}"})
+    if args.json:
+        with _open_out(args.json) as out:
+            write_json({"old": str(args.old), "new": str(args.new), "symbols_compared": len(scope),
+                        "changes": changes}, out)
+    if args.json != "-":
+        for c in changes:
+            print(f"{c['change']:12} {c['symbol']}  {c['old_crc']} -> {c['new_crc'] or '-'}")
+        print(f"{len(changes)} of {len(scope)} {'KMI ' if kmi is not None else ''}symbols "
+              f"removed or changed")
+    return EXIT_FAIL if changes else EXIT_OK
+
+
+# --- inspect / unpack ---
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    img = bootimg.read_boot_image(args.image)
+    for name, value in bootimg.describe(img):
+        print(f"{name:28} {value}")
+    return EXIT_OK
+
+
+def cmd_unpack(args: argparse.Namespace) -> int:
+    img = bootimg.read_boot_image(args.image)
+    out: Path = args.dir
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, bytes] = {"cmdline": img.cmdline.encode() + b"\n"}
+    if isinstance(img, bootimg.BootImage):
+        files.update(kernel=img.kernel, ramdisk=img.ramdisk, second=img.second,
+                     recovery_dtbo=img.recovery_dtbo, dtb=img.dtb, signature=img.signature)
+    else:
+        files.update(dtb=img.dtb, bootconfig=img.bootconfig)
+        for i, r in enumerate(img.ramdisks):
+            files[f"vendor_ramdisk{i:02d}" + (f"_{r.name}" if r.name else "")] = r.data
+    for name, data in files.items():
+        if data:
+            (out / name).write_bytes(data)
+            print(out / name)
+    return EXIT_OK
+
+
+# --- images ---
+
+def cmd_images_build(args: argparse.Namespace) -> int:
+    from bootverify import samples      # pulls in the build recipes only when asked
+    out = samples.build(cache_dir() / "images", lambda line: print(line, file=sys.stderr))
+    print(out)
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="bootverify",
+        description="Do a device's kernel modules load on this kernel? Static KMI analysis of "
+                    "the .ko files, and a real boot in qemu.",
+        epilog="Exit status: 0 all good, 1 a module fails or static and runtime disagree, "
+               "2 bad input or infrastructure failure.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="predict, without booting, whether each module loads",
+                       description="Static analysis by the kernel's own load-time rules: "
+                                   "unresolved, crc-mismatch, not-in-kmi, namespace, gpl-only, "
+                                   "vermagic, protected, duplicate-export, dependency-failed.")
+    p.add_argument("--vendor-kernel-boot", type=Path, metavar="IMG",
+                   help="vendor_kernel_boot.img or vendor_boot.img whose ramdisks hold modules")
+    p.add_argument("--modules-dir", type=Path, action="append", default=[], metavar="DIR",
+                   help="directory searched recursively for .ko files; repeatable")
+    p.add_argument("--boot", type=Path, metavar="IMG",
+                   help="boot.img: its kernel gives the release and vermagic to check against")
+    add_kernel_args(p)
+    p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the facts cache")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("kmi-diff", help="KMI symbols removed or changed between two symvers")
+    p.add_argument("old", type=Path, metavar="OLD_SYMVERS")
+    p.add_argument("new", type=Path, metavar="NEW_SYMVERS")
+    p.add_argument("--kmi-symbol-list", type=Path, action="append", default=[], metavar="FILE")
+    p.add_argument("--json", metavar="PATH|-")
+    p.set_defaults(func=cmd_kmi_diff)
+
+    p = sub.add_parser("inspect", help="print a boot image's header fields and sections")
+    p.add_argument("image", type=Path, metavar="IMG")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("unpack", help="write a boot image's kernel, ramdisks, dtb, bootconfig, "
+                                      "cmdline to DIR")
+    p.add_argument("image", type=Path, metavar="IMG")
+    p.add_argument("dir", type=Path, metavar="DIR")
+    p.set_defaults(func=cmd_unpack)
+
+    p = sub.add_parser("images", help="the built-in sample images")
+    isub = p.add_subparsers(dest="images_command", required=True)
+    b = isub.add_parser("build", help="build (cached) and print the output directory last")
+    b.set_defaults(func=cmd_images_build)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (InputError, InfraError) as e:
+        print(f"bootverify: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("bootverify: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_ERROR

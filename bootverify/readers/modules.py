@@ -1,0 +1,283 @@
+"""Kernel modules: the facts of one .ko that decide whether it links, and a modules directory.
+
+A .ko (kernel 6.1, scripts/mod/modpost.c + include/linux/export.h) carries what the loader
+checks: undefined symbols in .symtab, exports as `__ksymtab_SYM` in __ksymtab / __ksymtab_gpl
+with `__kstrtabns_SYM` naming the namespace and `__crc_SYM` labelling the export's u32 CRC in
+__kcrctab(_gpl), the CRCs the module was built against in __versions (struct modversion_info:
+unsigned long crc, char name[56]), and .modinfo strings (vermagic, depends, license, import_ns).
+
+Speed: Debian's ~3,700 arm64 modules are read in well under a second by unpacking the ELF64
+tables with struct; pyelftools' ELFFile() alone costs ~0.55 ms a module there (2 s for the set,
+against ~0.5 s for all of depmod), so pyelftools is the general path for every other ELF
+flavour (32-bit, big-endian) and the fast path covers what Android and Debian ship.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from bootverify.errors import InputError
+
+MODULE_SIGNATURE_MAGIC = b"~Module signature appended~\n"   # include/linux/module_signature.h
+MODVERSION_INFO = struct.Struct("<Q56s")                    # struct modversion_info, 64-bit LE
+KSYMTAB_PREFIX = "__ksymtab_"
+KSTRTABNS_PREFIX = "__kstrtabns_"
+KSYMTAB_GPL_SECTION = "__ksymtab_gpl"
+KCRCTAB_PREFIX = "__crc_"
+EXPORT_SECTIONS = ("__ksymtab", KSYMTAB_GPL_SECTION, "__ksymtab_strings", "__kcrctab",
+                   "__kcrctab_gpl")
+MODULE_SUFFIXES = (".ko",)
+
+ELF_MAGIC = b"\x7fELF"
+ELF64_LE = (2, 1)                        # e_ident[EI_CLASS] ELFCLASS64, [EI_DATA] ELFDATA2LSB
+ET_REL = 1
+ELF64_HEADER = struct.Struct("<16sHHIQQQIHHHHHH")
+ELF64_SHDR = struct.Struct("<IIQQQQIIQQ")
+ELF64_SYM = struct.Struct("<IBBHQQ")
+SHN_UNDEF = 0
+STB_WEAK = 2
+
+
+@dataclass(frozen=True)
+class ModuleExport:
+    name: str
+    gpl_only: bool
+    namespace: str = ""
+    crc: int | None = None      # from __kcrctab (CONFIG_MODVERSIONS); None without it
+
+
+@dataclass(frozen=True)
+class ModuleFacts:
+    """What one .ko needs and offers, as the kernel's module loader sees it."""
+    path: str
+    name: str
+    undefined: tuple[str, ...]          # non-weak: each must resolve or the load fails
+    weak_undefined: tuple[str, ...]     # may stay unresolved
+    exports: tuple[ModuleExport, ...]
+    versions: Mapping[str, int]         # __versions: symbol -> CRC the module was built against
+    vermagic: str
+    depends: tuple[str, ...]
+    license: str
+    import_ns: tuple[str, ...]
+    signed: bool
+
+
+def module_name(path: str | Path) -> str:
+    """The name the kernel gives a module file: basename without .ko, '-' as '_' (kmod's rule)."""
+    base = Path(path).name
+    for suffix in MODULE_SUFFIXES:
+        base = base.removesuffix(suffix)
+    return base.replace("-", "_")
+
+
+# --- ELF access: (sections by name, symbol iterator) from either backend ---
+
+@dataclass(frozen=True)
+class _Section:
+    index: int
+    offset: int
+    size: int
+    link: int
+
+
+Symbol = tuple[str, int, int, int]      # name, st_shndx, binding, st_value
+
+
+def _cstring(data: bytes, offset: int) -> str:
+    end = data.find(b"\0", offset)
+    return data[offset:end if end >= 0 else len(data)].decode("utf-8", "replace")
+
+
+def _elf64le_tables(data: bytes, path: object) -> tuple[dict[str, _Section], list[Symbol]]:
+    try:
+        (_, e_type, _, _, _, _, shoff, _, _, _, _, shentsize, shnum, shstrndx) = \
+            ELF64_HEADER.unpack_from(data)
+        if e_type != ET_REL:
+            raise InputError(path, f"ELF type {e_type} is not a relocatable object (ET_REL)")
+        if shentsize != ELF64_SHDR.size or shoff + shnum * shentsize > len(data) or \
+                shstrndx >= shnum:
+            raise InputError(path, "truncated or corrupt ELF section header table")
+        headers = [ELF64_SHDR.unpack_from(data, shoff + i * shentsize) for i in range(shnum)]
+        shstr_off = headers[shstrndx][4]
+        sections: dict[str, _Section] = {}
+        for i, h in enumerate(headers):
+            sh_name, sh_type, _, _, offset, size, link = h[:7]
+            if sh_type != 8 and offset + size > len(data):      # SHT_NOBITS takes no file space
+                raise InputError(path, f"truncated: ELF section {i} runs past the end of the file")
+            sections[_cstring(data, shstr_off + sh_name)] = _Section(i, offset, size, link)
+        symtab = sections.get(".symtab")
+        if symtab is None:
+            raise InputError(path, "no .symtab: not a kernel module (stripped?)")
+        str_off = headers[symtab.link][4]
+        # Only undefined symbols and the export tables matter; naming just those halves the time.
+        wanted = {SHN_UNDEF} | {sections[n].index for n in EXPORT_SECTIONS if n in sections}
+        find = data.find
+        symbols = [(data[o:find(b"\0", o)].decode(), shndx, info >> 4, value)
+                   for st_name, info, _, shndx, value, _ in
+                   ELF64_SYM.iter_unpack(memoryview(data)[symtab.offset:symtab.offset + symtab.size])
+                   if shndx in wanted and st_name for o in (str_off + st_name,)]
+    except (struct.error, IndexError):
+        raise InputError(path, "truncated or corrupt ELF file") from None
+    return sections, symbols
+
+
+def _shndx(value: int | str) -> int:
+    """pyelftools names the special section indexes; only SHN_UNDEF matters here."""
+    if isinstance(value, int):
+        return value
+    return SHN_UNDEF if value == "SHN_UNDEF" else -1
+
+
+def _pyelftools_tables(data: bytes, path: object) -> tuple[dict[str, _Section], list[Symbol]]:
+    try:
+        elf = ELFFile(io.BytesIO(data))
+        sections = {s.name: _Section(i, s["sh_offset"], s["sh_size"], s["sh_link"])
+                    for i, s in enumerate(elf.iter_sections())}
+        symtab = elf.get_section_by_name(".symtab")
+        if symtab is None:
+            raise InputError(path, "no .symtab: not a kernel module (stripped?)")
+        symbols = [(s.name, _shndx(s["st_shndx"]),
+                    STB_WEAK if s["st_info"]["bind"] == "STB_WEAK" else 0, s["st_value"])
+                   for s in symtab.iter_symbols()]
+    except ELFError as e:
+        raise InputError(path, f"corrupt ELF file: {e}") from None
+    return sections, symbols
+
+
+def parse_module(data: bytes, path: str) -> ModuleFacts:
+    if not data.startswith(ELF_MAGIC):
+        raise InputError(path, "not an ELF file (bad magic): not a kernel module")
+    if (data[4], data[5]) == ELF64_LE:
+        sections, symbols = _elf64le_tables(data, path)
+    else:
+        sections, symbols = _pyelftools_tables(data, path)
+
+    def section(name: str) -> bytes:
+        s = sections.get(name)
+        return data[s.offset:s.offset + s.size] if s else b""
+
+    modinfo: dict[str, list[str]] = {}
+    for item in section(".modinfo").split(b"\0"):
+        key, sep, value = item.decode("utf-8", "replace").partition("=")
+        if sep:
+            modinfo.setdefault(key, []).append(value)
+
+    by_index = {s.index: s for s in sections.values()}
+    gpl_index = sections[KSYMTAB_GPL_SECTION].index if KSYMTAB_GPL_SECTION in sections else -1
+    namespaces = {name[len(KSTRTABNS_PREFIX):]: _cstring(data, by_index[shndx].offset + value)
+                  for name, shndx, _, value in symbols
+                  if name.startswith(KSTRTABNS_PREFIX) and shndx in by_index}
+    crcs = {name[len(KCRCTAB_PREFIX):]: int.from_bytes(
+                data[by_index[shndx].offset + value:by_index[shndx].offset + value + 4], "little")
+            for name, shndx, _, value in symbols
+            if name.startswith(KCRCTAB_PREFIX) and shndx in by_index}
+    exports = tuple(
+        ModuleExport(sym, shndx == gpl_index, namespaces.get(sym, ""), crcs.get(sym))
+        for name, shndx, _, _ in symbols
+        if name.startswith(KSYMTAB_PREFIX) and shndx != SHN_UNDEF
+        for sym in (name[len(KSYMTAB_PREFIX):],))
+    undefined = [(name, bind) for name, shndx, bind, _ in symbols if shndx == SHN_UNDEF and name]
+
+    raw_versions = section("__versions")
+    if len(raw_versions) % MODVERSION_INFO.size:
+        raise InputError(path, f"__versions is {len(raw_versions)} bytes, not a multiple of "
+                               f"{MODVERSION_INFO.size}")
+    versions = {raw[:raw.find(b"\0")].decode(): crc
+                for crc, raw in MODVERSION_INFO.iter_unpack(raw_versions)}
+
+    def one(key: str) -> str:
+        return modinfo.get(key, [""])[-1]
+
+    return ModuleFacts(
+        path=path,
+        name=(one("name") or module_name(path)).replace("-", "_"),
+        undefined=tuple(sorted(n for n, bind in undefined if bind != STB_WEAK)),
+        weak_undefined=tuple(sorted(n for n, bind in undefined if bind == STB_WEAK)),
+        exports=exports,
+        versions=versions,
+        vermagic=one("vermagic"),
+        depends=tuple(d.replace("-", "_") for d in one("depends").split(",") if d),
+        license=one("license"),
+        import_ns=tuple(modinfo.get("import_ns", [])),
+        signed=data.endswith(MODULE_SIGNATURE_MAGIC),
+    )
+
+
+def read_module(path: str | Path) -> ModuleFacts:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise InputError(path, e.strerror or str(e)) from None
+    return parse_module(data, str(path))
+
+
+def find_modules(root: Path) -> Iterator[Path]:
+    """Every .ko below root, symlinks followed (kmod's depmod follows them too), sorted."""
+    if not root.is_dir():
+        raise InputError(root, "not a directory")
+    seen: set[Path] = set()
+    for p in sorted(root.rglob("*")):
+        if p.name.endswith(MODULE_SUFFIXES) and p.is_file():
+            real = p.resolve()
+            if real not in seen:
+                seen.add(real)
+                yield p
+
+
+# --- a modules directory: the files libmodprobe reads (system/core/libmodprobe) ---
+
+@dataclass(frozen=True)
+class ModulesDir:
+    root: Path
+    load: tuple[str, ...]                   # modules.load: paths, in load order
+    dep: Mapping[str, tuple[str, ...]]      # modules.dep: path -> its dependencies' paths
+    blocklist: frozenset[str]               # modules.blocklist: module names
+    options: Mapping[str, str]              # modules.options: module name -> parameters
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    if not path.exists():
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(path, f"unreadable: {e}") from None
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _keyword_lines(path: Path, keyword: str) -> list[tuple[str, str]]:
+    out = []
+    for n, line in _lines(path):
+        word, _, rest = line.partition(" ")
+        if word != keyword or not rest.strip():
+            raise InputError(path, f"line {n}: expected '{keyword} MODULE ...', got {line[:80]!r}")
+        name, _, args = rest.strip().partition(" ")
+        out.append((name.replace("-", "_"), args.strip()))
+    return out
+
+
+def read_modules_dir(root: Path) -> ModulesDir:
+    dep: dict[str, tuple[str, ...]] = {}
+    for n, line in _lines(root / "modules.dep"):
+        target, sep, deps = line.partition(":")
+        if not sep:
+            raise InputError(root / "modules.dep", f"line {n}: expected 'MODULE: DEPS', "
+                                                   f"got {line[:80]!r}")
+        dep[target.strip()] = tuple(deps.split())
+    return ModulesDir(
+        root=root,
+        load=tuple(line for _, line in _lines(root / "modules.load")),
+        dep=dep,
+        blocklist=frozenset(name for name, _ in _keyword_lines(root / "modules.blocklist",
+                                                                "blocklist")),
+        options={name: args for name, args in _keyword_lines(root / "modules.options",
+                                                             "options")},
+    )
