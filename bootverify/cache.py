@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import os
+import pickle
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def cache_dir() -> Path:
@@ -12,3 +18,44 @@ def cache_dir() -> Path:
         return Path(os.environ["BOOTVERIFY_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "bootverify"
+
+
+def file_fingerprint(path: Path) -> tuple[str, int, int, int, int]:
+    """A file's identity for caching: same path and stat, same content (git's index rule)."""
+    st = path.stat()
+    return (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def load_pickle(path: Path) -> object | None:
+    """A cached value, or None when missing or unreadable (a damaged cache is an empty one)."""
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
+            ModuleNotFoundError):
+        return None
+
+
+def store_pickle(path: Path, value: object) -> None:
+    """Write then rename: a concurrent or killed run never leaves a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def memo(root: Path | None, key: str, compute: Callable[[], T]) -> T:
+    """compute(), remembered under root by key."""
+    if root is None:
+        return compute()
+    hit = load_pickle(root / f"{key}.pickle")
+    if hit is not None:
+        return hit  # type: ignore[return-value]
+    value = compute()
+    store_pickle(root / f"{key}.pickle", value)
+    return value

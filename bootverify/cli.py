@@ -7,22 +7,17 @@ disagree, 2 bad input or broken infrastructure (one line on stderr, no traceback
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
 from bootverify.cache import cache_dir
 from bootverify.errors import InfraError, InputError
 from bootverify.readers import bootimg
-from bootverify.readers.kernel import parse_kernel
-from bootverify.readers.symbols import (KernelExports, kernel_exports_from_symvers,
-                                        kernel_exports_from_system_map, read_kmi_symbol_lists,
-                                        read_protected_exports, read_symvers)
+from bootverify.readers.symbols import read_kmi_symbol_lists, read_symvers
 from bootverify.report import static_json, static_text, write_json
-from bootverify.static.analysis import KernelInterface, StaticReport, Verdict, analyze
-from bootverify.static.moduleset import load_module_set
+from bootverify.static.analysis import Verdict
+from bootverify.static.check import CheckInputs, run_check
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -48,51 +43,15 @@ def add_kernel_args(p: argparse.ArgumentParser) -> None:
                    help="GKI protected exports list (abi_gki_protected_exports_<arch>)")
 
 
-def kernel_interface(args: argparse.Namespace, kernel_image: bytes | None,
-                     image_path: object) -> KernelInterface:
-    exports: KernelExports = (kernel_exports_from_symvers(args.symvers) if args.symvers
-                              else kernel_exports_from_system_map(args.system_map))
-    release = vermagic = None
-    if kernel_image is not None:
-        k = parse_kernel(kernel_image, image_path)
-        release, vermagic = k.release, k.vermagic
-    return KernelInterface(
-        exports=exports,
-        kmi=read_kmi_symbol_lists(args.kmi_symbol_list) if args.kmi_symbol_list else None,
-        protected=(read_protected_exports(args.protected_exports) if args.protected_exports
-                   else frozenset()),
-        vermagic=vermagic, release=release)
-
-
-def _boot_kernel(path: Path | None) -> bytes | None:
-    if path is None:
-        return None
-    img = bootimg.read_boot_image(path)
-    if not isinstance(img, bootimg.BootImage):
-        raise InputError(path, "a vendor boot image, not a boot.img (it holds no kernel)")
-    return img.kernel
-
-
-def static_report(args: argparse.Namespace) -> StaticReport:
-    kernel = kernel_interface(args, _boot_kernel(args.boot), args.boot)
-    modules = load_module_set(args.vendor_kernel_boot, args.modules_dir,
-                              None if args.no_cache else cache_dir() / "check")
-    if not modules:
-        raise InputError(args.vendor_kernel_boot or args.modules_dir[0] if args.modules_dir
-                         else "(no input)", "no kernel modules (.ko) found")
-    report = analyze(kernel, modules)
-    if report.kernel_release is None:
-        # Without a kernel image, the modules say what they were built for.
-        releases = Counter(m.vermagic.split(" ", 1)[0] for m in modules if m.vermagic)
-        report = StaticReport(releases.most_common(1)[0][0] if releases else None,
-                              report.kmi_trimmed, report.modules)
-    return report
+def check_inputs(args: argparse.Namespace) -> CheckInputs:
+    return CheckInputs(symvers=args.symvers, system_map=args.system_map,
+                       kmi_symbol_lists=tuple(args.kmi_symbol_list),
+                       protected_exports=args.protected_exports, boot=args.boot,
+                       vendor_boot=args.vendor_kernel_boot, modules_dirs=tuple(args.modules_dir))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    if not args.vendor_kernel_boot and not args.modules_dir:
-        raise InputError("(command line)", "give --vendor-kernel-boot IMG and/or --modules-dir DIR")
-    report = static_report(args)
+    report = run_check(check_inputs(args), None if args.no_cache else cache_dir() / "check")
     if args.json:
         with _open_out(args.json) as out:
             write_json(static_json(report), out)

@@ -59,5 +59,5 @@ def static_json(report: StaticReport) -> dict[str, Any]:
 
 
 def write_json(doc: dict[str, Any], out: TextIO) -> None:
-    json.dump(doc, out, indent=2)
+    out.write(json.dumps(doc))  # dumps, not dump: only dumps uses the C encoder
     out.write("\n")

@@ -62,6 +62,8 @@ VENDOR_RAMDISK_ENTRY: Layout = (
 )
 BOARD_ID_WORDS = 16
 
+BOOT_V0_ONLY_FIELDS = ("page_size", "name", "kernel_addr", "ramdisk_addr", "second_addr",
+                       "tags_addr", "dtb_addr")
 # v0-v2 split the command line: the first 511 bytes in cmdline, the rest in extra_cmdline.
 BOOT_V0_CMDLINE = 512
 
@@ -411,9 +413,11 @@ def describe(img: BootImage | VendorBootImage) -> list[tuple[str, str]]:
     """Header fields and sections as (name, value) lines for `bootverify inspect`."""
     kind = "boot" if isinstance(img, BootImage) else "vendor_boot"
     rows = [("format", f"{kind} v{img.header_version}")]
+    v0_only = isinstance(img, BootImage) and img.header_version >= 3
     for f in fields(img):
         value = getattr(img, f.name)
-        if isinstance(value, bytes) or f.name in ("header_version", "ramdisks"):
+        if isinstance(value, bytes) or f.name in ("header_version", "ramdisks") or \
+                (v0_only and f.name in BOOT_V0_ONLY_FIELDS):
             continue
         if f.name == "os_version":
             value = format_os_version(value)

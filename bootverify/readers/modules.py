@@ -15,13 +15,11 @@ flavour (32-bit, big-endian) and the fast path covers what Android and Debian sh
 from __future__ import annotations
 
 import io
+import os
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
 
 from bootverify.errors import InputError
 
@@ -136,6 +134,9 @@ def _shndx(value: int | str) -> int:
 
 
 def _pyelftools_tables(data: bytes, path: object) -> tuple[dict[str, _Section], list[Symbol]]:
+    # Imported here: the import alone costs more than a warm `check` of a large set.
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
     try:
         elf = ELFFile(io.BytesIO(data))
         sections = {s.name: _Section(i, s["sh_offset"], s["sh_size"], s["sh_link"])
@@ -218,17 +219,27 @@ def read_module(path: str | Path) -> ModuleFacts:
     return parse_module(data, str(path))
 
 
-def find_modules(root: Path) -> Iterator[Path]:
-    """Every .ko below root, symlinks followed (kmod's depmod follows them too), sorted."""
+def find_modules(root: Path) -> list[Path]:
+    """Every .ko below root, sorted, symlinks followed as depmod follows them; a file or
+    directory reached twice counts once."""
     if not root.is_dir():
         raise InputError(root, "not a directory")
-    seen: set[Path] = set()
-    for p in sorted(root.rglob("*")):
-        if p.name.endswith(MODULE_SUFFIXES) and p.is_file():
-            real = p.resolve()
-            if real not in seen:
-                seen.add(real)
-                yield p
+    found: dict[str, str] = {}
+    seen_dirs: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen_dirs:     # a symlink loop or a second way in
+            dirnames.clear()
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        for name in filenames:
+            if name.endswith(MODULE_SUFFIXES):
+                p = os.path.join(dirpath, name)
+                if not os.path.islink(p):
+                    found.setdefault(p, p)
+                elif os.path.isfile(p):
+                    found.setdefault(os.path.realpath(p), p)
+    return [Path(p) for p in sorted(found.values())]
 
 
 # --- a modules directory: the files libmodprobe reads (system/core/libmodprobe) ---

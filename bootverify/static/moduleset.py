@@ -1,4 +1,4 @@
-"""The module set under test: every .ko in a vendor boot image's ramdisks and in module dirs.
+"""The module set under test: every .ko in a vendor boot image's ramdisks and given files.
 
 Facts are cached by file content under $BOOTVERIFY_CACHE/check/: `facts.pickle` maps a
 content digest to its ModuleFacts, `index.pickle` maps a path and its stat to the digest (as
@@ -11,15 +11,14 @@ import dataclasses
 import hashlib
 import multiprocessing
 import os
-import pickle
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from bootverify.cache import file_fingerprint, load_pickle, store_pickle
 from bootverify.errors import InputError
 from bootverify.readers.bootimg import VendorBootImage, read_boot_image
-from bootverify.readers.modules import MODULE_SUFFIXES, ModuleFacts, find_modules, parse_module
+from bootverify.readers.modules import MODULE_SUFFIXES, ModuleFacts, parse_module
 from bootverify.readers.ramdisk import unpack_initrd
 
 # Below this many modules a process pool costs more than it saves.
@@ -29,14 +28,6 @@ CACHE_FORMAT = 1        # bump when ModuleFacts changes shape
 
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-StatKey = tuple[int, int, int, int]     # st_ino, st_size, st_mtime_ns, st_ctime_ns
-
-
-def _stat_key(path: Path) -> StatKey:
-    st = path.stat()
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _parse_file(path: str) -> tuple[str, ModuleFacts]:
@@ -52,29 +43,26 @@ class FactsCache:
 
     def __init__(self, root: Path | None) -> None:
         self.root = root
-        self.index: dict[str, tuple[StatKey, str]] = self._load("index")
+        self.index: dict[str, tuple[tuple[object, ...], str]] = self._load("index")
         self.facts: dict[str, ModuleFacts] = self._load("facts")
         self.dirty = False
 
     def _load(self, name: str) -> dict:  # type: ignore[type-arg]
         if self.root is None:
             return {}
-        try:
-            with open(self.root / f"{name}.pickle", "rb") as f:
-                fmt, table = pickle.load(f)
-            return table if fmt == CACHE_FORMAT else {}
-        except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError,
-                AttributeError, ModuleNotFoundError):
-            return {}        # a missing or damaged cache is an empty one
+        stored = load_pickle(self.root / f"{name}.pickle")
+        if isinstance(stored, tuple) and len(stored) == 2 and stored[0] == CACHE_FORMAT:
+            return stored[1]
+        return {}
 
     def lookup_file(self, path: Path) -> ModuleFacts | None:
         hit = self.index.get(str(path))
-        if hit and hit[0] == _stat_key(path) and hit[1] in self.facts:
+        if hit and hit[0] == file_fingerprint(path) and hit[1] in self.facts:
             return dataclasses.replace(self.facts[hit[1]], path=str(path))
         return None
 
     def store_file(self, path: Path, key: str, facts: ModuleFacts) -> None:
-        self.index[str(path)] = (_stat_key(path), key)
+        self.index[str(path)] = (file_fingerprint(path), key)
         self.store(key, facts)
 
     def lookup(self, key: str, path: str) -> ModuleFacts | None:
@@ -86,23 +74,12 @@ class FactsCache:
         self.dirty = True
 
     def save(self) -> None:
-        if self.root is None or not self.dirty:
-            return
-        self.root.mkdir(parents=True, exist_ok=True)
-        for name, table in (("index", self.index), ("facts", self.facts)):
-            # Write then rename: a concurrent or killed run never leaves a torn file.
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{name}-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    pickle.dump((CACHE_FORMAT, table), f, protocol=pickle.HIGHEST_PROTOCOL)
-                os.replace(tmp, self.root / f"{name}.pickle")
-            except BaseException:
-                os.unlink(tmp)
-                raise
+        if self.root is not None and self.dirty:
+            store_pickle(self.root / "index.pickle", (CACHE_FORMAT, self.index))
+            store_pickle(self.root / "facts.pickle", (CACHE_FORMAT, self.facts))
 
 
-def _from_dirs(dirs: Sequence[Path], cache: FactsCache) -> list[ModuleFacts]:
-    paths = [p for d in dirs for p in find_modules(d)]
+def _from_files(paths: Sequence[Path], cache: FactsCache) -> list[ModuleFacts]:
     found: dict[Path, ModuleFacts] = {}
     missing = []
     for p in paths:
@@ -141,13 +118,13 @@ def _from_vendor_boot(image: Path, cache: FactsCache) -> list[ModuleFacts]:
     return out
 
 
-def load_module_set(vendor_boot: Path | None, dirs: Sequence[Path],
+def load_module_set(vendor_boot: Path | None, files: Sequence[Path],
                     cache_root: Path | None) -> list[ModuleFacts]:
-    """All modules, image first then dirs in order; a name seen twice keeps its first file,
-    as the kernel refuses the second (EEXIST)."""
+    """All modules, the image's first, then the files in order; a name seen twice keeps its
+    first file, as the kernel refuses the second (EEXIST)."""
     cache = FactsCache(cache_root)
     modules = (_from_vendor_boot(vendor_boot, cache) if vendor_boot else []) \
-        + _from_dirs(dirs, cache)
+        + _from_files(files, cache)
     cache.save()
     seen: set[str] = set()
     unique = []
