@@ -1,0 +1,17 @@
+"""Shared fixtures: the sample images (built once, cached across runs)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from bootverify.cache import cache_dir
+
+
+@pytest.fixture(scope="session")
+def sample_images() -> Path:
+    """The built-in sample images (`bootverify images build`); a cold build takes minutes."""
+    from bootverify import samples
+    return samples.build(cache_dir() / "images", lambda line: print(line, file=sys.stderr))
