@@ -1,17 +1,22 @@
 """Reports: a text table for people, JSON for CI (a contract), JUnit for test dashboards.
 
 JSON contract (`bootverify check`): {"kernel_release", "kmi_trimmed", "modules": [{"name",
-"path", "static": {"verdict", "problems": [{"kind", "symbol", "detail"}]}}]}. `bootverify run`
-adds per module "runtime" and "agreement" (see crosscheck).
+"path", "static": {"verdict", "problems": [{"kind", "symbol", "detail", "fatal"}]}}]}.
+`bootverify run` adds "console_log" and per module "runtime": {"outcome", "errno",
+"errno_name", "problems": [{"kind", "symbol", "detail"}], "kmsg", "message", "reason",
+"origin", "seconds"}, "agreement" and "why" (see crosscheck).
 """
 
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from bootverify.crosscheck import DISAGREEMENTS, Agreement, ModuleVerdict
+from bootverify.runtime.kmsg import Outcome, RuntimeResult
 from bootverify.static.analysis import Prediction, StaticReport
 
 
@@ -61,3 +66,67 @@ def static_json(report: StaticReport) -> dict[str, Any]:
 def write_json(doc: dict[str, Any], out: TextIO) -> None:
     out.write(json.dumps(doc))  # dumps, not dump: only dumps uses the C encoder
     out.write("\n")
+
+
+# --- `bootverify run`: static + runtime + agreement ---
+
+def run_text(verdicts: Sequence[ModuleVerdict], out: TextIO) -> None:
+    rows = [(v.name, v.prediction.verdict.value if v.prediction else "-",
+             v.runtime.outcome.value + (f" ({v.runtime.errno_name})" if v.runtime.errno else ""),
+             f"{v.runtime.seconds:.2f}", v.agreement.value, v.why or "-") for v in verdicts]
+    out.write(table(rows, ("MODULE", "STATIC", "RUNTIME", "SECONDS", "AGREEMENT", "WHY")))
+    outcomes = Counter(v.runtime.outcome.value for v in verdicts)
+    agreements = Counter(v.agreement.value for v in verdicts)
+    out.write(f"\n{len(verdicts)} modules: "
+              + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) + "; agreement: "
+              + ", ".join(f"{n} {k}" for k, n in sorted(agreements.items())) + "\n")
+    missed = [v for v in verdicts if v.agreement is Agreement.MISSED]
+    if missed:
+        out.write(f"\nMISSED BY STATIC ANALYSIS ({len(missed)}): the kernel refused these for "
+                  f"reasons the analysis did not predict; please report:\n")
+        for v in missed:
+            out.write(f"  {v.name}: {v.why}\n")
+
+
+def runtime_json(r: RuntimeResult) -> dict[str, Any]:
+    return {"outcome": r.outcome.value, "errno": r.errno, "errno_name": r.errno_name,
+            "problems": [{"kind": p.kind.value, "symbol": p.symbol, "detail": p.detail}
+                         for p in r.problems],
+            "kmsg": list(r.kmsg), "message": r.modprobe_message, "reason": r.reason,
+            "origin": r.origin, "seconds": round(r.seconds, 3)}
+
+
+def run_json(report: StaticReport, verdicts: Sequence[ModuleVerdict],
+             console_log: str | None) -> dict[str, Any]:
+    return {
+        "kernel_release": report.kernel_release,
+        "kmi_trimmed": report.kmi_trimmed,
+        "console_log": console_log,
+        "modules": [{"name": v.name,
+                     "path": v.prediction.path if v.prediction else v.runtime.path,
+                     "static": prediction_json(v.prediction) if v.prediction else None,
+                     "runtime": runtime_json(v.runtime),
+                     "agreement": v.agreement.value, "why": v.why} for v in verdicts],
+    }
+
+
+def junit(verdicts: Sequence[ModuleVerdict], out: TextIO) -> None:
+    """One testcase per module: a failure when it did not load or the halves disagree."""
+    suite = ET.Element("testsuite", name="bootverify", tests=str(len(verdicts)))
+    failures = skipped = 0
+    for v in verdicts:
+        case = ET.SubElement(suite, "testcase", name=v.name, time=f"{v.runtime.seconds:.3f}",
+                             classname=f"bootverify.{v.runtime.origin or 'modules'}")
+        if v.runtime.outcome is Outcome.SKIPPED:
+            ET.SubElement(case, "skipped", message=v.why)
+            skipped += 1
+        elif v.runtime.outcome is not Outcome.LOADED or v.agreement in DISAGREEMENTS:
+            failure = ET.SubElement(case, "failure", type=f"{v.runtime.outcome.value}/"
+                                                          f"{v.agreement.value}",
+                                    message=v.why or v.runtime.modprobe_message)
+            failure.text = "\n".join(v.runtime.kmsg)
+            failures += 1
+    suite.set("failures", str(failures))
+    suite.set("skipped", str(skipped))
+    ET.indent(suite)
+    out.write(ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n")

@@ -1,0 +1,90 @@
+"""Static prediction against runtime outcome: does the analysis tell the truth?
+
+Agreement per module:
+- confirmed     failure predicted and observed, the kernel named the predicted symbols;
+- latent        a KMI violation predicted as latent (kernel not trimmed) and it loaded;
+- missed        the kernel refused to link it and the analysis did not predict that (or named
+                other symbols): a defect of the analysis, reported loudly;
+- unconfirmed   failure predicted, but it linked (it loaded, or got as far as its init);
+- runtime-only  init error, hang or crash: not a linking problem, nothing to predict;
+- skipped       blocklisted (or not run), nothing observed;
+- ok            predicted to load, and loaded.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from bootverify.runtime.kmsg import Outcome, RuntimeResult
+from bootverify.static.analysis import Prediction, Verdict
+
+
+class Agreement(enum.Enum):
+    CONFIRMED = "confirmed"
+    LATENT = "latent"
+    MISSED = "missed"
+    UNCONFIRMED = "unconfirmed"
+    RUNTIME_ONLY = "runtime-only"
+    SKIPPED = "skipped"
+    OK = "ok"
+
+
+DISAGREEMENTS = frozenset({Agreement.MISSED, Agreement.UNCONFIRMED})
+
+
+@dataclass(frozen=True)
+class ModuleVerdict:
+    name: str
+    prediction: Prediction | None       # None: a module static analysis did not see
+    runtime: RuntimeResult
+    agreement: Agreement
+    why: str                            # one line for the report when it is not plain ok
+
+
+def _symbols_agree(prediction: Prediction, runtime: RuntimeResult) -> bool:
+    """The kernel stops at its first failing check (vermagic, module_layout before symbols),
+    so what it names is a subset of what the analysis predicts."""
+    predicted = {p.symbol for p in prediction.problems if p.fatal}
+    observed = {p.symbol for p in runtime.problems}
+    return observed <= predicted | {""}
+
+
+def agree(prediction: Prediction | None, runtime: RuntimeResult) -> ModuleVerdict:
+    verdict = prediction.verdict if prediction else Verdict.OK
+    outcome = runtime.outcome
+
+    def result(a: Agreement, why: str = "") -> ModuleVerdict:
+        return ModuleVerdict(runtime.name, prediction, runtime, a, why)
+
+    if outcome is Outcome.SKIPPED:
+        return result(Agreement.SKIPPED, runtime.reason)
+    if outcome is Outcome.LINK_ERROR:
+        observed = ", ".join(f"{p.kind.value} {p.symbol}".strip() for p in runtime.problems)
+        if prediction is None:
+            return result(Agreement.MISSED, f"not analysed statically; kernel: {observed}")
+        if verdict is Verdict.FAIL and _symbols_agree(prediction, runtime):
+            return result(Agreement.CONFIRMED, observed)
+        predicted = ", ".join(p.symbol for p in prediction.problems if p.fatal) or "nothing"
+        return result(Agreement.MISSED, f"kernel: {observed}; predicted: {predicted}")
+    if verdict is Verdict.FAIL:
+        return result(Agreement.UNCONFIRMED,
+                      f"predicted to fail to link, but the outcome was {outcome.value}")
+    if outcome in (Outcome.INIT_ERROR, Outcome.HUNG, Outcome.CRASHED):
+        return result(Agreement.RUNTIME_ONLY, runtime.reason or runtime.modprobe_message)
+    if verdict is Verdict.WARN:
+        return result(Agreement.LATENT, "; ".join(f"{p.kind.value} {p.symbol}"
+                                                  for p in prediction.problems))  # type: ignore
+    return result(Agreement.OK)
+
+
+def crosscheck(predictions: tuple[Prediction, ...],
+               runtime: list[RuntimeResult]) -> list[ModuleVerdict]:
+    by_name = {p.name: p for p in predictions}
+    return [agree(by_name.get(r.name), r) for r in runtime]
+
+
+def failed(verdicts: list[ModuleVerdict]) -> bool:
+    """Exit 1: a module did not load (blocklisted ones aside) or the halves disagree."""
+    return any(v.agreement in DISAGREEMENTS or
+               v.runtime.outcome not in (Outcome.LOADED, Outcome.SKIPPED) for v in verdicts)
