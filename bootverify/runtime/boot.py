@@ -1,0 +1,171 @@
+"""Boot as a bootloader would: what qemu gets from a boot.img and a vendor boot image.
+
+The reference is U-Boot's boot/image-android.c (android_image_get_kernel / _get_ramdisk):
+- kernel: the boot.img kernel, decompressed here because QEMU's arm64 loader takes only a raw or
+  gzip Image (Kleaf ships Image.lz4 in lz4 legacy format).
+- initrd: the vendor ramdisk section (all fragments back to back, so in table order), then the
+  generic ramdisk, then, for header v4 with a bootconfig section, the bootconfig followed by its
+  trailer (size u32 LE, checksum u32 LE = byte sum, "#BOOTCONFIG\\n"; add_trailer() skips a
+  bootconfig that already ends with the magic). bootverify puts its agent overlay between the
+  generic ramdisk and the bootconfig: the kernel finds bootconfig by the magic at the very end of
+  the initrd, so nothing may follow it. The overlay starts 4-aligned after at least four zero
+  bytes, which the initramfs unpacker skips and which end an lz4 legacy stream before it.
+- cmdline: boot cmdline + " " + vendor cmdline (U-Boot), then bootverify's own parameters, then
+  `-- sh /bootverify/init` (the agent's arguments; nothing may follow `--`). With a bootconfig,
+  `bootconfig` is added so that kernels without CONFIG_BOOT_CONFIG_FORCE read it.
+- vendor_kernel_boot.img has the vendor boot format; boot.img v0-v2 carry their own ramdisk and
+  need no vendor image.
+
+Module directories given besides the images (`--system-dlkm`, `--vendor-dlkm`) go into the overlay
+at the paths Android mounts them on: /system_dlkm/lib/modules and /vendor_dlkm/lib/modules.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootverify.errors import InputError
+from bootverify.readers.bootimg import BootImage, VendorBootImage, read_boot_image
+from bootverify.readers.kernel import KernelImage, parse_kernel
+from bootverify.readers.ramdisk import CpioEntry, entries_from_tree, unpack_initrd
+from bootverify.runtime import agent
+
+BOOTCONFIG_MAGIC = b"#BOOTCONFIG\n"
+# Extra module directories and where the guest sees them (Android's mount points).
+DLKM_GUEST_DIRS: Mapping[str, str] = {
+    "system_dlkm": "/system_dlkm/lib/modules",
+    "vendor_dlkm": "/vendor_dlkm/lib/modules",
+}
+# bootverify's own parameters, after the images' command lines:
+# console on the virt machine's PL011; /dev/kmsg writes not rate-limited (markers); timestamps in
+# the log (durations); a panic ends the guest at once (and qemu, with -no-reboot).
+AGENT_PARAMS = ("console=ttyAMA0", "printk.devkmsg=on", "printk.time=1", "panic=-1")
+
+
+@dataclass(frozen=True)
+class BootImages:
+    boot: BootImage
+    vendor: VendorBootImage | None
+    boot_path: str
+    vendor_path: str | None
+
+
+def read_images(boot: Path | str, vendor_boot: Path | str | None) -> BootImages:
+    """Read and pair a boot.img with its vendor(_kernel)_boot.img (InputError when they don't fit)."""
+    b = read_boot_image(boot)
+    if not isinstance(b, BootImage):
+        raise InputError(boot, "is a vendor boot image; expected a boot.img (magic ANDROID!)")
+    if not b.kernel:
+        raise InputError(boot, "boot image has no kernel")
+    v: VendorBootImage | None = None
+    if vendor_boot is not None:
+        vi = read_boot_image(vendor_boot)
+        if not isinstance(vi, VendorBootImage):
+            raise InputError(vendor_boot, "is a boot.img; expected a vendor boot or vendor kernel "
+                                          "boot image (magic VNDRBOOT)")
+        v = vi
+        if b.header_version < 3:
+            raise InputError(vendor_boot, f"boot image header v{b.header_version} takes no vendor "
+                                          f"boot image (v3+ does)")
+    elif b.header_version >= 3:
+        raise InputError(boot, f"boot image header v{b.header_version} needs a vendor boot image "
+                               f"(its ramdisk and command line are there)")
+    return BootImages(b, v, str(boot), str(vendor_boot) if vendor_boot is not None else None)
+
+
+def bootconfig_with_trailer(bootconfig: bytes) -> bytes:
+    """The bootconfig as U-Boot's add_trailer() leaves it; empty stays empty."""
+    if not bootconfig or bootconfig.endswith(BOOTCONFIG_MAGIC):
+        return bootconfig
+    size = len(bootconfig).to_bytes(4, "little")
+    checksum = (sum(bootconfig) & 0xFFFFFFFF).to_bytes(4, "little")
+    return bootconfig + size + checksum + BOOTCONFIG_MAGIC
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What the bootloader hands the kernel, before bootverify adds anything."""
+    kernel: KernelImage
+    vendor_ramdisks: tuple[bytes, ...]    # in table order
+    generic_ramdisk: bytes
+    bootconfig: bytes                     # with its trailer; b"" when there is none
+    cmdline: str                          # boot + " " + vendor
+
+    @property
+    def ramdisk(self) -> bytes:
+        """The device's initrd without bootconfig: vendor fragments, then the generic ramdisk."""
+        return b"".join(self.vendor_ramdisks) + self.generic_ramdisk
+
+    def ramdisk_tree(self, path: object = "initrd") -> dict[str, CpioEntry]:
+        """The file tree the device's ramdisks unpack to (later archives win)."""
+        return unpack_initrd(self.ramdisk, path)
+
+
+def handoff(images: BootImages) -> Handoff:
+    kernel = parse_kernel(images.boot.kernel, f"{images.boot_path} (kernel)")
+    v = images.vendor
+    if v is None:
+        return Handoff(kernel, (), images.boot.ramdisk, b"", images.boot.cmdline.strip())
+    cmdline = " ".join(c for c in (images.boot.cmdline.strip(), v.cmdline.strip()) if c)
+    bootconfig = bootconfig_with_trailer(v.bootconfig) if v.header_version >= 4 else b""
+    return Handoff(kernel, tuple(r.data for r in v.ramdisks), images.boot.ramdisk, bootconfig,
+                   cmdline)
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(6)
+
+
+@dataclass(frozen=True)
+class GuestBoot:
+    """What qemu gets: -kernel, -initrd, -append."""
+    kernel: bytes          # raw arm64 Image
+    initrd: bytes
+    cmdline: str
+    release: str           # uname -r of the kernel
+    nonce: str             # the console protocol's marker nonce (also on the cmdline)
+
+
+def _overlay_start(n: int) -> int:
+    """Zero bytes to put after n bytes of initrd: at least 4, ending 4-aligned."""
+    return 4 + (-(n + 4)) % 4
+
+
+def guest_boot(h: Handoff, overlay: bytes, nonce: str,
+               extra_params: Sequence[str] = ()) -> GuestBoot:
+    """The handoff plus bootverify's overlay and command line."""
+    ramdisk = h.ramdisk
+    initrd = ramdisk + bytes(_overlay_start(len(ramdisk))) + overlay + h.bootconfig
+    params, init_args = agent.agent_cmdline(nonce)
+    ours = [*AGENT_PARAMS, *extra_params, params]
+    if h.bootconfig:
+        ours.append("bootconfig")
+    cmdline = " ".join(c for c in (h.cmdline, " ".join(ours), init_args) if c)
+    return GuestBoot(h.kernel.image, initrd, cmdline, h.kernel.release, nonce)
+
+
+def dlkm_entries(dirs: Mapping[str, Path]) -> list[CpioEntry]:
+    """Overlay members for extra module directories: {"system_dlkm": Path, ...}."""
+    out: list[CpioEntry] = []
+    for origin, directory in dirs.items():
+        if origin not in DLKM_GUEST_DIRS:
+            raise ValueError(f"unknown module directory kind {origin!r}")
+        if not Path(directory).is_dir():
+            raise InputError(directory, "not a directory")
+        guest = DLKM_GUEST_DIRS[origin].lstrip("/")
+        parts = guest.split("/")
+        out += [agent._dir("/".join(parts[:i])) for i in range(1, len(parts) + 1)]
+        out += entries_from_tree(Path(directory), guest)
+    return out
+
+
+def prepare(images: BootImages, *, busybox: bytes, dlkm_dirs: Mapping[str, Path] | None = None,
+            nonce: str | None = None, extra_params: Sequence[str] = ()) -> tuple[Handoff,
+                                                                                  GuestBoot]:
+    """Everything qemu needs for one run."""
+    h = handoff(images)
+    overlay = agent.build_overlay(busybox, dlkm_entries(dlkm_dirs or {}))
+    return h, guest_boot(h, overlay, nonce or new_nonce(), extra_params)
