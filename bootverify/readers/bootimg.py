@@ -253,8 +253,7 @@ def _parse_boot(data: bytes, path: object) -> BootImage:
     # Place the sections by the sizes the header states, then cut them out.
     sized = _with_sizes(img, sizes)
     sections = layout(sized)
-    return _with_bytes(sized, {s.name: _take(data, path, sections, s.name)
-                               for s in sections if s.name != "header"})
+    return _with_bytes(sized, {name: _take(data, path, sections, name) for name in sizes})
 
 
 def _parse_vendor_boot(data: bytes, path: object) -> VendorBootImage:
@@ -286,11 +285,12 @@ def _parse_vendor_boot(data: bytes, path: object) -> VendorBootImage:
             raise InputError(path, "truncated: vendor ramdisk table runs past the end of the file")
         entries = [_unpack(VENDOR_RAMDISK_ENTRY, table[i * entry_size:], path, "ramdisk table")
                    for i in range(count)]
-    # A placeholder with the right section sizes lets layout() say where everything is.
+    # A placeholder with the right section sizes lets layout() say where everything is; range()
+    # has a length and no storage, so a header claiming gigabytes costs nothing before _take().
     placeholder = VendorBootImage(
-        ramdisks=(VendorRamdisk(b"\0" * ramdisk_size),) if version == 3 else tuple(
-            VendorRamdisk(b"\0" * int(e["ramdisk_size"])) for e in entries),  # type: ignore
-        dtb=b"\0" * dtb_size, bootconfig=b"\0" * int(h.get("bootconfig_size", 0)),  # type: ignore
+        ramdisks=(VendorRamdisk(range(ramdisk_size)),) if version == 3 else tuple(  # type: ignore
+            VendorRamdisk(range(int(e["ramdisk_size"]))) for e in entries),  # type: ignore
+        dtb=range(dtb_size), bootconfig=range(int(h.get("bootconfig_size", 0))),  # type: ignore
         **common)  # type: ignore[arg-type]
     if version == 4 and sum(len(r.data) for r in placeholder.ramdisks) != ramdisk_size:
         raise InputError(path, f"vendor ramdisk table sizes add up to "
@@ -324,7 +324,9 @@ def _table_entry(e: dict[str, object], section: bytes, path: object) -> VendorRa
 
 
 def _with_sizes(img: BootImage, sizes: dict[str, object]) -> BootImage:
-    return _with_bytes(img, {name: b"\0" * int(size) for name, size in sizes.items()})  # type: ignore
+    # Sized placeholders for layout(): range() has a length and no storage.
+    return _with_bytes(img, {name: range(int(size))  # type: ignore[misc]
+                             for name, size in sizes.items()})
 
 
 def _with_bytes(img: BootImage, sections: dict[str, bytes]) -> BootImage:

@@ -24,7 +24,6 @@ from pathlib import Path
 from bootverify.errors import InputError
 
 MODULE_SIGNATURE_MAGIC = b"~Module signature appended~\n"   # include/linux/module_signature.h
-MODVERSION_INFO = struct.Struct("<Q56s")                    # struct modversion_info, 64-bit LE
 KSYMTAB_PREFIX = "__ksymtab_"
 KSTRTABNS_PREFIX = "__kstrtabns_"
 KSYMTAB_GPL_SECTION = "__ksymtab_gpl"
@@ -117,7 +116,7 @@ def _elf64le_tables(data: bytes, path: object) -> tuple[dict[str, _Section], lis
         # Only undefined symbols and the export tables matter; naming just those halves the time.
         wanted = {SHN_UNDEF} | {sections[n].index for n in EXPORT_SECTIONS if n in sections}
         find = data.find
-        symbols = [(data[o:find(b"\0", o)].decode(), shndx, info >> 4, value)
+        symbols = [(data[o:find(b"\0", o)].decode("utf-8", "replace"), shndx, info >> 4, value)
                    for st_name, info, _, shndx, value, _ in
                    ELF64_SYM.iter_unpack(memoryview(data)[symtab.offset:symtab.offset + symtab.size])
                    if shndx in wanted and st_name for o in (str_off + st_name,)]
@@ -139,8 +138,14 @@ def _pyelftools_tables(data: bytes, path: object) -> tuple[dict[str, _Section], 
     from elftools.elf.elffile import ELFFile
     try:
         elf = ELFFile(io.BytesIO(data))
+        if elf["e_type"] != "ET_REL":
+            raise InputError(path, f"ELF type {elf['e_type']} is not a relocatable object "
+                                   f"(ET_REL)")
         sections = {s.name: _Section(i, s["sh_offset"], s["sh_size"], s["sh_link"])
                     for i, s in enumerate(elf.iter_sections())}
+        for i, s in enumerate(elf.iter_sections()):
+            if s["sh_type"] != "SHT_NOBITS" and s["sh_offset"] + s["sh_size"] > len(data):
+                raise InputError(path, f"truncated: ELF section {i} runs past the end of the file")
         symtab = elf.get_section_by_name(".symtab")
         if symtab is None:
             raise InputError(path, "no .symtab: not a kernel module (stripped?)")
@@ -155,6 +160,8 @@ def _pyelftools_tables(data: bytes, path: object) -> tuple[dict[str, _Section], 
 def parse_module(data: bytes, path: str) -> ModuleFacts:
     if not data.startswith(ELF_MAGIC):
         raise InputError(path, "not an ELF file (bad magic): not a kernel module")
+    if len(data) < 16:
+        raise InputError(path, "truncated ELF header")
     if (data[4], data[5]) == ELF64_LE:
         sections, symbols = _elf64le_tables(data, path)
     else:
@@ -175,8 +182,13 @@ def parse_module(data: bytes, path: str) -> ModuleFacts:
     namespaces = {name[len(KSTRTABNS_PREFIX):]: _cstring(data, by_index[shndx].offset + value)
                   for name, shndx, _, value in symbols
                   if name.startswith(KSTRTABNS_PREFIX) and shndx in by_index}
+    # The target's byte order and word size (EI_DATA, EI_CLASS): CRCs are u32 in __kcrctab,
+    # struct modversion_info is { unsigned long crc; char name[64 - sizeof(unsigned long)]; }.
+    order = "big" if data[5] == 2 else "little"
+    modversion_info = struct.Struct((">" if order == "big" else "<")
+                                    + ("Q56s" if data[4] == 2 else "I60s"))
     crcs = {name[len(KCRCTAB_PREFIX):]: int.from_bytes(
-                data[by_index[shndx].offset + value:by_index[shndx].offset + value + 4], "little")
+                data[by_index[shndx].offset + value:by_index[shndx].offset + value + 4], order)
             for name, shndx, _, value in symbols
             if name.startswith(KCRCTAB_PREFIX) and shndx in by_index}
     exports = tuple(
@@ -187,14 +199,14 @@ def parse_module(data: bytes, path: str) -> ModuleFacts:
     undefined = [(name, bind) for name, shndx, bind, _ in symbols if shndx == SHN_UNDEF and name]
 
     raw_versions = section("__versions")
-    if len(raw_versions) % MODVERSION_INFO.size:
+    if len(raw_versions) % modversion_info.size:
         raise InputError(path, f"__versions is {len(raw_versions)} bytes, not a multiple of "
-                               f"{MODVERSION_INFO.size}")
-    versions = {raw[:raw.find(b"\0")].decode(): crc
-                for crc, raw in MODVERSION_INFO.iter_unpack(raw_versions)}
+                               f"{modversion_info.size}")
+    versions = {raw.split(b"\0", 1)[0].decode("utf-8", "replace"): crc
+                for crc, raw in modversion_info.iter_unpack(raw_versions)}
 
     def one(key: str) -> str:
-        return modinfo.get(key, [""])[-1]
+        return modinfo.get(key, [""])[0]      # get_modinfo(): the first entry wins
 
     return ModuleFacts(
         path=path,

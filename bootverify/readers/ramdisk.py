@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import stat
 import zlib
 from collections.abc import Iterable
@@ -129,6 +130,7 @@ CPIO_TRAILER = "TRAILER!!!"
 CPIO_FIELDS = ("ino", "mode", "uid", "gid", "nlink", "mtime", "filesize", "devmajor",
                "devminor", "rdevmajor", "rdevminor", "namesize", "check")
 CPIO_HEADER_SIZE = len(CPIO_MAGIC) + 8 * len(CPIO_FIELDS)
+CPIO_HEX = re.compile(rb"[0-9A-Fa-f]{%d}" % (8 * len(CPIO_FIELDS)))
 
 
 @dataclass(frozen=True)
@@ -170,11 +172,11 @@ def read_cpio(data: bytes, path: object, start: int = 0) -> tuple[list[CpioEntry
         if data[pos:pos + 6] != CPIO_MAGIC:
             raise InputError(path, f"bad cpio magic {data[pos:pos + 6]!r} at offset {pos} "
                                    f"(only newc 070701 is supported)")
-        try:
-            f = {name: int(data[pos + 6 + 8 * i:pos + 14 + 8 * i], 16)
-                 for i, name in enumerate(CPIO_FIELDS)}
-        except ValueError:
-            raise InputError(path, f"bad cpio header at offset {pos}") from None
+        # int() would also take signs, spaces and underscores: a negative size walks backwards.
+        if not CPIO_HEX.fullmatch(data, pos + 6, pos + CPIO_HEADER_SIZE):
+            raise InputError(path, f"bad cpio header at offset {pos}")
+        f = {name: int(data[pos + 6 + 8 * i:pos + 14 + 8 * i], 16)
+             for i, name in enumerate(CPIO_FIELDS)}
         name_end = pos + CPIO_HEADER_SIZE + f["namesize"]
         data_start = _align4(name_end)
         data_end = data_start + f["filesize"]

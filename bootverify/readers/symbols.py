@@ -77,6 +77,8 @@ def parse_symvers(text: str, path: object) -> list[Export]:
         try:
             crc = int(crc_text, 16)
             etype = ExportType(kind)
+            if not 0 <= crc <= 0xffffffff:      # a u32 in __kcrctab; int() also takes a sign
+                raise ValueError(crc_text)
         except ValueError:
             raise InputError(path, f"line {lineno}: bad CRC or export type in {line[:80]!r}") \
                 from None

@@ -124,9 +124,11 @@ def _needed(m: ModuleFacts) -> list[tuple[str, bool]]:
 def _own_problems(m: ModuleFacts, kernel: KernelInterface,
                   providers: dict[str, _Provider]) -> list[Problem]:
     problems: list[Problem] = []
-    modversions = kernel.exports.has_crcs
-    if kernel.vermagic and m.vermagic and not same_magic(m.vermagic, kernel.vermagic,
-                                                         modversions):
+    # check_modinfo(): no vermagic at all is refused (try_to_force_load(), no FORCE_LOAD), and
+    # same_magic() skips the release when the module has __versions (info->index.vers).
+    if not m.vermagic:
+        problems.append(Problem(ProblemKind.VERMAGIC, "", "no version magic (modinfo vermagic)"))
+    elif kernel.vermagic and not same_magic(m.vermagic, kernel.vermagic, bool(m.versions)):
         problems.append(Problem(ProblemKind.VERMAGIC, "",
                                 f"version magic '{m.vermagic}' should be '{kernel.vermagic}'"))
     layout = kernel.exports.exports.get(MODULE_LAYOUT)
@@ -135,6 +137,11 @@ def _own_problems(m: ModuleFacts, kernel: KernelInterface,
         problems.append(Problem(ProblemKind.CRC_MISMATCH, MODULE_LAYOUT,
                                 f"built against {m.versions[MODULE_LAYOUT]:#010x}, "
                                 f"kernel has {layout.crc:#010x}"))
+    elif not m.versions and layout and layout.crc is not None:
+        # check_version() without a __versions section: try_to_force_load() refuses it.
+        problems.append(Problem(ProblemKind.CRC_MISMATCH, MODULE_LAYOUT,
+                                "no __versions: built without CONFIG_MODVERSIONS, the kernel "
+                                "has symbol versions"))
     trimmed = kernel.trimmed
     for sym, weak in _needed(m):
         p = providers.get(sym)
@@ -178,11 +185,12 @@ def _own_problems(m: ModuleFacts, kernel: KernelInterface,
 def analyze(kernel: KernelInterface, modules: Sequence[ModuleFacts]) -> StaticReport:
     providers = _providers(kernel, modules)
     own = {m.name: _own_problems(m, kernel, providers) for m in modules}
-    # Which set modules each module takes symbols from, in first-use order.
+    # Which set modules each module takes symbols from, in first-use order. Weak symbols do not
+    # count: when their provider fails they stay unresolved, which a weak reference allows.
     uses: dict[str, dict[str, str]] = {}
     for m in modules:
         deps: dict[str, str] = {}
-        for sym, _ in _needed(m):
+        for sym in m.undefined:
             p = providers.get(sym)
             if p and p.owner != KERNEL_OWNER and p.owner != m.name:
                 deps.setdefault(p.owner, sym)

@@ -23,7 +23,7 @@ from bootverify.readers.ramdisk import unpack_initrd
 
 # Below this many modules a process pool costs more than it saves.
 PARALLEL_MIN = 64
-CACHE_FORMAT = 1        # bump when ModuleFacts changes shape
+CACHE_FORMAT = 2        # bump when ModuleFacts changes shape or what the reader puts in it
 
 
 def digest(data: bytes) -> str:
