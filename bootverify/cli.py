@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -22,8 +23,16 @@ from bootverify.static.check import CheckInputs, run_check
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
 
-def _open_out(dest: str) -> TextIO:
-    return sys.stdout if dest == "-" else open(dest, "w", encoding="utf-8")
+def write_output(dest: str, write: Callable[[TextIO], None]) -> None:
+    """Write a report to a file, or to stdout for "-" (which stays open)."""
+    if dest == "-":
+        write(sys.stdout)
+        return
+    try:
+        with open(dest, "w", encoding="utf-8") as out:
+            write(out)
+    except OSError as e:
+        raise InputError(dest, f"cannot write: {e.strerror}") from None
 
 
 # --- check ---
@@ -53,8 +62,7 @@ def check_inputs(args: argparse.Namespace) -> CheckInputs:
 def cmd_check(args: argparse.Namespace) -> int:
     report = run_check(check_inputs(args), None if args.no_cache else cache_dir() / "check")
     if args.json:
-        with _open_out(args.json) as out:
-            write_json(static_json(report), out)
+        write_output(args.json, lambda out: write_json(static_json(report), out))
     if args.json != "-":
         static_text(report, sys.stdout)
     return EXIT_FAIL if any(p.verdict is Verdict.FAIL for p in report.modules) else EXIT_OK
@@ -76,9 +84,9 @@ def cmd_kmi_diff(args: argparse.Namespace) -> int:
             changes.append({"symbol": sym, "change": "crc-changed",
                             "old_crc": f"{old[sym].crc:#010x}", "new_crc": f"{new[sym].crc:#010x}"})
     if args.json:
-        with _open_out(args.json) as out:
-            write_json({"old": str(args.old), "new": str(args.new), "symbols_compared": len(scope),
-                        "changes": changes}, out)
+        doc = {"old": str(args.old), "new": str(args.new), "symbols_compared": len(scope),
+               "changes": changes}
+        write_output(args.json, lambda out: write_json(doc, out))
     if args.json != "-":
         for c in changes:
             print(f"{c['change']:12} {c['symbol']}  {c['old_crc']} -> {c['new_crc'] or '-'}")
@@ -99,7 +107,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_unpack(args: argparse.Namespace) -> int:
     img = bootimg.read_boot_image(args.image)
     out: Path = args.dir
-    out.mkdir(parents=True, exist_ok=True)
     files: dict[str, bytes] = {"cmdline": img.cmdline.encode() + b"\n"}
     if isinstance(img, bootimg.BootImage):
         files.update(kernel=img.kernel, ramdisk=img.ramdisk, second=img.second,
@@ -108,10 +115,14 @@ def cmd_unpack(args: argparse.Namespace) -> int:
         files.update(dtb=img.dtb, bootconfig=img.bootconfig)
         for i, r in enumerate(img.ramdisks):
             files[f"vendor_ramdisk{i:02d}" + (f"_{r.name}" if r.name else "")] = r.data
-    for name, data in files.items():
-        if data:
-            (out / name).write_bytes(data)
-            print(out / name)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            if data:
+                (out / name).write_bytes(data)
+                print(out / name)
+    except OSError as e:
+        raise InputError(e.filename or out, f"cannot write: {e.strerror}") from None
     return EXIT_OK
 
 

@@ -204,6 +204,15 @@ def test_duplicate_export():
     assert only(kernel(), m) == [(D, "printk", True)]
 
 
+def test_duplicate_export_between_set_modules():
+    """The kernel refuses whichever of two exporters loads second; set order stands for it."""
+    first = mod("first", exports=[ModuleExport("shared_fn", False, "", 0x1)])
+    second = mod("second", exports=[ModuleExport("shared_fn", False, "", 0x1)])
+    report = analyze(kernel(), [first, second])
+    assert problems(report, "first") == []
+    assert problems(report, "second") == [(D, "shared_fn", True)]
+
+
 # --- vermagic ---
 
 def test_same_magic():

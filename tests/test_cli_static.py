@@ -339,7 +339,6 @@ def test_usage_errors_exit_2(env):
     assert e.value.code == 2
 
 
-@pytest.mark.xfail(strict=True, reason="cli: `with _open_out('-')` closes sys.stdout")
 def test_json_to_stdout_leaves_stdout_open(env):
     rc, out, _ = run_raw(*check_args(env, "--json", "-"))
     assert rc == 0 and json.loads(out.getvalue())
@@ -349,9 +348,6 @@ def test_json_to_stdout_leaves_stdout_open(env):
     assert rc == 0 and not out.closed_by_cli
 
 
-@pytest.mark.xfail(strict=True, raises=OSError,
-                   reason="cli: an unwritable --json path raises OSError, which main() does "
-                          "not turn into a one-line error")
 def test_unwritable_json_path(env):
     rc, _, err = run(*check_args(env, "--json", env / "no/such/dir/report.json"))
     assert rc == 2
@@ -445,9 +441,6 @@ def test_inspect_and_unpack_malformed(env):
     assert not (env / "never").exists()
 
 
-@pytest.mark.xfail(strict=True, raises=OSError,
-                   reason="cli: unpack into an existing file raises FileExistsError, which "
-                          "main() does not turn into a one-line error")
 def test_unpack_into_a_file(env):
     _vendor_v4(env / "vb.img")
     (env / "afile").write_text("x")

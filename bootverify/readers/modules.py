@@ -279,11 +279,10 @@ def _lines(path: Path) -> list[tuple[int, str]]:
 def _keyword_lines(path: Path, keyword: str) -> list[tuple[str, str]]:
     out = []
     for n, line in _lines(path):
-        word, _, rest = line.partition(" ")
-        if word != keyword or not rest.strip():
+        words = line.split(maxsplit=2)
+        if len(words) < 2 or words[0] != keyword:
             raise InputError(path, f"line {n}: expected '{keyword} MODULE ...', got {line[:80]!r}")
-        name, _, args = rest.strip().partition(" ")
-        out.append((name.replace("-", "_"), args.strip()))
+        out.append((words[1].replace("-", "_"), words[2] if len(words) == 3 else ""))
     return out
 
 

@@ -125,6 +125,7 @@ def decompress(data: bytes, path: object) -> bytes:
 # --- cpio newc (the only format initramfs takes; see Documentation/driver-api/early-userspace) ---
 
 CPIO_MAGIC = b"070701"
+CPIO_MAGICS = (CPIO_MAGIC, b"070702")      # newc, and newc with checksums (the kernel takes both)
 CPIO_TRAILER = "TRAILER!!!"
 # newc header fields after the magic, each 8 hex digits, in order.
 CPIO_FIELDS = ("ino", "mode", "uid", "gid", "nlink", "mtime", "filesize", "devmajor",
@@ -169,9 +170,9 @@ def read_cpio(data: bytes, path: object, start: int = 0) -> tuple[list[CpioEntry
     while True:
         if pos + CPIO_HEADER_SIZE > len(data):
             raise InputError(path, f"cpio archive is truncated at offset {pos} (no TRAILER!!!)")
-        if data[pos:pos + 6] != CPIO_MAGIC:
+        if data[pos:pos + 6] not in CPIO_MAGICS:
             raise InputError(path, f"bad cpio magic {data[pos:pos + 6]!r} at offset {pos} "
-                                   f"(only newc 070701 is supported)")
+                                   f"(only newc 070701/070702 is supported)")
         # int() would also take signs, spaces and underscores: a negative size walks backwards.
         if not CPIO_HEX.fullmatch(data, pos + 6, pos + CPIO_HEADER_SIZE):
             raise InputError(path, f"bad cpio header at offset {pos}")
@@ -226,7 +227,7 @@ def unpack_initrd(data: bytes, path: object) -> dict[str, CpioEntry]:
         if data[pos] == 0:      # padding between segments (the kernel skips it 4 bytes at a time)
             pos += 1
             continue
-        if data[pos:pos + 6] == CPIO_MAGIC:
+        if data[pos:pos + 6] in CPIO_MAGICS:
             entries, pos = read_cpio(data, path, pos)
         elif detect(data[pos:]) is not Compression.NONE:
             raw, used = _inflate_stream(data[pos:], path)

@@ -147,12 +147,15 @@ def _own_problems(m: ModuleFacts, kernel: KernelInterface,
         p = providers.get(sym)
         from_kernel = p is None or p.owner == KERNEL_OWNER
         if from_kernel and kernel.kmi is not None and sym not in kernel.kmi and not weak:
-            problems.append(Problem(
-                ProblemKind.NOT_IN_KMI, sym,
-                "not in the KMI symbol list" + ("; the trimmed kernel does not export it"
-                                                if trimmed or p is None else
-                                                "; loads only because this kernel is not trimmed"),
-                fatal=trimmed or p is None))
+            if p is None:
+                why = "; the kernel does not export it" + (" (trimmed)" if trimmed else "")
+            elif trimmed:
+                why = "; exported although the kernel is trimmed to the KMI"
+            else:
+                why = "; loads only because this kernel is not trimmed"
+            problems.append(Problem(ProblemKind.NOT_IN_KMI, sym,
+                                    "not in the KMI symbol list" + why,
+                                    fatal=trimmed or p is None))
         if p is None:
             if not weak:
                 problems.append(Problem(ProblemKind.UNRESOLVED, sym,
@@ -173,9 +176,10 @@ def _own_problems(m: ModuleFacts, kernel: KernelInterface,
             problems.append(Problem(ProblemKind.PROTECTED, sym,
                                     f"unsigned module uses a protected export of {p.owner}"))
     for e in m.exports:
-        if e.name in kernel.exports.exports:
+        owner = providers[e.name].owner
+        if owner != m.name:
             problems.append(Problem(ProblemKind.DUPLICATE_EXPORT, e.name,
-                                    "exports a symbol the kernel already exports"))
+                                    f"exports a symbol {owner} already exports"))
         if not m.signed and e.name in kernel.protected:
             problems.append(Problem(ProblemKind.PROTECTED, e.name,
                                     "unsigned module exports a protected symbol"))
