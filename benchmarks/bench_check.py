@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -48,19 +49,29 @@ def _load_helpers():
 debian = _load_helpers()
 
 
-def timed(cmd: list[str], env: dict | None = None) -> float:
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmd: list[str], env: dict | None = None, cpu: list[float] | None = None) -> float:
+    """Wall seconds of cmd; its user+sys CPU seconds (children included) go to `cpu`."""
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     seconds = time.perf_counter() - start
+    if cpu is not None:
+        cpu.append(_children_cpu() - cpu_before)
     if proc.returncode not in (0, 1):
         tail = proc.stderr.decode(errors="replace")[-1500:]
         raise SystemExit(f"{' '.join(cmd)}: exit {proc.returncode}\n{tail}")
     return seconds
 
 
-def summary(times: list[float]) -> dict:
+def summary(times: list[float], cpu: list[float]) -> dict:
     return {"median": statistics.median(times), "min": min(times), "max": max(times),
-            "runs": [round(t, 4) for t in times]}
+            "cpu_median": statistics.median(cpu),
+            "runs": [round(t, 4) for t in times], "cpu_runs": [round(t, 4) for t in cpu]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,27 +114,28 @@ def main(argv: list[str] | None = None) -> int:
                      for k in ("unresolved", "crc_mismatch"))
         shutil.rmtree(warm_cache)
 
-        rows: dict[str, list[float]] = {"depmod -e -E": [], "check, cold cache": [],
-                                        "check, warm cache": [], "check --no-cache": []}
+        names = ["depmod -e -E", "check, cold cache", "check, warm cache", "check --no-cache"]
+        rows: dict[str, list[float]] = {n: [] for n in names}
+        cpu: dict[str, list[float]] = {n: [] for n in names}
         for _ in range(args.runs):
-            rows["depmod -e -E"].append(timed(depmod_cmd))
+            rows[names[0]].append(timed(depmod_cmd, cpu=cpu[names[0]]))
         cache = None
         for i in range(args.runs):
             cache = work / f"cache-cold-{i}"
-            rows["check, cold cache"].append(timed(check_cmd, env_for(cache)))
+            rows[names[1]].append(timed(check_cmd, env_for(cache), cpu[names[1]]))
         for _ in range(args.runs):
-            rows["check, warm cache"].append(timed(check_cmd, env_for(cache)))
+            rows[names[2]].append(timed(check_cmd, env_for(cache), cpu[names[2]]))
         if "--no-cache" in subprocess.run(check_cmd[:4] + ["--help"], capture_output=True,
                                           text=True).stdout:
             for _ in range(args.runs):
-                rows["check --no-cache"].append(timed(check_cmd + ["--no-cache"],
-                                                      env_for(work / "cache-unused")))
+                rows[names[3]].append(timed(check_cmd + ["--no-cache"],
+                                            env_for(work / "cache-unused"), cpu[names[3]]))
         else:
-            del rows["check --no-cache"]
+            del rows[names[3]]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    figures = {name: summary(times) for name, times in rows.items()}
+    figures = {name: summary(times, cpu[name]) for name, times in rows.items()}
     base = figures["depmod -e -E"]["median"]
     goals = {"check, cold cache": 3.0, "check, warm cache": 1.0}
 
@@ -137,14 +149,14 @@ def main(argv: list[str] | None = None) -> int:
           f"crc-mismatch)")
     print()
     print(f"| {'command':<20} | {'median s':>8} | {'min s':>6} | {'max s':>6} | {'x depmod':>8} "
-          f"| {'goal':<11} |")
-    print(f"|{'-' * 22}|{'-' * 9}:|{'-' * 7}:|{'-' * 7}:|{'-' * 9}:|-------------|")
+          f"| {'goal':<11} | {'CPU s':>6} |")
+    print(f"|{'-' * 22}|{'-' * 9}:|{'-' * 7}:|{'-' * 7}:|{'-' * 9}:|{'-' * 13}|{'-' * 7}:|")
     for name, fig in figures.items():
         ratio = fig["median"] / base
         goal = goals.get(name)
         verdict = "" if goal is None else (f"<={goal:g}x " + ("met" if ratio <= goal else "MISSED"))
         print(f"| {name:<20} | {fig['median']:8.3f} | {fig['min']:6.3f} | {fig['max']:6.3f} "
-              f"| {ratio:8.2f} | {verdict:<11} |")
+              f"| {ratio:8.2f} | {verdict:<11} | {fig['cpu_median']:6.3f} |")
 
     if args.json:
         args.json.write_text(json.dumps({
