@@ -180,7 +180,7 @@ def test_check_vendor_kernel_boot_and_boot(env, built):
     mods = {m["name"]: m for m in doc["modules"]}
     assert sorted(mods) == ["broken", "consumer", "provider"]
     assert mods["provider"]["path"] == \
-        f"{env / 'vendor_kernel_boot.img'}:dlkm:lib/modules/provider.ko"
+        f"{env / 'vendor_kernel_boot.img'}:dlkm/lib/modules/provider.ko"
     # the release differs, the flags match and the modules have __versions: vermagic is fine
     assert [m["static"]["verdict"] for m in doc["modules"]] == ["fail", "ok", "ok"]
     # flags differ: every module fails on vermagic
@@ -218,7 +218,7 @@ def test_module_name_seen_twice_keeps_the_first(env, built):
     write_vendor_boot_image(img, env / "vb.img")
     rc, out, _ = run(*check_args(env, "--vendor-kernel-boot", env / "vb.img", "--json", "-"))
     goods = [m for m in json.loads(out)["modules"] if m["name"] == "good"]
-    assert rc == 1 and [g["path"] for g in goods] == [f"{env / 'vb.img'}:ramdisk0:good.ko"]
+    assert rc == 1 and [g["path"] for g in goods] == [f"{env / 'vb.img'}:ramdisk0/good.ko"]
 
 
 # --- the cache ---
@@ -234,7 +234,6 @@ def test_warm_run_same_report_and_invalidation(env, built):
     cold = _json(argv)
     reports = env / "cache/check/reports"
     assert len(list(reports.glob("*.pickle"))) == 1
-    assert (env / "cache/check/facts/facts.pickle").is_file()
     warm = _json(argv)
     assert warm == cold
     assert len(list(reports.glob("*.pickle"))) == 1

@@ -15,6 +15,7 @@ flavour (32-bit, big-endian) and the fast path covers what Android and Debian sh
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import struct
 from collections.abc import Mapping
@@ -116,10 +117,12 @@ def _elf64le_tables(data: bytes, path: object) -> tuple[dict[str, _Section], lis
         # Only undefined symbols and the export tables matter; naming just those halves the time.
         wanted = {SHN_UNDEF} | {sections[n].index for n in EXPORT_SECTIONS if n in sections}
         find = data.find
-        symbols = [(data[o:find(b"\0", o)].decode("utf-8", "replace"), shndx, info >> 4, value)
-                   for st_name, info, _, shndx, value, _ in
-                   ELF64_SYM.iter_unpack(memoryview(data)[symtab.offset:symtab.offset + symtab.size])
-                   if shndx in wanted and st_name for o in (str_off + st_name,)]
+        with memoryview(data) as view:     # released before an mmap'd file is closed
+            symbols = [(data[o:find(b"\0", o)].decode("utf-8", "replace"), shndx, info >> 4,
+                        value)
+                       for st_name, info, _, shndx, value, _ in
+                       ELF64_SYM.iter_unpack(view[symtab.offset:symtab.offset + symtab.size])
+                       if shndx in wanted and st_name for o in (str_off + st_name,)]
     except (struct.error, IndexError):
         raise InputError(path, "truncated or corrupt ELF file") from None
     return sections, symbols
@@ -137,7 +140,7 @@ def _pyelftools_tables(data: bytes, path: object) -> tuple[dict[str, _Section], 
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
     try:
-        elf = ELFFile(io.BytesIO(data))
+        elf = ELFFile(io.BytesIO(bytes(data)))
         if elf["e_type"] != "ET_REL":
             raise InputError(path, f"ELF type {elf['e_type']} is not a relocatable object "
                                    f"(ET_REL)")
@@ -157,8 +160,9 @@ def _pyelftools_tables(data: bytes, path: object) -> tuple[dict[str, _Section], 
     return sections, symbols
 
 
-def parse_module(data: bytes, path: str) -> ModuleFacts:
-    if not data.startswith(ELF_MAGIC):
+def parse_module(data: bytes | mmap.mmap, path: str) -> ModuleFacts:
+    """The facts of one module; data may be an mmap, of which only the tables are touched."""
+    if data[:len(ELF_MAGIC)] != ELF_MAGIC:
         raise InputError(path, "not an ELF file (bad magic): not a kernel module")
     if len(data) < 16:
         raise InputError(path, "truncated ELF header")
@@ -219,16 +223,21 @@ def parse_module(data: bytes, path: str) -> ModuleFacts:
         depends=tuple(d.replace("-", "_") for d in one("depends").split(",") if d),
         license=one("license"),
         import_ns=tuple(modinfo.get("import_ns", [])),
-        signed=data.endswith(MODULE_SIGNATURE_MAGIC),
+        signed=data[-len(MODULE_SIGNATURE_MAGIC):] == MODULE_SIGNATURE_MAGIC,
     )
 
 
 def read_module(path: str | Path) -> ModuleFacts:
+    # mmap, not read(): the tables are a small part of a .ko, and the pages of the rest are never
+    # touched (depmod does the same).
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                raise InputError(path, "not an ELF file (empty): not a kernel module")
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return parse_module(data, str(path))
     except OSError as e:
         raise InputError(path, e.strerror or str(e)) from None
-    return parse_module(data, str(path))
 
 
 def find_modules(root: Path) -> list[Path]:

@@ -1,7 +1,8 @@
 """`bootverify check` as a function: input files in, StaticReport out, remembered by input.
 
 A report depends only on its input files, so it is cached under a key made of their
-fingerprints (path + stat, as the facts index does); a warm re-run reads no module at all.
+fingerprints (path, inode, size, mtime, ctime: what make and git trust); a warm re-run reads
+no module at all.
 """
 
 from __future__ import annotations
@@ -62,11 +63,9 @@ def kernel_interface(inputs: CheckInputs) -> KernelInterface:
         vermagic=vermagic, release=release)
 
 
-def _analyze(inputs: CheckInputs, module_files: list[Path], cache_root: Path | None
-             ) -> StaticReport:
+def _analyze(inputs: CheckInputs, module_files: list[Path]) -> StaticReport:
     kernel = kernel_interface(inputs)
-    modules = load_module_set(inputs.vendor_boot, module_files,
-                              cache_root / "facts" if cache_root else None)
+    modules = load_module_set(inputs.vendor_boot, module_files)
     if not modules:
         where = inputs.vendor_boot or (inputs.modules_dirs[0] if inputs.modules_dirs else "")
         raise InputError(where, "no kernel modules (.ko) found")
@@ -90,4 +89,4 @@ def run_check(inputs: CheckInputs, cache_root: Path | None) -> StaticReport:
                                [file_fingerprint(p) for p in inputs.files() + module_files])
                               ).encode()).hexdigest()
     return memo(cache_root / "reports" if cache_root else None, key,
-                lambda: _analyze(inputs, module_files, cache_root))
+                lambda: _analyze(inputs, module_files))
