@@ -116,7 +116,8 @@ def handoff(images: BootImages) -> Handoff:
 
 
 def new_nonce() -> str:
-    return secrets.token_hex(6)
+    """Eight hex digits: enough to never meet by chance, short on a slow serial line."""
+    return secrets.token_hex(4)
 
 
 @dataclass(frozen=True)
@@ -134,17 +135,22 @@ def _overlay_start(n: int) -> int:
     return 4 + (-(n + 4)) % 4
 
 
+def guest_cmdline(h: Handoff, nonce: str, extra_params: Sequence[str] = ()) -> str:
+    """The images' command line, then bootverify's parameters, then the agent's arguments."""
+    params, init_args = agent.agent_cmdline(nonce)
+    ours = [*AGENT_PARAMS, *extra_params, params]
+    if h.bootconfig:
+        ours.append("bootconfig")
+    return " ".join(c for c in (h.cmdline, " ".join(ours), init_args) if c)
+
+
 def guest_boot(h: Handoff, overlay: bytes, nonce: str,
                extra_params: Sequence[str] = ()) -> GuestBoot:
     """The handoff plus bootverify's overlay and command line."""
     ramdisk = h.ramdisk
     initrd = ramdisk + bytes(_overlay_start(len(ramdisk))) + overlay + h.bootconfig
-    params, init_args = agent.agent_cmdline(nonce)
-    ours = [*AGENT_PARAMS, *extra_params, params]
-    if h.bootconfig:
-        ours.append("bootconfig")
-    cmdline = " ".join(c for c in (h.cmdline, " ".join(ours), init_args) if c)
-    return GuestBoot(h.kernel.image, initrd, cmdline, h.kernel.release, nonce)
+    return GuestBoot(h.kernel.image, initrd, guest_cmdline(h, nonce, extra_params),
+                     h.kernel.release, nonce)
 
 
 def dlkm_entries(dirs: Mapping[str, Path]) -> list[CpioEntry]:
@@ -157,15 +163,15 @@ def dlkm_entries(dirs: Mapping[str, Path]) -> list[CpioEntry]:
             raise InputError(directory, "not a directory")
         guest = DLKM_GUEST_DIRS[origin].lstrip("/")
         parts = guest.split("/")
-        out += [agent._dir("/".join(parts[:i])) for i in range(1, len(parts) + 1)]
+        out += [agent.dir_entry("/".join(parts[:i])) for i in range(1, len(parts) + 1)]
         out += entries_from_tree(Path(directory), guest)
     return out
 
 
 def prepare(images: BootImages, *, busybox: bytes, dlkm_dirs: Mapping[str, Path] | None = None,
-            nonce: str | None = None, extra_params: Sequence[str] = ()) -> tuple[Handoff,
-                                                                                  GuestBoot]:
-    """Everything qemu needs for one run."""
+            nonce: str | None = None, extra_params: Sequence[str] = (),
+            extra_entries: Sequence[CpioEntry] = ()) -> tuple[Handoff, GuestBoot]:
+    """Everything qemu needs for one run (`extra_entries`: more overlay members, the plan)."""
     h = handoff(images)
-    overlay = agent.build_overlay(busybox, dlkm_entries(dlkm_dirs or {}))
+    overlay = agent.build_overlay(busybox, [*dlkm_entries(dlkm_dirs or {}), *extra_entries])
     return h, guest_boot(h, overlay, nonce or new_nonce(), extra_params)

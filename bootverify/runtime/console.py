@@ -5,7 +5,10 @@ Protocol: every command goes out as one line
     bv_begin SEQ; COMMAND; bv_end SEQ $?
 
 and the agent's shell functions print `@@bv<nonce>:SEQ:B` before and `@@bv<nonce>:SEQ:E:STATUS`
-after it, STATUS being the command's exit status as the shell computed it. The nonce reaches the
+after it, STATUS being the command's exit status as the shell computed it. A command that loads
+modules (`bv_run`) also prints `@@bv<nonce>:M<line>:<status>` after each module: `wait_mark`
+returns at each of those, so the host can time every module while the guest goes through the
+list without waiting for the host in between. The nonce reaches the
 guest on the kernel command line and the marker is joined from pieces inside the shell functions,
 so neither the echo of the command (the agent turns echo off anyway) nor the kernel's printing of
 its command line can look like a marker; SEQ grows with every command, so a late line from an
@@ -32,6 +35,7 @@ from bootverify.errors import InfraError
 from bootverify.runtime.agent import MARKER_PREFIX
 
 TAIL_LINES = 40          # console lines kept for error messages
+QUIET = 2.0              # past the timeout, output must keep coming at least this often
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,15 @@ class CommandResult:
     status: int                 # the shell's $? for the command
     lines: tuple[str, ...]      # output between the markers, CRs dropped
     seconds: float              # host wall time from sending to the end marker
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A module's end mark (line = its plan line) or the command's end (line None)."""
+    line: int | None
+    status: int
+    lines: tuple[str, ...]      # output since the previous mark (CRs dropped)
+    seconds: float              # host wall time since the previous mark (or the send)
 
 
 class ConsoleError(Exception):
@@ -106,6 +119,8 @@ class Console:
         child.logfile_read = self.tail
         child.delaybeforesend = None      # pexpect sleeps 50 ms before each send by default
         self.seq = first_seq - 1
+        self._started = self._last = time.monotonic()
+        self._fresh = False
 
     def last_lines(self, n: int = TAIL_LINES) -> list[str]:
         return self.tail.last(n)
@@ -127,47 +142,97 @@ class Console:
         shown = "\n".join(f"  | {line}" for line in lines) if lines else "  | (no output)"
         return f"{what}; last console lines:\n{shown}"
 
-    def run(self, command: str | Callable[[int], str], timeout: float) -> CommandResult:
-        """Run one command line in the agent's shell; command may be a function of the sequence
-        number (loader markers use it). Raises CommandTimeout or GuestDied."""
+    def start(self, command: str | Callable[[int], str]) -> int:
+        """Send one command line, wrapped in markers, without waiting; its sequence number.
+        `command` may be a function of the sequence number."""
         self.seq += 1
         seq = self.seq
         text = command(seq) if callable(command) else command
         if "\n" in text:
             raise ValueError("one command line at a time")
-        start = time.monotonic()
+        self._started = self._last = time.monotonic()
+        self._fresh = True
         self.child.sendline(f"bv_begin {seq}; {text}; bv_end {seq} $?")
-        end = re.compile(self._m + f":{seq}:E:(-?\\d+)\r*\n")
-        try:
-            self.child.expect(end, timeout=timeout)
-        except pexpect.TIMEOUT:
-            raise CommandTimeout(f"command {seq} gave no answer in {timeout:.1f} s", seq,
-                                 self._since_begin(self._pending(), seq),
-                                 time.monotonic() - start) from None
-        except pexpect.EOF:
-            raise GuestDied(f"console closed during command {seq}", seq,
-                            self._since_begin(self._pending(), seq),
-                            time.monotonic() - start) from None
-        seconds = time.monotonic() - start
+        return seq
+
+    def wait_mark(self, seq: int, timeout: float, grace: float = 0.0) -> Mark:
+        """The next module mark (`...:M<line>:<status>`) or the end of command `seq`, whichever
+        comes first, with the output before it. If output is still arriving when `timeout` runs
+        out (a long kernel log being printed), wait on while it keeps coming, `grace` seconds at
+        most. Raises CommandTimeout or GuestDied."""
+        patterns = [re.compile(self._m + r":M(\d+):(-?\d+)\r*\n"),
+                    re.compile(self._m + f":{seq}:E:(-?\\d+)\r*\n")]
+        deadline = self._last + timeout
+        hard = deadline + grace
+        seen = 0
+        while True:
+            try:
+                which = self.child.expect(patterns,
+                                          timeout=max(0.0, deadline - time.monotonic()))
+                break
+            except pexpect.TIMEOUT:
+                pending = self._pending()
+                now = time.monotonic()
+                if len(pending) > seen and now < hard:
+                    seen = len(pending)
+                    deadline = min(hard, now + QUIET)
+                    continue
+                raise CommandTimeout(f"command {seq}: no answer in {now - self._last:.1f} s",
+                                     seq, self._output(pending, seq), now - self._last) from None
+            except pexpect.EOF:
+                raise GuestDied(f"console closed during command {seq}", seq,
+                                self._output(self._pending(), seq),
+                                time.monotonic() - self._last) from None
+        now = time.monotonic()
+        seconds, self._last = now - self._last, now
         assert isinstance(self.child.before, str)
-        return CommandResult(seq, int(self.child.match.group(1)),
-                             self._since_begin(self.child.before, seq), seconds)
+        lines = self._output(self.child.before, seq)
+        m = self.child.match
+        if which == 0:
+            return Mark(int(m.group(1)), int(m.group(2)), lines, seconds)
+        return Mark(None, int(m.group(1)), lines, seconds)
+
+    def run(self, command: str | Callable[[int], str], timeout: float) -> CommandResult:
+        """Run one command line in the agent's shell and wait for it (module marks it prints
+        stay in the output). Raises CommandTimeout or GuestDied."""
+        seq = self.start(command)
+        lines: list[str] = []
+        while True:
+            try:
+                mark = self.wait_mark(seq, timeout)
+            except (CommandTimeout, GuestDied) as e:
+                e.lines = tuple(lines) + e.lines
+                e.seconds = time.monotonic() - self._started
+                raise
+            lines += mark.lines
+            if mark.line is None:
+                return CommandResult(seq, mark.status, tuple(lines),
+                                     time.monotonic() - self._started)
+            lines.append(f"{self.marker}:M{mark.line}:{mark.status}")
 
     def _pending(self) -> str:
         """After a TIMEOUT or EOF pexpect leaves everything read since the last match in before."""
         return self.child.before if isinstance(self.child.before, str) else ""
 
-    def _since_begin(self, text: str, seq: int) -> tuple[str, ...]:
-        """The output after this command's begin marker (all of it if the marker is missing)."""
-        begin = re.search(self._m + f":{seq}:B\r*\n", text)
-        return split_lines(text[begin.end():] if begin else text)
+    def _output(self, text: str, seq: int) -> tuple[str, ...]:
+        """Output lines; before the first mark of a command, only what follows its begin
+        marker (the prompt and anything older go)."""
+        if self._fresh:
+            self._fresh = False
+            begin = re.search(self._m + f":{seq}:B\r*\n", text)
+            if begin:
+                text = text[begin.end():]
+        return split_lines(text)
 
 
 @dataclass(frozen=True)
 class Exchange:
-    """One command as a console log shows it afterwards."""
+    """A piece of a recorded console log: one module of a `bv_run` (module = its plan line), or
+    the rest of a command (module None). status None: the log ends there, or the next boot
+    starts (the guest hung or died)."""
     seq: int
-    status: int | None          # None: no end marker (the guest hung or died)
+    module: int | None
+    status: int | None
     lines: tuple[str, ...]
 
 
@@ -180,30 +245,36 @@ BOOT_BANNER = "=== bootverify: boot"
 
 
 def transcript(text: str, nonce: str) -> list[Exchange]:
-    """The commands in a recorded console log, with their output (for logs read afterwards:
-    tests, reports). A command without an end marker runs to the next begin marker or boot."""
+    """The commands and modules of a recorded console log, with their output (for logs read
+    afterwards: tests, reports)."""
     m = re.escape(MARKER_PREFIX + nonce)
-    marker = re.compile(m + r":(\d+):(B|E:(-?\d+))\r*\n|^" + re.escape(BOOT_BANNER) + ".*\n",
-                        re.MULTILINE)
+    marker = re.compile(m + r":(?:(\d+):(B|E:(-?\d+))|M(\d+):(-?\d+))\r*\n|^"
+                        + re.escape(BOOT_BANNER) + ".*\n", re.MULTILINE)
     out: list[Exchange] = []
     open_seq: int | None = None
     start = 0
     for x in marker.finditer(text):
-        if x.group(1) is None:          # a new boot: whatever was open ends here
+        piece = split_lines(text[start:x.start()])
+        if x.group(4) is not None:                      # a module mark
             if open_seq is not None:
-                out.append(Exchange(open_seq, None, split_lines(text[start:x.start()])))
+                out.append(Exchange(open_seq, int(x.group(4)), int(x.group(5)), piece))
+                start = x.end()
+            continue
+        if x.group(1) is None:                          # a new boot: what was open ends here
+            if open_seq is not None:
+                out.append(Exchange(open_seq, None, None, piece))
                 open_seq = None
             continue
         seq = int(x.group(1))
         if x.group(2) == "B":
             if open_seq is not None:
-                out.append(Exchange(open_seq, None, split_lines(text[start:x.start()])))
+                out.append(Exchange(open_seq, None, None, piece))
             open_seq, start = seq, x.end()
         elif open_seq == seq:
-            out.append(Exchange(seq, int(x.group(3)), split_lines(text[start:x.start()])))
+            out.append(Exchange(seq, None, int(x.group(3)), piece))
             open_seq = None
     if open_seq is not None:
-        out.append(Exchange(open_seq, None, split_lines(text[start:])))
+        out.append(Exchange(open_seq, None, None, split_lines(text[start:])))
     return out
 
 

@@ -25,29 +25,34 @@ module gets a verdict.
 A module listed in modules.load but missing from modules.dep is loaded from its modules.load path
 without dependencies (libmodprobe would refuse it); the run notes it.
 
-Per module the agent writes `bootverify: begin SEQ PATH` and `bootverify: end SEQ status N` into
-/dev/kmsg around the finit_module, then prints `dmesg -c`: the lines between the two markers are
-the module's kernel log, and the markers' timestamps give its duration in guest time.
+How: the load order is fixed before the boot (every module is tried whatever happened to its
+dependencies), so it goes into the agent's overlay as /bootverify/plan, one `PATH PARAMS` line
+per module, and the guest walks it by itself (`bv_run`), one finit_module at a time, printing
+for each module the kernel log records its load wrote (read from /dev/kmsg by the helper, from
+a position taken just before the load: exactly that load's lines), the result line (return
+value, guest nanoseconds) and a nonce mark `M<line>:<status>`. The host reads the marks as they
+come and times each module from the previous mark; no host round trip sits between modules.
 
-Recovery: a module that does not answer within `module_timeout` is `hung`; one whose load oopses,
-BUGs or panics is `crashed`. Either way the VM is killed; the next module boots a new one, which
-first loads again (quietly, in one command) every module loaded before, so the kernel is in the
-state the list had reached, minus the failed module. The run always gets through the list.
+Recovery: a module whose init has not returned after `module_timeout` is `hung` (the helper's
+watchdog prints what the module logged so far; the host gives up a little later if even that
+does not come); one whose load oopses, BUGs or panics is `crashed`. Either way the VM is
+killed, a new one boots, loads again (quietly, one command) every module loaded before, so the
+kernel is in the state the list had reached, minus the failed module, and goes on from the next
+line. The run always gets through the list.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import shlex
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TextIO
 
-from bootverify.errors import InputError
+from bootverify.errors import InfraError, InputError
 from bootverify.readers.modules import ModulesDir, find_modules, module_name, read_modules_dir
 from bootverify.readers.ramdisk import CpioEntry
 from bootverify.runtime import agent, boot, kmsg
@@ -93,26 +98,52 @@ class ModuleUnit:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One module in load order: loaded from plan line `line`, or not loaded (`skip` says why)."""
+    key: Key
+    line: int | None
+    skip: str = ""
+
+
+@dataclass(frozen=True)
 class LoadPlan:
     units: Mapping[Key, ModuleUnit]
     order: tuple[Key, ...]         # the listed modules: each set's modules.load, sets in order
     sets: tuple[ModuleSet, ...]
     notes: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = ()   # every module, dependencies first (InsmodWithDeps' order)
 
-    def closure(self) -> tuple[Key, ...]:
-        """Every unit the run will decide: the listed modules and all their dependencies."""
-        seen: dict[Key, None] = {}
+    @property
+    def lines(self) -> tuple[str, ...]:
+        """/bootverify/plan: `PATH PARAMS` for each step that loads, line N = step with line N."""
+        return tuple(f"{self.units[s.key].path} {self.units[s.key].params}".rstrip()
+                     for s in self.steps if s.line is not None)
 
-        def visit(k: Key) -> None:
-            if k in seen:
-                return
-            seen[k] = None
-            for d in self.units[k].deps:
-                visit(d)
+    def unit_at(self, line: int) -> ModuleUnit:
+        return self.units[next(s.key for s in self.steps if s.line == line)]
 
-        for k in self.order:
-            visit(k)
-        return tuple(seen)
+
+def _steps(units: Mapping[Key, ModuleUnit], order: Sequence[Key]) -> tuple[Step, ...]:
+    out: list[Step] = []
+    seen: set[Key] = set()
+
+    def visit(k: Key) -> None:
+        if k in seen:
+            return
+        seen.add(k)                     # before the dependencies: a cycle ends here
+        u = units[k]
+        for d in u.deps:
+            visit(d)
+        if u.blocklisted:
+            out.append(Step(k, None, "blocklisted (modules.blocklist)"))
+        elif not u.path:
+            out.append(Step(k, None, u.note or "not in the image"))
+        else:
+            out.append(Step(k, sum(1 for s in out if s.line is not None) + 1))
+
+    for k in order:
+        visit(k)
+    return tuple(out)
 
 
 def _tree_modules_dir(tree: Mapping[str, CpioEntry], release: str) -> str:
@@ -254,61 +285,88 @@ def make_plan(sets: Sequence[ModuleSet], cmdline: str = "") -> LoadPlan:
             k = r.unit(s.origin, module_name(listed), listed)
             if k not in order:
                 order.append(k)
-    return LoadPlan(dict(r.units), tuple(order), tuple(sets), tuple(r.notes))
+    for u in r.units.values():
+        if u.path and any(c.isspace() for c in u.path):
+            raise InputError(u.path, "module path with white space: the guest's plan file "
+                                     "cannot hold it")
+    return LoadPlan(dict(r.units), tuple(order), tuple(sets), tuple(r.notes),
+                    _steps(r.units, order))
 
 
-def plan_for(handoff: boot.Handoff, guest: boot.GuestBoot,
+def plan_for(handoff: boot.Handoff, cmdline: str,
              dlkm_dirs: Mapping[str, Path] | None = None) -> LoadPlan:
     """The plan for a run: vendor ramdisk modules, then system_dlkm, then vendor_dlkm."""
-    sets = [ramdisk_module_set(handoff.ramdisk_tree(), guest.release)]
+    sets = [ramdisk_module_set(handoff.ramdisk_tree(), handoff.kernel.release)]
     for origin in ORIGINS[1:]:
         if dlkm_dirs and origin in dlkm_dirs:
             sets.append(dir_module_set(origin, dlkm_dirs[origin]))
-    return make_plan(sets, guest.cmdline)
+    return make_plan(sets, cmdline)
 
 
 # --- running it ---
 
-FINIT_LINE = re.compile(r"^(?P<call>finit_module|openat) (?P<ret>-?\d+)$")
-KMSG_BEGIN = "bootverify: begin {seq} "
-KMSG_END = "bootverify: end {seq} status "
+RECORD = re.compile(r"^(?P<level>\d+),(?P<seq>\d+),(?P<usec>\d+),[^;]*;(?P<text>.*)$")
+RESULT = re.compile(r"^(?P<label>finit_module|openat|killed|timeout) (?P<value>-?\d+) "
+                    r"(?P<ns>\d+)$")
+HOST_MARGIN = 5.0             # the host waits this much longer than the guest's watchdog
 
 
 @dataclass(frozen=True)
 class LoadOutput:
-    """One bv_load's console output, taken apart."""
-    call: str | None               # finit_module / openat, None if the helper printed nothing
-    ret: int | None                # its return value (0 or -errno)
-    kmsg: tuple[str, ...]          # kernel log between this load's markers
-    guest_seconds: float | None    # end marker time - begin marker time
-    other: tuple[str, ...]         # console lines that are neither (interleaved kernel output)
+    """What the agent printed for one module, taken apart."""
+    label: str | None              # finit_module, openat, killed, timeout; None: no result line
+    value: int | None              # return value (0 or -errno), or the signal for killed
+    seconds: float | None          # guest time around finit_module
+    kmsg: tuple[str, ...]          # the kernel log records of the load, as dmesg prints them
+    console: tuple[str, ...]       # other console lines (EMERG/ALERT, an oops as it happened)
 
 
-def parse_load_output(lines: Sequence[str], seq: int) -> LoadOutput:
-    """Split bv_load's output: the helper's line, then `dmesg -c` with this load's markers."""
-    call = ret = None
-    begin_at = end_at = None
-    begin_t = end_t = None
-    for i, line in enumerate(lines):
-        text = kmsg.message_text(line)
-        if begin_at is None and text.startswith(KMSG_BEGIN.format(seq=seq)):
-            begin_at, begin_t = i, kmsg.timestamp(line)
-        elif begin_at is not None and end_at is None and \
-                text.startswith(KMSG_END.format(seq=seq)):
-            end_at, end_t = i, kmsg.timestamp(line)
-        elif call is None and begin_at is None and (m := FINIT_LINE.match(line.strip())):
-            call, ret = m.group("call"), int(m.group("ret"))
-    if begin_at is not None:
-        stop = end_at if end_at is not None else len(lines)
-        log = tuple(lines[begin_at + 1:stop])
-        other = tuple(line for i, line in enumerate(lines)
-                      if (i < begin_at or (end_at is not None and i > end_at))
-                      and not FINIT_LINE.match(line.strip()))
-    else:
-        log = ()
-        other = tuple(line for line in lines if not FINIT_LINE.match(line.strip()))
-    seconds = end_t - begin_t if begin_t is not None and end_t is not None else None
-    return LoadOutput(call, ret, log, seconds, other)
+def kmsg_record_line(usec: int, text: str) -> str:
+    return f"[{usec // 1000000:5d}.{usec % 1000000:06d}] {text}"
+
+
+def parse_load_output(lines: Sequence[str]) -> LoadOutput:
+    label = value = seconds = None
+    records: list[str] = []
+    other: list[str] = []
+    for line in lines:
+        if m := RECORD.match(line):
+            records.append(kmsg_record_line(int(m.group("usec")), m.group("text")))
+        elif line.startswith(" ") and records:
+            continue                     # a record's dictionary line (SUBSYSTEM=..., DEVICE=...)
+        elif m := RESULT.match(line.strip()):
+            label, value = m.group("label"), int(m.group("value"))
+            seconds = int(m.group("ns")) / 1e9
+        elif line.strip():
+            other.append(line)
+    return LoadOutput(label, value, seconds, tuple(records), tuple(other))
+
+
+def classify_output(u: ModuleUnit, out: LoadOutput, status: int,
+                    host_seconds: float) -> RuntimeResult:
+    """One module's verdict from the agent's output and the helper's exit status."""
+    seconds = out.seconds if out.seconds is not None else host_seconds
+    common = dict(name=u.name, path=u.path, seconds=seconds, params=u.params, origin=u.origin)
+    if out.label == "openat":
+        assert out.value is not None
+        return kmsg.skipped(name=u.name, path=u.path, origin=u.origin,
+                            reason=f"could not open module: {kmsg.strerror(-out.value)}")
+    if out.label == "timeout":
+        return kmsg.classify(errno=None, kmsg=out.kmsg + out.console, timed_out=True,
+                             **common)  # type: ignore[arg-type]
+    if out.label == "killed":
+        return kmsg.classify(errno=None, kmsg=out.kmsg or out.console, killed_by=out.value,
+                             **common)  # type: ignore[arg-type]
+    if out.label == "finit_module":
+        assert out.value is not None
+        return kmsg.classify(errno=-out.value, kmsg=out.kmsg, **common)  # type: ignore[arg-type]
+    # No result line: the helper itself died (128 + signal) or could not run.
+    killed = status - 128 if status > 128 else None
+    if killed is None:
+        raise InfraError(f"{u.path}: the agent's loader printed no result (exit status "
+                         f"{status}); console: {' / '.join(out.console[-3:])}")
+    return kmsg.classify(errno=None, kmsg=out.kmsg + out.console, killed_by=killed,
+                         **common)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -322,7 +380,7 @@ class BootRecord:
 
 @dataclass(frozen=True)
 class RunReport:
-    results: tuple[RuntimeResult, ...]     # one per module, in the order they were decided
+    results: tuple[RuntimeResult, ...]     # one per module, in load order
     boots: tuple[BootRecord, ...]
     release: str
     cmdline: str
@@ -336,17 +394,13 @@ class RunReport:
 Progress = Callable[[RuntimeResult, int, int], None]    # (result, done, total)
 
 
-@dataclass
-class _State:
-    results: dict[Key, RuntimeResult] = field(default_factory=dict)
-    loaded: list[Key] = field(default_factory=list)      # loaded in the current VM, in order
-    boots: list[BootRecord] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    next_boot_reason: str = "first boot"
-
-
 class Runner:
-    """Drives one run: boots as needed, loads every unit of the plan once."""
+    """Drives one run: boots as needed and has the agent load the plan, module by module.
+
+    The guest goes through /bootverify/plan by itself (`bv_run LINE WATCHDOG`), printing a mark
+    after each module, so no host round trip sits between two modules; the host times each
+    module from the previous mark. After a hang or crash the VM is killed, a new one boots,
+    loads again what was loaded (`bv_restore`) and goes on from the next line."""
 
     def __init__(self, ws: Workspace, plan: LoadPlan, *, config: VMConfig = VMConfig(),
                  module_timeout: float = DEFAULT_MODULE_TIMEOUT, progress: Progress | None = None,
@@ -358,9 +412,14 @@ class Runner:
         self.progress = progress
         self.console_log = console_log
         self.vm: VirtualMachine | None = None
-        self.state = _State()
-        self.total = len(plan.closure())
         self.seq = 0
+        self.results: dict[Key, RuntimeResult] = {}
+        self.loaded_lines: list[int] = []
+        self.boots: list[BootRecord] = []
+        self.notes: list[str] = []
+        self.next_boot_reason = "first boot"
+        self.step_index = 0
+        self.lines = len(plan.lines)
 
     # -- VM lifecycle --
 
@@ -369,15 +428,15 @@ class Runner:
             assert self.vm.console is not None
             return self.vm.console
         self._drop_vm()
-        label = boot_banner(len(self.state.boots) + 1, self.state.next_boot_reason)
+        label = boot_banner(len(self.boots) + 1, self.next_boot_reason)
         vm = VirtualMachine(self.ws, self.config, self.console_log, first_seq=self.seq + 1,
                             label=label)
         console = vm.start()
         self.vm = vm
         restored, seconds, failures = self._restore(console)
         assert vm.boot_seconds is not None
-        self.state.boots.append(BootRecord(vm.boot_seconds, self.state.next_boot_reason,
-                                           restored, seconds, failures))
+        self.boots.append(BootRecord(vm.boot_seconds, self.next_boot_reason, restored, seconds,
+                                     failures))
         return console
 
     def _drop_vm(self) -> None:
@@ -387,118 +446,130 @@ class Runner:
             self.vm = None
 
     def _restore(self, console: Console) -> tuple[int, float, tuple[str, ...]]:
-        """Load again what the previous VM had loaded, before going on."""
-        units = [self.plan.units[k] for k in self.state.loaded]
-        if not units:
+        """Load again, quietly, what the previous VMs had loaded."""
+        if not self.loaded_lines:
             return 0, 0.0, ()
         start = time.monotonic()
         failures: list[str] = []
         chunk: list[str] = []
-        for i, u in enumerate(units):
-            chunk += [shlex.quote(u.path), shlex.quote(u.params)]
-            if sum(len(c) + 1 for c in chunk) > RESTORE_CHUNK or i == len(units) - 1:
+        for i, line in enumerate(self.loaded_lines):
+            chunk.append(str(line))
+            if sum(len(c) + 1 for c in chunk) > RESTORE_CHUNK or i == len(self.loaded_lines) - 1:
                 r = console.run("bv_restore " + " ".join(chunk),
-                                COMMAND_TIMEOUT + self.module_timeout * len(chunk) // 2)
-                failures += [line.removeprefix("restore failed: ") for line in r.lines
-                             if line.startswith("restore failed: ")]
+                                COMMAND_TIMEOUT + self.module_timeout * len(chunk))
+                failures += [self.plan.unit_at(int(x.removeprefix("restore failed: "))).name
+                             for x in r.lines if x.startswith("restore failed: ")]
                 chunk = []
         if failures:
-            self.state.notes.append(f"after a reboot {len(failures)} module(s) did not load "
-                                    f"again: {', '.join(failures)}")
-        return len(units), time.monotonic() - start, tuple(failures)
+            self.notes.append(f"after a reboot {len(failures)} module(s) did not load again: "
+                              f"{', '.join(failures)}")
+        return len(self.loaded_lines), time.monotonic() - start, tuple(failures)
 
     # -- the walk --
 
     def run(self) -> None:
-        for k in self.plan.order:
-            self._ensure(k, ())
-        for k in self.plan.closure():          # dependencies nothing needed any more
-            self._ensure(k, ())
+        if self.console_log is not None:
+            for i, line in enumerate(self.plan.lines, 1):
+                self.console_log.write(f"{PLAN_BANNER} {i}: {line}\n")
+        line = 1
+        while line <= self.lines:
+            line = self._batch(line)
+        self._record_skips()
 
     def _record(self, key: Key, result: RuntimeResult) -> None:
-        self.state.results[key] = result
+        self.results[key] = result
         if self.progress is not None:
-            self.progress(result, len(self.state.results), self.total)
+            self.progress(result, len(self.results), len(self.plan.steps))
 
-    def _ensure(self, key: Key, stack: tuple[Key, ...]) -> bool:
-        done = self.state.results.get(key)
-        if done is not None:
-            return done.outcome is Outcome.LOADED
-        u = self.plan.units[key]
-        if key in stack:
-            self._record(key, kmsg.skipped(name=u.name, path=u.path, origin=u.origin,
-                                           reason="dependency cycle in modules.dep"))
-            return False
-        if u.blocklisted:
-            self._record(key, kmsg.skipped(name=u.name, path=u.path, origin=u.origin,
-                                           reason="blocklisted (modules.blocklist)"))
-            return False
-        if not u.path:
-            self._record(key, kmsg.skipped(name=u.name, path=u.path, origin=u.origin,
-                                           reason=u.note or "not in the image"))
-            return False
-        failed = [d for d in u.deps if not self._ensure(d, stack + (key,))]
-        result = self._load(u)
+    def _record_skips(self) -> None:
+        """Record the not-loaded steps up to the next step that loads."""
+        steps = self.plan.steps
+        while self.step_index < len(steps) and steps[self.step_index].line is None:
+            st = steps[self.step_index]
+            u = self.plan.units[st.key]
+            self._record(st.key, kmsg.skipped(name=u.name, path=u.path, origin=u.origin,
+                                              reason=st.skip))
+            self.step_index += 1
+
+    def _record_load(self, line: int, result: RuntimeResult) -> None:
+        self._record_skips()
+        st = self.plan.steps[self.step_index]
+        assert st.line == line, (st, line)
+        failed = [d for d in self.plan.units[st.key].deps
+                  if d in self.results and self.results[d].outcome is not Outcome.LOADED]
         if failed:
-            why = ", ".join(f"{d[1]} ({self.state.results[d].outcome.value})"
-                            if d in self.state.results else d[1] for d in failed)
+            why = ", ".join(f"{d[1]} ({self.results[d].outcome.value})" for d in failed)
             result = dataclasses.replace(result, reason="; ".join(
                 r for r in (result.reason, f"dependency did not load: {why}") if r))
-        self._record(key, result)
-        return result.outcome is Outcome.LOADED
+        self.step_index += 1
+        self._record(st.key, result)
 
-    def _load(self, u: ModuleUnit) -> RuntimeResult:
+    def _batch(self, start: int) -> int:
+        """Load from plan line `start` on until the end or a hang or crash; the next line."""
         console = self._console()
-        command = (lambda seq: f"bv_load {seq} {shlex.quote(u.path)} {shlex.quote(u.params)}")
-        try:
-            r = console.run(command, self.module_timeout)
-        except CommandTimeout as e:
-            self._after_failure(f"after hung {u.name}")
-            return kmsg.classify(name=u.name, path=u.path, errno=None, kmsg=e.lines,
-                                 seconds=e.seconds, params=u.params, origin=u.origin,
-                                 timed_out=True)
-        except GuestDied as e:
-            self._after_failure(f"after crashed {u.name}")
-            return kmsg.classify(name=u.name, path=u.path, errno=None, kmsg=e.lines,
-                                 seconds=e.seconds, params=u.params, origin=u.origin,
-                                 vm_died=True)
-        out = parse_load_output(r.lines, r.seq)
-        seconds = out.guest_seconds if out.guest_seconds is not None else r.seconds
-        log = out.kmsg if out.kmsg else out.other
-        if out.call == "openat":
-            assert out.ret is not None
-            return kmsg.skipped(name=u.name, path=u.path, origin=u.origin,
-                                reason=f"could not open module: {kmsg.strerror(-out.ret)}")
-        # No `finit_module N` line: the helper died (an oops kills it: status 128 + signal).
-        killed = r.status - 128 if out.call is None and r.status > 128 else None
-        errno = -out.ret if out.ret is not None else (None if killed else r.status)
-        if out.call is None:
-            log = log + out.other       # whatever the console showed while it died
-        result = kmsg.classify(name=u.name, path=u.path, errno=errno, kmsg=log, seconds=seconds,
-                               params=u.params, origin=u.origin, killed_by=killed)
-        if result.outcome is Outcome.CRASHED:
-            self._after_failure(f"after crashed {u.name}")
-        elif result.outcome is Outcome.LOADED:
-            self.state.loaded.append(u.key)
-        return result
+        seq = console.start(f"bv_run {start} {int(self.module_timeout * 1000)}")
+        line = start
+        while True:
+            u = self.plan.unit_at(line) if line <= self.lines else None
+            try:
+                mark = console.wait_mark(seq, self.module_timeout + HOST_MARGIN,
+                                         grace=2 * self.module_timeout + HOST_MARGIN)
+            except CommandTimeout as e:
+                if u is None:
+                    raise InfraError(f"the agent did not finish the plan: {e}") from None
+                result = kmsg.classify(name=u.name, path=u.path, errno=None,
+                                       kmsg=parse_load_output(e.lines).kmsg or e.lines,
+                                       seconds=e.seconds, params=u.params, origin=u.origin,
+                                       timed_out=True)
+                return self._failed(line, result, "hung")
+            except GuestDied as e:
+                if u is None:
+                    raise InfraError(f"the guest died after the plan: {e}") from None
+                out = parse_load_output(e.lines)
+                result = kmsg.classify(name=u.name, path=u.path, errno=None,
+                                       kmsg=out.kmsg + out.console, seconds=e.seconds,
+                                       params=u.params, origin=u.origin, vm_died=True)
+                return self._failed(line, result, "crashed")
+            if mark.line is None:
+                if line <= self.lines:
+                    raise InfraError(f"the agent stopped at plan line {line} of {self.lines} "
+                                     f"(status {mark.status}): {' / '.join(mark.lines[-3:])}")
+                return line
+            if mark.line != line or u is None:
+                raise InfraError(f"the agent reported plan line {mark.line}, expected {line}")
+            result = classify_output(u, parse_load_output(mark.lines), mark.status,
+                                     mark.seconds)
+            if result.outcome in (Outcome.HUNG, Outcome.CRASHED):
+                return self._failed(line, result, result.outcome.value)
+            if result.outcome is Outcome.LOADED:
+                self.loaded_lines.append(line)
+            self._record_load(line, result)
+            line += 1
 
-    def _after_failure(self, reason: str) -> None:
+    def _failed(self, line: int, result: RuntimeResult, how: str) -> int:
+        """A hang or crash: kill the VM (the next batch boots a new one), go on after it."""
         self._drop_vm()
-        self.state.next_boot_reason = reason
+        self.next_boot_reason = f"after {how} {result.name}"
+        self._record_load(line, result)
+        return line + 1
 
     def close(self) -> None:
         self._drop_vm()
 
     def report(self, seconds: float) -> RunReport:
         g = self.ws.guest
-        return RunReport(tuple(self.state.results.values()), tuple(self.state.boots), g.release,
-                         g.cmdline, tuple(self.plan.notes) + tuple(self.state.notes), seconds)
+        return RunReport(tuple(self.results.values()), tuple(self.boots), g.release, g.cmdline,
+                         tuple(self.plan.notes) + tuple(self.notes), seconds)
+
+
+PLAN_BANNER = "=== bootverify: plan"
 
 
 def run_plan(guest: boot.GuestBoot, plan: LoadPlan, *, config: VMConfig = VMConfig(),
              module_timeout: float = DEFAULT_MODULE_TIMEOUT, progress: Progress | None = None,
              console_log: TextIO | None = None) -> RunReport:
-    """Boot `guest` and load every module of `plan`; qemu and temp files never outlive it."""
+    """Boot `guest` (whose overlay holds plan.lines) and load every module of `plan`; qemu and
+    temp files never outlive it."""
     start = time.monotonic()
     with signals_as_interrupt(), Workspace(guest) as ws:
         runner = Runner(ws, plan, config=config, module_timeout=module_timeout,
@@ -510,16 +581,29 @@ def run_plan(guest: boot.GuestBoot, plan: LoadPlan, *, config: VMConfig = VMConf
         return runner.report(time.monotonic() - start)
 
 
+def prepare_run(boot_img: Path | str, vendor_boot: Path | str | None, *,
+                system_dlkm: Path | None = None, vendor_dlkm: Path | None = None,
+                busybox: Path | None = None, nonce: str | None = None,
+                extra_params: Sequence[str] = ()) -> tuple[boot.GuestBoot, LoadPlan]:
+    """Read the images and make what qemu gets, with the load plan in the agent's overlay."""
+    images = boot.read_images(boot_img, vendor_boot)
+    dlkm = {k: Path(v) for k, v in (("system_dlkm", system_dlkm), ("vendor_dlkm", vendor_dlkm))
+            if v is not None}
+    h = boot.handoff(images)
+    nonce = nonce or boot.new_nonce()
+    plan = plan_for(h, boot.guest_cmdline(h, nonce, extra_params), dlkm)
+    overlay = agent.build_overlay(agent.read_busybox(busybox),
+                                  [*boot.dlkm_entries(dlkm), agent.plan_entry(plan.lines)])
+    return boot.guest_boot(h, overlay, nonce, extra_params), plan
+
+
 def run_images(boot_img: Path | str, vendor_boot: Path | str | None, *,
                system_dlkm: Path | None = None, vendor_dlkm: Path | None = None,
                busybox: Path | None = None, config: VMConfig = VMConfig(),
                module_timeout: float = DEFAULT_MODULE_TIMEOUT, progress: Progress | None = None,
                console_log: TextIO | None = None) -> RunReport:
     """The whole runtime half: read the images, boot, load everything, classify."""
-    images = boot.read_images(boot_img, vendor_boot)
-    dlkm = {k: Path(v) for k, v in (("system_dlkm", system_dlkm), ("vendor_dlkm", vendor_dlkm))
-            if v is not None}
-    handoff, guest = boot.prepare(images, busybox=agent.read_busybox(busybox), dlkm_dirs=dlkm)
-    plan = plan_for(handoff, guest, dlkm)
+    guest, plan = prepare_run(boot_img, vendor_boot, system_dlkm=system_dlkm,
+                              vendor_dlkm=vendor_dlkm, busybox=busybox)
     return run_plan(guest, plan, config=config, module_timeout=module_timeout,
                     progress=progress, console_log=console_log)

@@ -1,0 +1,375 @@
+"""The runtime half for real: boot images in qemu-system-aarch64, load modules, classify.
+
+Two sets of images, each booted as few times as possible (session fixtures, one run each):
+- Debian's arm64 kernel (6.1.0-56) packaged here into boot.img + vendor_kernel_boot.img v4 with a
+  handful of its own modules, plus seeded trouble that needs no compiler: a module of the older
+  ABI 6.1.0-54 (module_layout CRC differs: link-error), a module whose modules.dep line was emptied
+  (its dependencies never load: unknown symbols), a blocklisted one, one listed but not shipped,
+  one with an unknown parameter, an ACPI-only driver (init -ENODEV on a DT boot), and test_bpf,
+  whose init runs for ~70 s under TCG: with a 5 s per-module timeout it is `hung`, so the run
+  must kill the VM, boot again, restore what was loaded and go on.
+- The sample images (bootverify/samples.py): every module must get expected.json's outcome,
+  with the hang, oops and panic modules in the middle of the list.
+Then the cleanup guarantees: no qemu process and no temp dir survive a run, a failing boot, an
+exception in the progress callback, or SIGINT / SIGTERM to a process in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bootverify.errors import InfraError
+from bootverify.readers.bootimg import (BootImage, RamdiskType, VendorBootImage, VendorRamdisk,
+                                        write_boot_image, write_vendor_boot_image)
+from bootverify.readers.modules import module_name, read_module
+from bootverify.readers.ramdisk import Compression, CpioEntry, compress, write_cpio
+from bootverify.runtime import loader, vm
+from bootverify.runtime.kmsg import LinkProblemKind, Outcome
+
+sys.path.insert(0, str(Path(__file__).parent))
+import debian  # noqa: E402  (tests/debian.py: Debian's kernels, fetched and cached)
+
+pytestmark = pytest.mark.qemu
+
+NEWEST, OLDER = debian.NEWEST, debian.OLDER
+
+
+# --- packaging Debian's kernel and modules as Android images ---
+
+def _closure(index: Mapping[str, Path], names: Sequence[str]) -> dict[str, Path]:
+    want: dict[str, Path] = {}
+    todo = [module_name(n) for n in names]
+    while todo:
+        n = todo.pop()
+        if n not in want:
+            want[n] = index[n]
+            todo += read_module(index[n]).depends
+    return want
+
+
+def _depmod(files: Mapping[str, Path], release: str) -> str:
+    """kmod's modules.dep for these files, paths relative to the flat module directory."""
+    with tempfile.TemporaryDirectory(prefix="bv-depmod-") as tmp:
+        kdir = Path(tmp) / "lib" / "modules" / release / "kernel"
+        kdir.mkdir(parents=True)
+        for p in files.values():
+            shutil.copy(p, kdir / p.name)
+        subprocess.run(["depmod", "-b", tmp, release], check=True, capture_output=True)
+        return (kdir.parent / "modules.dep").read_text().replace("kernel/", "")
+
+
+def pack_debian_images(out: Path, *, kernel_root: Path, release: str, load: Sequence[str],
+                       foreign: Mapping[str, Path] = {}, no_deps: Sequence[str] = (),
+                       blocklist: Sequence[str] = (), options: Mapping[str, str] = {},
+                       header_version: int = 4, cmdline: str = "",
+                       vendor_cmdline: str = "") -> tuple[Path, Path]:
+    """boot.img (Debian's kernel, a placeholder generic ramdisk) and vendor_kernel_boot.img with
+    the modules of `load` (names; foreign ones from other files) and their dependencies in a DLKM
+    fragment: lib/modules/{*.ko, modules.load, modules.dep, modules.blocklist, modules.options}.
+    Names in `load` that are neither in the kernel nor in `foreign` are listed but not shipped."""
+    moddir = kernel_root / "lib" / "modules" / release
+    index = {module_name(p): p for p in moddir.rglob("*.ko")}
+    shipped = [n for n in load if module_name(n) in index]
+    files = {**_closure(index, shipped), **{module_name(k): v for k, v in foreign.items()}}
+    dep_lines = []
+    for line in _depmod(files, release).splitlines():
+        target = line.split(":")[0]
+        dep_lines.append(f"{target}:" if module_name(target) in no_deps else line)
+    tree = [CpioEntry("lib", stat.S_IFDIR | 0o755), CpioEntry("lib/modules", stat.S_IFDIR | 0o755)]
+    tree += [CpioEntry(f"lib/modules/{p.name}", stat.S_IFREG | 0o644, p.read_bytes())
+             for p in files.values()]
+    text = {
+        "modules.load": "".join(f"{(files[module_name(n)].name if module_name(n) in files else n + '.ko')}\n"
+                                for n in load),
+        "modules.dep": "".join(f"{line}\n" for line in dep_lines),
+        "modules.blocklist": "".join(f"blocklist {n}\n" for n in blocklist),
+        "modules.options": "".join(f"options {k} {v}\n" for k, v in options.items()),
+    }
+    tree += [CpioEntry(f"lib/modules/{k}", stat.S_IFREG | 0o644, v.encode())
+             for k, v in text.items()]
+    dlkm = compress(write_cpio(tree), Compression.LZ4_LEGACY)
+    generic = compress(write_cpio([CpioEntry("init", stat.S_IFREG | 0o755,
+                                             b"#!/bin/sh\necho placeholder first stage\n")]),
+                       Compression.LZ4_LEGACY)
+    kernel = (kernel_root / "boot" / f"vmlinuz-{release}").read_bytes()
+    out.mkdir(parents=True, exist_ok=True)
+    boot_img, vendor_img = out / "boot.img", out / "vendor_kernel_boot.img"
+    write_boot_image(BootImage(header_version, kernel, generic, cmdline), boot_img)
+    if header_version >= 4:
+        platform = compress(write_cpio([CpioEntry("vendor.prop", stat.S_IFREG | 0o644, b"x=1\n")]),
+                            Compression.LZ4_LEGACY)
+        ramdisks = (VendorRamdisk(platform, RamdiskType.PLATFORM, "platform"),
+                    VendorRamdisk(dlkm, RamdiskType.DLKM, "dlkm"))
+        bootconfig = b"androidboot.hardware = bvdebian\n"
+    else:
+        ramdisks, bootconfig = (VendorRamdisk(dlkm),), b""
+    write_vendor_boot_image(VendorBootImage(header_version, vendor_cmdline, ramdisks,
+                                            bootconfig=bootconfig), vendor_img)
+    return boot_img, vendor_img
+
+
+# --- cleanup checks ---
+
+def qemu_pids(owner_pid: int) -> list[int]:
+    """qemu processes started by process owner_pid (their -kernel lies in its temp dir)."""
+    r = subprocess.run(["pgrep", "-f", f"{vm.TEMP_PREFIX}{owner_pid}-"], capture_output=True,
+                       text=True)
+    return [int(p) for p in r.stdout.split()]
+
+
+def temp_dirs(owner_pid: int) -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"{vm.TEMP_PREFIX}{owner_pid}-*"))
+
+
+def assert_clean(owner_pid: int = os.getpid()) -> None:
+    assert qemu_pids(owner_pid) == [], "a qemu process survived"
+    assert temp_dirs(owner_pid) == [], "a temp dir survived"
+
+
+# --- Debian's kernel ---
+
+DEBIAN_TIMEOUT = 5.0     # per module: test_bpf (~70 s here) is "hung", everything else is < 1 s
+
+DEBIAN_LOAD = ("dummy", "crc7", "ipip", "ghost", "loop", "nlmon", "cppc_cpufreq", "test_bpf",
+               "vxlan", "veth", "isofs")
+
+
+@dataclass(frozen=True)
+class DebianRun:
+    report: loader.RunReport
+    progress: list[tuple[str, int, int]]
+    log: str
+
+
+@pytest.fixture(scope="session")
+def debian_run(tmp_path_factory: pytest.TempPathFactory) -> DebianRun:
+    root = debian.image_root(NEWEST)
+    older = debian.modules_dir(OLDER)
+    out = tmp_path_factory.mktemp("debian-images")
+    boot_img, vendor_img = pack_debian_images(
+        out, kernel_root=root, release=debian.release(NEWEST), load=DEBIAN_LOAD,
+        foreign={"nlmon": next(older.rglob("nlmon.ko"))}, no_deps=("vxlan",),
+        blocklist=("loop",), options={"crc7": "bogus=1"}, cmdline="androidboot.selinux=permissive",
+        vendor_cmdline="androidboot.console=ttyAMA0")
+    progress: list[tuple[str, int, int]] = []
+    log_path = out / "console.log"
+    with open(log_path, "w") as log:
+        report = loader.run_images(boot_img, vendor_img, module_timeout=DEBIAN_TIMEOUT,
+                                   progress=lambda r, d, t: progress.append((r.name, d, t)),
+                                   console_log=log)
+    return DebianRun(report, progress, log_path.read_text())
+
+
+@pytest.mark.debian
+@pytest.mark.timeout(600)
+def test_debian_outcomes(debian_run: DebianRun) -> None:
+    r = debian_run.report.by_name()
+    for name in ("dummy", "crc7", "tunnel4", "ip_tunnel", "ipip", "veth", "isofs"):
+        assert r[name].outcome is Outcome.LOADED, r[name]
+    # modules.dep order: ipip's dependencies load before it
+    order = [x.name for x in debian_run.report.results]
+    assert order.index("ip_tunnel") < order.index("ipip")
+    assert order.index("tunnel4") < order.index("ipip")
+    assert any("unknown parameter 'bogus' ignored" in line for line in r["crc7"].kmsg)
+    assert r["ghost"].outcome is Outcome.SKIPPED and "not in the image" in r["ghost"].reason
+    assert r["loop"].outcome is Outcome.SKIPPED and "blocklist" in r["loop"].reason
+    nlmon = r["nlmon"]
+    assert (nlmon.outcome, nlmon.errno, nlmon.errno_name) == (Outcome.LINK_ERROR, 8, "ENOEXEC")
+    assert [(p.kind, p.symbol) for p in nlmon.problems] == \
+        [(LinkProblemKind.DISAGREES_ABOUT_VERSION, "module_layout")]
+    cppc = r["cppc_cpufreq"]
+    assert (cppc.outcome, cppc.errno_name) == (Outcome.INIT_ERROR, "ENODEV"), cppc
+    assert cppc.modprobe_message.endswith("No such device")
+    vxlan = r["vxlan"]
+    assert (vxlan.outcome, vxlan.errno_name) == (Outcome.LINK_ERROR, "ENOENT")
+    assert {p.kind for p in vxlan.problems} == {LinkProblemKind.UNKNOWN_SYMBOL}
+    assert "udp_tunnel_sock_release" in {p.symbol for p in vxlan.problems}
+    hung = r["test_bpf"]
+    assert hung.outcome is Outcome.HUNG and hung.errno is None
+    assert hung.seconds >= DEBIAN_TIMEOUT
+    assert any("test_bpf: #0 " in line for line in hung.kmsg)      # what it logged meanwhile
+
+
+@pytest.mark.debian
+@pytest.mark.timeout(600)
+def test_debian_recovery_after_hang(debian_run: DebianRun) -> None:
+    rep = debian_run.report
+    assert [b.reason for b in rep.boots] == ["first boot", "after hung test_bpf"]
+    loaded_before = [x.name for x in rep.results[:[x.name for x in rep.results].index("test_bpf")]
+                     if x.outcome is Outcome.LOADED]
+    assert rep.boots[1].restored == len(loaded_before) and rep.boots[1].restore_failures == ()
+    # every module got exactly one verdict, and progress saw each of them
+    names = [x.name for x in rep.results]
+    assert len(names) == len(set(names))
+    assert [p[0] for p in debian_run.progress] == names
+    assert {p[2] for p in debian_run.progress} == {len(names)}
+    assert_clean()
+
+
+@pytest.mark.debian
+@pytest.mark.timeout(600)
+def test_debian_console_log(debian_run: DebianRun) -> None:
+    log = debian_run.log
+    assert log.count("Run /bootverify/busybox as init process") == 2     # two boots
+    assert "=== bootverify: boot 2 (after hung test_bpf) ===" in log
+    assert "finit_module -8 " in log and "\ntimeout 0 " in log
+
+
+# --- the sample images ---
+
+SAMPLES_TIMEOUT = 8.0    # per module: vendor_hang waits forever, everything else takes < 0.1 s
+
+
+@pytest.fixture(scope="session")
+def samples_run(sample_images: Path, tmp_path_factory: pytest.TempPathFactory) -> DebianRun:
+    progress: list[tuple[str, int, int]] = []
+    log_path = tmp_path_factory.mktemp("samples-run") / "console.log"
+    with open(log_path, "w") as log:
+        report = loader.run_images(sample_images / "boot.img",
+                                   sample_images / "vendor_kernel_boot.img",
+                                   system_dlkm=sample_images / "system_dlkm",
+                                   module_timeout=SAMPLES_TIMEOUT,
+                                   progress=lambda r, d, t: progress.append((r.name, d, t)),
+                                   console_log=log)
+    return DebianRun(report, progress, log_path.read_text())
+
+
+@pytest.mark.images
+@pytest.mark.timeout(900)
+def test_samples_expected_outcomes(samples_run: DebianRun, sample_images: Path) -> None:
+    expected = json.loads((sample_images / "expected.json").read_text())["modules"]
+    got = samples_run.report.by_name()
+    assert {n: got[n].outcome.value for n in expected if n in got} == \
+        {n: m["runtime"] for n, m in expected.items()}
+    assert set(expected) == set(got)
+    assert {r.origin for r in samples_run.report.results} == {"vendor_ramdisk", "system_dlkm"}
+
+
+@pytest.mark.images
+@pytest.mark.timeout(900)
+def test_samples_recovery(samples_run: DebianRun) -> None:
+    rep = samples_run.report
+    r = rep.by_name()
+    assert r["vendor_hang"].outcome is Outcome.HUNG
+    assert any("vendor_hang: waiting for firmware handshake" in line
+               for line in r["vendor_hang"].kmsg)
+    assert r["vendor_oops"].outcome is Outcome.CRASHED
+    assert any("Internal error: Oops" in line for line in r["vendor_oops"].kmsg)
+    assert r["vendor_panic"].outcome is Outcome.CRASHED
+    assert any("Kernel panic - not syncing: vendor_panic" in line
+               for line in r["vendor_panic"].kmsg)
+    reasons = [b.reason for b in rep.boots]
+    assert reasons[0] == "first boot" and len(reasons) == 4
+    assert {"after hung vendor_hang", "after crashed vendor_oops",
+            "after crashed vendor_panic"} <= set(reasons)
+    # the modules after the faults still got their verdicts: the list goes on
+    names = [x.name for x in rep.results]
+    assert names.index("vendor_panic") < names.index("md5")
+    assert r["md5"].outcome is Outcome.LOADED
+    # after each reboot what had loaded is loaded again (vendor_core, vendor_sensor)
+    assert [b.restored for b in rep.boots[1:]] == [2, 2, 2]
+    assert all(not b.restore_failures for b in rep.boots)
+    assert_clean()
+
+
+# --- cleanup, failing runs included ---
+
+@pytest.mark.timeout(60)
+def test_qemu_missing_is_infra_error(tmp_path: Path) -> None:
+    guest_kernel = b"\0" * 64
+    from bootverify.runtime.boot import GuestBoot
+    g = GuestBoot(guest_kernel, b"", "console=ttyAMA0", "0", "abc")
+    with vm.Workspace(g) as ws:
+        with pytest.raises(InfraError, match="not found"):
+            vm.VirtualMachine(ws, vm.VMConfig(qemu="qemu-system-bootverify-none")).start()
+    assert_clean()
+
+
+@pytest.mark.debian
+@pytest.mark.timeout(120)
+def test_no_agent_prompt_is_infra_error_and_cleans_up(tmp_path: Path) -> None:
+    """A kernel that never reaches the agent (no initrd it can use: the overlay is replaced by
+    junk): InfraError naming the last console lines; nothing left behind."""
+    from bootverify.runtime import boot
+    root = debian.image_root(NEWEST)
+    boot_img, vendor_img = pack_debian_images(tmp_path, kernel_root=root,
+                                              release=debian.release(NEWEST), load=("dummy",))
+    images = boot.read_images(boot_img, vendor_img)
+    h = boot.handoff(images)
+    g = boot.guest_boot(h, b"not a cpio archive", boot.new_nonce())
+    with vm.Workspace(g) as ws:
+        with pytest.raises(InfraError) as e:
+            vm.VirtualMachine(ws, vm.VMConfig(boot_timeout=60)).start()
+    assert "last console lines" in str(e.value)
+    assert "Kernel panic" in str(e.value) or "no agent prompt" in str(e.value)
+    assert_clean()
+
+
+@pytest.mark.debian
+@pytest.mark.timeout(120)
+def test_exception_in_progress_callback_cleans_up(tmp_path: Path) -> None:
+    root = debian.image_root(NEWEST)
+    boot_img, vendor_img = pack_debian_images(tmp_path, kernel_root=root,
+                                              release=debian.release(NEWEST),
+                                              load=("dummy", "crc7"))
+
+    def boom(*_: object) -> None:
+        raise KeyboardInterrupt("simulated Ctrl-C")
+
+    with pytest.raises(KeyboardInterrupt):
+        loader.run_images(boot_img, vendor_img, progress=boom)
+    assert_clean()
+
+
+RUN_CHILD = textwrap.dedent("""
+    import sys
+    from bootverify.runtime import loader
+    def progress(r, done, total):
+        print("progress", r.name, flush=True)
+    loader.run_images(sys.argv[1], sys.argv[2], progress=progress, module_timeout=60)
+    print("finished", flush=True)
+""")
+
+
+@pytest.mark.debian
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_mid_run_cleans_up(tmp_path: Path, sig: signal.Signals) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM while a module loads: the process ends, qemu and the temp dir
+    go with it."""
+    root = debian.image_root(NEWEST)
+    boot_img, vendor_img = pack_debian_images(tmp_path, kernel_root=root,
+                                              release=debian.release(NEWEST),
+                                              load=("dummy", "test_bpf"))
+    child = subprocess.Popen([sys.executable, "-c", RUN_CHILD, str(boot_img), str(vendor_img)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()          # dummy loaded: test_bpf is loading now
+        assert line.startswith("progress dummy"), line + child.stderr.read()
+        assert qemu_pids(child.pid), "qemu should be running"
+        child.send_signal(sig)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    deadline = time.monotonic() + 10
+    while qemu_pids(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert child.returncode != 0
+    assert_clean(child.pid)

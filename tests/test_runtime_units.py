@@ -1,0 +1,532 @@
+"""The runtime half without qemu: kernel message classification (on console logs recorded from
+real runs, tests/data/), the console protocol (against a host shell on a real pty), boot
+assembly as a bootloader would, the agent's files, the load plan, and the runner's recovery
+logic with a scripted stand-in for the VM."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+import struct
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from craft import fake_image
+from bootverify.errors import InputError
+from bootverify.readers.bootimg import (BootImage, RamdiskType, VendorBootImage, VendorRamdisk,
+                                        write_boot_image, write_vendor_boot_image)
+from bootverify.readers.modules import ModulesDir
+from bootverify.readers.ramdisk import (Compression, CpioEntry, compress, read_cpio,
+                                        unpack_initrd, write_cpio)
+from bootverify.runtime import agent, boot, console, kmsg, loader
+from bootverify.runtime.kmsg import LinkProblem, LinkProblemKind as K, Outcome
+
+DATA = Path(__file__).parent / "data"
+
+
+# --- kmsg: the table ---
+
+@pytest.mark.parametrize("line, kind, symbol, detail", [
+    ("[    2.131] ipip: Unknown symbol ip_tunnel_rcv (err -2)", K.UNKNOWN_SYMBOL, "ip_tunnel_rcv", ""),
+    ("nlmon: disagrees about version of symbol module_layout", K.DISAGREES_ABOUT_VERSION,
+     "module_layout", ""),
+    ("md5: disagrees about version of symbol crypto_register_shash", K.DISAGREES_ABOUT_VERSION,
+     "crypto_register_shash", ""),
+    ("vendor_debug: module uses symbol (vendor_core_secret) from namespace VENDOR_CORE, but does "
+     "not import it.", K.NAMESPACE_NOT_IMPORTED, "vendor_core_secret", "VENDOR_CORE"),
+    ("foo: Protected symbol: rfkill_alloc (err -13)", K.PROTECTED_SYMBOL, "rfkill_alloc", ""),
+    ("foo: Protected symbol rfkill_alloc (err -13)", K.PROTECTED_SYMBOL, "rfkill_alloc", ""),
+    ("foo: Unknown symbol rfkill_alloc (err -13)", K.PROTECTED_SYMBOL, "rfkill_alloc", ""),
+    ("foo: exports protected symbol rfkill_alloc", K.PROTECTED_SYMBOL, "rfkill_alloc", ""),
+    ("foo: exports duplicate symbol crc7_be (owned by crc7)", K.DUPLICATE_EXPORT, "crc7_be",
+     "crc7"),
+    ("foo: version magic '6.1.0-54-arm64 SMP mod_unload aarch64' should be '6.1.0-56-arm64 SMP "
+     "mod_unload modversions aarch64'", K.VERSION_MAGIC, "",
+     "6.1.0-54-arm64 SMP mod_unload aarch64"),
+    ("Invalid ELF header magic: != \x7fELF", K.INVALID_FORMAT, "", "Invalid ELF header magic: != \x7fELF"),
+    ("foo: module has no symbols (stripped?)", K.INVALID_FORMAT, "", "module has no symbols (stripped?)"),
+    ("Loading of unsigned module is rejected", K.SIGNATURE_REJECTED, "", "unsigned module"),
+])
+def test_link_messages(line: str, kind: K, symbol: str, detail: str) -> None:
+    m = kmsg.match_line(line)
+    assert m is not None and m.message.kind is kind
+    assert (m.symbol, m.detail) == (symbol, detail)
+
+
+def test_every_row_names_its_source_and_errnos_are_the_generic_table() -> None:
+    assert all(row.source for row in kmsg.KERNEL_MESSAGES)
+    assert [kmsg.errno_name(n) for n in (2, 8, 13, 17, 19, 22, 129, 517)] == \
+        ["ENOENT", "ENOEXEC", "EACCES", "EEXIST", "ENODEV", "EINVAL", "EKEYREJECTED", "EPROBE_DEFER"]
+    assert kmsg.strerror(19) == "No such device"
+    assert [o.value for o in Outcome] == ["loaded", "link-error", "init-error", "hung", "crashed",
+                                          "skipped"]
+
+
+@pytest.mark.parametrize("line, crash", [
+    ("[   12.0] Internal error: Oops: 0000000096000005 [#1] SMP", True),
+    ("Unable to handle kernel NULL pointer dereference at virtual address 0000000000000000", True),
+    ("kernel BUG at drivers/foo.c:12!", True),
+    ("BUG: scheduling while atomic: insmod/99/0x00000002", True),
+    ("Kernel panic - not syncing: vendor_panic: watchdog did not answer", True),
+    ("watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [insmod:99]", False),
+    ("WARNING: CPU: 0 PID: 1 at lib/foo.c:1 foo+0x0/0x4", False),
+    ("INFO: task finit:71 blocked for more than 10 seconds.", False),
+])
+def test_crash_lines(line: str, crash: bool) -> None:
+    assert bool(kmsg.crash_lines([line])) is crash
+
+
+def test_specific_reason_wins_over_the_generic_line() -> None:
+    lines = ["md5: disagrees about version of symbol crypto_register_shash",
+             "md5: Unknown symbol crypto_register_shash (err -22)",
+             "md5: Unknown symbol other_sym (err -2)",
+             "other: Unknown symbol not_mine (err -2)"]
+    assert kmsg.link_problems(lines, "md5") == (
+        LinkProblem(K.DISAGREES_ABOUT_VERSION, "crypto_register_shash"),
+        LinkProblem(K.UNKNOWN_SYMBOL, "other_sym"))
+    # the generic line first (busybox retries print it twice), then the specific one
+    assert kmsg.link_problems(lines[1:2] + lines[:2], "md5") == (
+        LinkProblem(K.DISAGREES_ABOUT_VERSION, "crypto_register_shash"),)
+
+
+def test_classify_rules() -> None:
+    def c(**kw: object) -> kmsg.RuntimeResult:
+        base = dict(name="m", path="/lib/modules/m.ko", errno=0, kmsg=(), seconds=0.1)
+        return kmsg.classify(**{**base, **kw})  # type: ignore[arg-type]
+
+    assert c().outcome is Outcome.LOADED and c().modprobe_message == \
+        "Loaded kernel module /lib/modules/m.ko"
+    assert c(errno=17).outcome is Outcome.LOADED
+    r = c(errno=2, kmsg=("m: Unknown symbol msleep (err -2)",))
+    assert (r.outcome, r.errno, r.problems) == (Outcome.LINK_ERROR, 2,
+                                                (LinkProblem(K.UNKNOWN_SYMBOL, "msleep"),))
+    r = c(errno=2, params="a=1")       # ENOENT from init (firmware missing): no link message
+    assert (r.outcome, r.errno_name) == (Outcome.INIT_ERROR, "ENOENT")
+    assert r.modprobe_message == \
+        "Failed to insmod '/lib/modules/m.ko' with args 'a=1': No such file or directory"
+    assert c(errno=None, timed_out=True).outcome is Outcome.HUNG
+    assert c(errno=None, vm_died=True).outcome is Outcome.CRASHED
+    assert c(errno=None, killed_by=11).outcome is Outcome.CRASHED
+    r = c(errno=0, kmsg=("Internal error: Oops: 96000005 [#1] SMP",))
+    assert (r.outcome, r.reason) == (Outcome.CRASHED, "Internal error: Oops: 96000005 [#1] SMP")
+
+
+# --- recorded runs (tests/data/README.md says how they were recorded) ---
+
+def replay(log: Path) -> dict[str, kmsg.RuntimeResult]:
+    """Classify every module of a recorded console log as the runner does."""
+    text = log.read_text()
+    nonce = console.nonce_of(text)
+    assert nonce
+    plan = {int(m.group(1)): m.group(2).split(" ", 1)
+            for m in re.finditer(r"^=== bootverify: plan (\d+): (.*)$", text, re.MULTILINE)}
+    out: dict[str, kmsg.RuntimeResult] = {}
+    last = 0
+    for x in console.transcript(text, nonce):
+        if x.module is None and (x.status is not None or not x.lines):
+            continue                    # a command's tail (restore, end of a batch)
+        line = x.module if x.module is not None else last + 1
+        last = line
+        path, *params = plan[line]
+        u = loader.ModuleUnit("vendor_ramdisk", Path(path).stem.replace("-", "_"), path,
+                              params[0] if params else "", ())
+        o = loader.parse_load_output(x.lines)
+        if x.status is None:            # the log goes on with the next boot: hung or died
+            died = bool(kmsg.crash_lines(x.lines))
+            out[u.name] = kmsg.classify(name=u.name, path=path, errno=None,
+                                        kmsg=o.kmsg + o.console, seconds=0,
+                                        timed_out=not died, vm_died=died)
+        else:
+            out[u.name] = loader.classify_output(u, o, x.status, 0.0)
+    return out
+
+
+def test_recorded_debian_run() -> None:
+    r = replay(DATA / "debian-6.1.0-56.console.log")
+    assert {n: x.outcome.value for n, x in r.items()} == {
+        "dummy": "loaded", "crc7": "loaded", "ip_tunnel": "loaded", "tunnel4": "loaded",
+        "ipip": "loaded", "nlmon": "link-error", "cppc_cpufreq": "init-error",
+        "test_bpf": "hung", "vxlan": "link-error", "veth": "loaded", "cdrom": "loaded",
+        "isofs": "loaded"}
+    assert r["nlmon"].problems == (LinkProblem(K.DISAGREES_ABOUT_VERSION, "module_layout"),)
+    assert r["nlmon"].errno_name == "ENOEXEC"
+    assert r["cppc_cpufreq"].errno_name == "ENODEV"
+    assert len(r["vxlan"].problems) == 11 and r["vxlan"].errno_name == "ENOENT"
+    assert {p.kind for p in r["vxlan"].problems} == {K.UNKNOWN_SYMBOL}
+    assert any("unknown parameter 'bogus' ignored" in line for line in r["crc7"].kmsg)
+    assert 0 < r["dummy"].seconds < 1
+    assert any("test_bpf: #" in line for line in r["test_bpf"].kmsg)   # the watchdog's drain
+    assert r["test_bpf"].seconds == pytest.approx(5.0, abs=0.5)
+
+
+SAMPLES_LOG = DATA / "samples-gki.console.log"
+
+
+@pytest.mark.skipif(not SAMPLES_LOG.exists(), reason="no recorded sample run")
+def test_recorded_samples_run() -> None:
+    r = replay(SAMPLES_LOG)
+    assert r["vendor_nodev"].outcome is Outcome.INIT_ERROR
+    assert r["vendor_nodev"].errno_name == "ENODEV"
+    assert r["vendor_oops"].outcome is Outcome.CRASHED
+    assert r["vendor_hang"].outcome is Outcome.HUNG
+    assert r["vendor_panic"].outcome is Outcome.CRASHED
+    assert r["vendor_backlight"].problems == (LinkProblem(K.UNKNOWN_SYMBOL, "msleep"),)
+    assert r["vendor_debug"].problems[0].kind is K.NAMESPACE_NOT_IMPORTED
+    assert r["vendor_hash"].problems[0].kind is K.DISAGREES_ABOUT_VERSION
+
+
+# --- console protocol, against a host shell on a real pty ---
+
+def _agent_functions() -> str:
+    """bv_begin / bv_end exactly as the agent defines them, and its read-eval loop."""
+    script = agent.INIT_SCRIPT
+    keep = [line for line in script.splitlines()
+            if line.startswith(("M=", "bv_begin()", "bv_end()"))]
+    loop = script[script.index("printf '%s:ready"):]
+    return "\n".join(keep) + "\n" + loop
+
+
+@pytest.fixture
+def shell_console(tmp_path: Path):  # type: ignore[no-untyped-def]
+    sh = shutil.which("busybox") or shutil.which("dash") or "/bin/sh"
+    rc = tmp_path / "agent.sh"
+    rc.write_text(_agent_functions())
+    child = pexpect.spawn(sh, [str(rc)], env={"bv_nonce": "c0ffee", "PATH": "/usr/bin:/bin"},
+                          encoding="utf-8", timeout=10)       # echo stays ON: the worst case
+    con = console.Console(child, "c0ffee")
+    con.wait_ready(10)
+    yield con
+    child.close(force=True)
+
+
+def test_console_runs_commands_and_ignores_its_own_echo(shell_console: console.Console) -> None:
+    r = shell_console.run("echo hello; echo 'bv_end 99 0'; false", 10)
+    assert (r.status, r.lines) == (1, ("hello", "bv_end 99 0"))
+    r = shell_console.run(lambda seq: f"echo seq={seq}", 10)
+    assert r.lines == (f"seq={r.seq}",) and r.status == 0
+
+
+def test_console_survives_interleaved_lines(shell_console: console.Console) -> None:
+    noise = "(for i in 1 2 3; do echo '[    1.0] kernel noise'; done) & echo out; wait"
+    r = shell_console.run(noise, 10)
+    assert r.status == 0 and "out" in r.lines and r.lines.count("[    1.0] kernel noise") == 3
+
+
+def test_console_module_marks(shell_console: console.Console) -> None:
+    seq = shell_console.start("for i in 1 2 3; do echo out$i; printf '%s:M%s:%s\\n' \"$M\" $i "
+                              "$((i - 1)); done; true")
+    marks = [shell_console.wait_mark(seq, 10) for _ in range(4)]
+    assert [(m.line, m.status, m.lines) for m in marks] == [
+        (1, 0, ("out1",)), (2, 1, ("out2",)), (3, 2, ("out3",)), (None, 0, ())]
+
+
+def test_console_timeout_and_death(shell_console: console.Console) -> None:
+    with pytest.raises(console.CommandTimeout) as e:
+        shell_console.run("echo started; sleep 5", 0.5)
+    assert e.value.lines == ("started",)
+    shell_console.child.sendline("")          # let the sleep finish, then exit the shell
+    with pytest.raises(console.GuestDied):
+        shell_console.run("exit 3", 10)
+
+
+def test_transcript_of_a_recorded_log() -> None:
+    text = (DATA / "debian-6.1.0-56.console.log").read_text()
+    ex = console.transcript(text, console.nonce_of(text) or "")
+    assert [x.module for x in ex if x.module is not None] == list(range(1, 13))
+    bpf = next(x for x in ex if x.module == 8)              # test_bpf: the watchdog's report
+    assert bpf.status == 4 and bpf.lines[-1].startswith("timeout 0 ")
+    # the batch that held it never ended: the VM was killed, the log goes on with boot 2
+    assert (ex[8].seq, ex[8].module, ex[8].status) == (1, None, None)
+    assert [x.seq for x in ex if x.module is None] == [1, 2, 3]   # run, restore, run
+
+
+# --- boot: as a bootloader would ---
+
+def test_bootconfig_trailer() -> None:
+    data = b"androidboot.hardware = x\n"
+    t = boot.bootconfig_with_trailer(data)
+    assert t[:len(data)] == data and t.endswith(b"#BOOTCONFIG\n")
+    size, csum = struct.unpack_from("<II", t, len(data))
+    assert (size, csum) == (len(data), sum(data))
+    assert boot.bootconfig_with_trailer(t) == t and boot.bootconfig_with_trailer(b"") == b""
+
+
+def _images(tmp: Path, version: int = 4, kernel: bytes | None = None,
+            bootconfig: bytes = b"a = 1\n") -> tuple[Path, Path]:
+    kernel = kernel or compress(fake_image(), Compression.LZ4_LEGACY)
+    generic = compress(write_cpio([CpioEntry("init", stat.S_IFREG | 0o755, b"generic"),
+                                   CpioEntry("shared", stat.S_IFREG | 0o644, b"generic")]),
+                       Compression.LZ4_LEGACY)
+    frag1 = compress(write_cpio([CpioEntry("shared", stat.S_IFREG | 0o644, b"vendor1"),
+                                 CpioEntry("one", stat.S_IFREG | 0o644, b"1")]), Compression.GZIP)
+    frag2 = compress(write_cpio([CpioEntry("two", stat.S_IFREG | 0o644, b"2"),
+                                 CpioEntry("one", stat.S_IFREG | 0o644, b"2")]),
+                     Compression.LZ4_LEGACY)
+    write_boot_image(BootImage(version, kernel, generic, "boot=1"), tmp / "boot.img")
+    ramdisks = (VendorRamdisk(frag1, RamdiskType.PLATFORM, "p"), VendorRamdisk(frag2,
+                RamdiskType.DLKM, "d")) if version == 4 else (VendorRamdisk(frag1 + frag2),)
+    write_vendor_boot_image(VendorBootImage(version, "vendor=1", ramdisks,
+                                            bootconfig=bootconfig if version == 4 else b""),
+                            tmp / "vendor_boot.img")
+    return tmp / "boot.img", tmp / "vendor_boot.img"
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_guest_boot_is_what_a_bootloader_hands_over(tmp_path: Path, version: int) -> None:
+    b, v = _images(tmp_path, version)
+    images = boot.read_images(b, v)
+    h, g = boot.prepare(images, busybox=b"\x7fELF-busybox", nonce="abc123")
+    assert g.kernel == fake_image() and g.release == h.kernel.release
+    # cmdline: boot, vendor, bootverify's, and the agent's arguments last
+    assert g.cmdline.startswith("boot=1 vendor=1 console=ttyAMA0 ")
+    assert g.cmdline.endswith(" bv_nonce=abc123" + (" bootconfig" if version == 4 else "")
+                              + " -- sh /bootverify/init")
+    # initrd: vendor fragments, generic ramdisk, zeros, overlay, bootconfig + trailer
+    bc = boot.bootconfig_with_trailer(b"a = 1\n") if version == 4 else b""
+    assert g.initrd.endswith(bc)
+    assert g.initrd.startswith(images.vendor.ramdisk + images.boot.ramdisk)  # type: ignore
+    tree = unpack_initrd(g.initrd[:len(g.initrd) - len(bc)], "initrd")
+    assert tree["shared"].data == b"generic"          # the generic ramdisk comes after vendor's
+    assert tree["one"].data == b"2"                   # fragments in table order
+    assert tree["init"].data == b"generic"            # the agent does not replace /init
+    assert tree["bootverify/busybox"].data == b"\x7fELF-busybox"
+    assert tree["dev/console"].rdevmajor == 5
+    overlay_at = len(h.ramdisk) + boot._overlay_start(len(h.ramdisk))
+    assert overlay_at % 4 == 0 and g.initrd[len(h.ramdisk):overlay_at] == bytes(
+        overlay_at - len(h.ramdisk))
+
+
+def test_read_images_rejects_mismatches(tmp_path: Path) -> None:
+    b, v = _images(tmp_path)
+    with pytest.raises(InputError, match="vendor boot image; expected a boot.img"):
+        boot.read_images(v, b)
+    with pytest.raises(InputError, match="needs a vendor boot image"):
+        boot.read_images(b, None)
+
+
+def test_dlkm_dirs_go_where_android_mounts_them(tmp_path: Path) -> None:
+    d = tmp_path / "sd"
+    d.mkdir()
+    (d / "x.ko").write_bytes(b"\x7fELF")
+    (d / "modules.load").write_text("x.ko\n")
+    names = {e.name for e in boot.dlkm_entries({"system_dlkm": d})}
+    assert {"system_dlkm", "system_dlkm/lib/modules", "system_dlkm/lib/modules/x.ko",
+            "system_dlkm/lib/modules/modules.load"} <= names
+
+
+# --- agent ---
+
+def test_finit_helper_is_a_minimal_static_elf() -> None:
+    elf = agent.finit_elf()
+    agent.check_static_aarch64(elf, "finit")
+    entry = struct.unpack_from("<Q", elf, 24)[0]
+    assert entry - agent.ELF_BASE == 120 and elf[120:] == agent.FINIT_CODE
+
+
+def test_finit_code_is_the_assembly_source() -> None:
+    if not shutil.which("aarch64-linux-gnu-as"):
+        pytest.skip("aarch64-linux-gnu-as not installed")
+    assert agent.scratch_assemble_check() is True
+
+
+def test_busybox_must_be_static_aarch64(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not aarch64|not an ELF|PT_INTERP"):
+        agent.read_busybox(Path("/bin/sh"))
+    (tmp_path / "bb").write_bytes(b"#!/bin/sh\n")
+    with pytest.raises(InputError, match="not an ELF"):
+        agent.read_busybox(tmp_path / "bb")
+
+
+def test_overlay_members() -> None:
+    entries, _ = read_cpio(agent.build_overlay(b"BB"), "overlay")
+    by = {e.name: e for e in entries}
+    assert by["bootverify/init"].data.decode() == agent.INIT_SCRIPT
+    assert by["bootverify/bin/dmesg"].is_symlink and by["bootverify/bin/sh"].data == b"../busybox"
+    assert stat.S_ISCHR(by["dev/kmsg"].mode)
+    # the marker prefix appears in the script only split from the nonce
+    assert "@@bv$bv_nonce" in agent.INIT_SCRIPT and "@@bv:" not in agent.INIT_SCRIPT
+
+
+# --- the load plan ---
+
+def _set(origin: str, guest_dir: str, files: Sequence[str], load: Sequence[str],
+         dep: dict[str, tuple[str, ...]], blocklist: Sequence[str] = (),
+         options: dict[str, str] | None = None) -> loader.ModuleSet:
+    return loader.ModuleSet(origin, guest_dir, frozenset(files), ModulesDir(
+        Path("/nonexistent"), tuple(load), dep, frozenset(blocklist), options or {}))
+
+
+def test_plan_follows_libmodprobe() -> None:
+    vr = _set("vendor_ramdisk", "/lib/modules",
+              ["a.ko", "b.ko", "c.ko", "d-x.ko", "unlisted.ko", "nodep.ko"],
+              ["a.ko", "blocked.ko", "nodep.ko", "gone.ko", "c.ko"],
+              {"a.ko": ("b.ko", "c.ko"), "b.ko": ("c.ko",), "c.ko": (), "d-x.ko": (),
+               "blocked.ko": (), "x.ko": ("/vendor/lib/modules/d-x.ko", "missing.ko")},
+              blocklist=["blocked"], options={"a": "p=1"})
+    vd = _set("vendor_dlkm", "/vendor_dlkm/lib/modules", ["v.ko"], ["v.ko"],
+              {"/vendor/lib/modules/v.ko": ("/lib/modules/b.ko",)})
+    plan = loader.make_plan([vr, vd], cmdline="a.q=2 console=ttyAMA0 x.y=\"1 2\"")
+    assert plan.order == (("vendor_ramdisk", "a"), ("vendor_ramdisk", "blocked"),
+                          ("vendor_ramdisk", "nodep"), ("vendor_ramdisk", "gone"),
+                          ("vendor_ramdisk", "c"), ("vendor_dlkm", "v"))
+    a = plan.units[("vendor_ramdisk", "a")]
+    assert a.path == "/lib/modules/a.ko" and a.params == "p=1 q=2"
+    assert a.deps == (("vendor_ramdisk", "c"), ("vendor_ramdisk", "b"))   # reverse dep order
+    assert plan.units[("vendor_ramdisk", "blocked")].blocklisted
+    assert plan.units[("vendor_ramdisk", "nodep")].path == "/lib/modules/nodep.ko"
+    assert any("nodep" in n for n in plan.notes)
+    assert plan.units[("vendor_ramdisk", "gone")].path == ""
+    v = plan.units[("vendor_dlkm", "v")]
+    assert v.path == "/vendor_dlkm/lib/modules/v.ko"
+    assert v.deps == (("vendor_ramdisk", "b"),)     # an absolute path into another set
+    assert loader.cmdline_options('a.q=2 b.c="x y" noval.k junk') == {"a": "q=2", "b": 'c="x y"'}
+
+
+def test_ramdisk_module_dir_is_first_stages_choice() -> None:
+    def tree(*names: str) -> dict[str, CpioEntry]:
+        return {n: CpioEntry(n, stat.S_IFREG | 0o644, b"x.ko\n") for n in names}
+
+    assert loader._tree_modules_dir(tree("lib/modules/6.1.25/modules.load",
+                                         "lib/modules/modules.load"), "6.1.25-android14") \
+        == "lib/modules/6.1.25"
+    assert loader._tree_modules_dir(tree("lib/modules/5.15.1/modules.load",
+                                         "lib/modules/modules.load"), "6.1.25") == "lib/modules"
+
+
+def test_parse_load_output() -> None:
+    lines = ["[    2.141238] nlmon: disagrees about version of symbol module_layout",
+             "4,242,3474532,-;nlmon: disagrees about version of symbol module_layout",
+             " SUBSYSTEM=module",
+             "6,243,3474600,c;second",
+             "finit_module -8 4255680"]
+    o = loader.parse_load_output(lines)
+    assert (o.label, o.value, o.seconds) == ("finit_module", -8, 0.00425568)
+    assert o.kmsg == ("[    3.474532] nlmon: disagrees about version of symbol module_layout",
+                      "[    3.474600] second")
+    assert o.console == (lines[0],)
+    u = loader.ModuleUnit("vendor_ramdisk", "nlmon", "/lib/modules/nlmon.ko", "", ())
+    r = loader.classify_output(u, o, 1, 0.1)
+    assert (r.outcome, r.errno_name, r.seconds) == (Outcome.LINK_ERROR, "ENOEXEC", 0.00425568)
+    killed = loader.parse_load_output(["6,1,1,-;Internal error: Oops: 96000005 [#1] SMP",
+                                       "killed 11 2000"])
+    assert loader.classify_output(u, killed, 3, 0.1).outcome is Outcome.CRASHED
+    hung = loader.parse_load_output(["6,1,1,-;nlmon: waiting", "timeout 0 5000000000"])
+    r = loader.classify_output(u, hung, 4, 5.1)
+    assert (r.outcome, r.seconds, r.kmsg) == (Outcome.HUNG, 5.0, ("[    0.000001] nlmon: waiting",))
+    r = loader.classify_output(u, loader.parse_load_output(["openat -2 100"]), 1, 0.1)
+    assert r.outcome is Outcome.SKIPPED and "No such file" in r.reason
+
+
+# --- the runner's recovery, with a scripted stand-in for qemu ---
+
+class FakeConsole:
+    """Answers like the agent would, from a script: module name -> behaviour."""
+
+    def __init__(self, vm: "FakeVM", script: dict[str, str], plan: loader.LoadPlan) -> None:
+        self.vm, self.script, self.plan, self.seq = vm, script, plan, vm.first_seq - 1
+        self.line = 0
+
+    def run(self, command: str, timeout: float) -> console.CommandResult:
+        self.seq += 1
+        assert command.startswith("bv_restore ")
+        self.vm.restored.append([int(w) for w in command.split()[1:]])
+        return console.CommandResult(self.seq, 0, (), 0.01)
+
+    def start(self, command: str) -> int:
+        self.seq += 1
+        words = command.split()
+        assert words[0] == "bv_run"
+        self.line = int(words[1])
+        return self.seq
+
+    def wait_mark(self, seq: int, timeout: float, grace: float = 0.0) -> console.Mark:
+        if self.line > len(self.plan.lines):
+            return console.Mark(None, 0, (), 0.01)
+        line, self.line = self.line, self.line + 1
+        name = self.plan.unit_at(line).name
+        how = self.script.get(name, "ok")
+        if how == "hang":
+            self.vm.dead = True
+            raise console.CommandTimeout("hang", seq, (f"6,1,1000000,-;{name}: waiting",),
+                                         timeout)
+        if how == "panic":
+            self.vm.dead = True
+            raise console.GuestDied("died", seq, (f"[    1.1] Kernel panic - not syncing: {name}",),
+                                    0.2)
+        if how == "oops":
+            return console.Mark(line, 3, ("6,2,1100000,-;Internal error: Oops: 96000005 [#1] SMP",
+                                          "killed 11 2000000"), 0.2)
+        ret = {"ok": 0, "enoent": -2, "enodev": -19}[how]
+        lines = [f"4,3,1010000,-;{name}: Unknown symbol missing_sym (err -2)"] \
+            if how == "enoent" else []
+        return console.Mark(line, 0 if ret == 0 else 1, (*lines, f"finit_module {ret} 5000000"),
+                            0.05)
+
+
+class FakeVM:
+    boots: list["FakeVM"] = []
+    script: dict[str, str] = {}
+    plan: loader.LoadPlan
+
+    def __init__(self, ws: object, config: object, log: object, first_seq: int = 1,
+                 label: str = "") -> None:
+        self.first_seq, self.label = first_seq, label
+        self.dead = False
+        self.restored: list[list[int]] = []
+        self.console: FakeConsole | None = None
+        self.boot_seconds = 1.0
+        FakeVM.boots.append(self)
+
+    def start(self) -> FakeConsole:
+        self.console = FakeConsole(self, FakeVM.script, FakeVM.plan)
+        return self.console
+
+    def alive(self) -> bool:
+        return not self.dead
+
+    def kill(self) -> None:
+        self.dead = True
+
+
+def test_runner_recovers_from_hang_oops_and_panic(monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeVM.boots, FakeVM.script = [], {"h": "hang", "o": "oops", "p": "panic", "l": "enoent",
+                                       "n": "enodev"}
+    monkeypatch.setattr(loader, "VirtualMachine", FakeVM)
+    files = [f"{n}.ko" for n in "abhcoldpnez"]
+    s = _set("vendor_ramdisk", "/lib/modules", files, ["a.ko", "h.ko", "c.ko", "o.ko", "l.ko",
+                                                        "d.ko", "p.ko", "n.ko", "e.ko", "z.ko"],
+             {f: () for f in files} | {"d.ko": ("l.ko",), "e.ko": ("b.ko",)},
+             blocklist=["z"])
+    plan = FakeVM.plan = loader.make_plan([s])
+    assert [plan.units[st.key].name for st in plan.steps] == list("ahcoldpnbez")
+    assert plan.lines[0] == "/lib/modules/a.ko" and len(plan.lines) == 10
+
+    class WS:
+        guest = boot.GuestBoot(b"", b"", "", "6.1", "n")
+
+    seen: list[tuple[str, int, int]] = []
+    runner = loader.Runner(WS(), plan, module_timeout=1,  # type: ignore[arg-type]
+                           progress=lambda r, d, t: seen.append((r.name, d, t)))
+    runner.run()
+    rep = runner.report(1.0)
+    got = {r.name: r.outcome.value for r in rep.results}
+    assert got == {"a": "loaded", "h": "hung", "c": "loaded", "o": "crashed", "l": "link-error",
+                   "d": "loaded", "p": "crashed", "n": "init-error", "b": "loaded",
+                   "e": "loaded", "z": "skipped"}
+    assert [r.name for r in rep.results] == list("ahcoldpnbez")
+    r = rep.by_name()
+    assert "dependency did not load: l (link-error)" in r["d"].reason
+    assert r["o"].reason.startswith("Internal error: Oops")
+    assert any("waiting" in line for line in r["h"].kmsg)
+    assert [b.reason for b in rep.boots] == ["first boot", "after hung h", "after crashed o",
+                                             "after crashed p"]
+    # each new VM first loads again what was loaded before (plan lines), in order
+    assert [b.restored for b in FakeVM.boots] == [[], [[1]], [[1, 3]], [[1, 3, 6]]]
+    # sequence numbers keep growing across boots
+    assert FakeVM.boots[1].first_seq > 1
+    assert [x[1] for x in seen] == list(range(1, 12)) and {x[2] for x in seen} == {11}
