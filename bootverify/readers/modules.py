@@ -14,6 +14,7 @@ flavour (32-bit, big-endian) and the fast path covers what Android and Debian sh
 
 from __future__ import annotations
 
+import functools
 import io
 import mmap
 import os
@@ -67,6 +68,14 @@ class ModuleFacts:
     license: str
     import_ns: tuple[str, ...]
     signed: bool
+
+    @functools.cached_property
+    def undefined_set(self) -> frozenset[str]:
+        return frozenset(self.undefined)
+
+    @functools.cached_property
+    def weak_set(self) -> frozenset[str]:
+        return frozenset(self.weak_undefined)
 
 
 def module_name(path: str | Path) -> str:
