@@ -1,0 +1,272 @@
+"""The sample images (bootverify/samples.py): built once per session (cached), read back with the
+project's readers (v4) and Debian's unpack_bootimg (v3), and cross-checked with kmod."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bootverify import samples
+from bootverify.errors import InfraError
+from bootverify.readers.bootimg import BootImage, RamdiskType, VendorBootImage, read_boot_image
+from bootverify.readers.modules import module_name, read_module
+from bootverify.readers.ramdisk import CpioEntry, decompress, unpack_initrd
+from bootverify.readers.symbols import read_kmi_symbol_lists, read_symvers
+
+# A cold build of both kernels takes minutes; whichever test comes first pays for it.
+BUILD_TIMEOUT = 1200
+VARIANTS = ["", "replacement"]
+
+RECIPE = samples.load_recipe()
+
+
+def _run(*argv: str | Path) -> str:
+    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def _expected(out: Path) -> dict[str, dict]:
+    return json.loads((out / "expected.json").read_text())["modules"]
+
+
+def _dlkm(out: Path) -> dict[str, CpioEntry]:
+    img = read_boot_image(out / "vendor_kernel_boot.img")
+    assert isinstance(img, VendorBootImage)
+    return unpack_initrd(img.ramdisks[0].data, out)
+
+
+def _modules_dir(out: Path, tmp: Path) -> Path:
+    """The vendor ramdisk's lib/modules/ written out, for kmod tools."""
+    for name, e in _dlkm(out).items():
+        if e.is_file and name.startswith("lib/modules/"):
+            (tmp / Path(name).name).write_bytes(e.data)
+    return tmp
+
+
+# --- recipe (no build needed) ---
+
+def test_recipe_expectations_use_the_contract_vocabulary() -> None:
+    for m in [*RECIPE.system_dlkm, *RECIPE.shipped()]:
+        for e in m.expected.values():
+            assert set(e.static) <= samples.PROBLEM_KINDS
+            assert e.runtime in samples.RUNTIME_OUTCOMES
+            assert list(e.static) == sorted(e.static)
+
+
+def test_recipe_seeds_every_fault() -> None:
+    gki = {m.name: m.expected[samples.Variant.GKI] for m in RECIPE.shipped()}
+    kinds = {k for e in gki.values() for k in e.static}
+    assert kinds >= {"unresolved", "crc-mismatch", "not-in-kmi", "namespace", "gpl-only",
+                     "dependency-failed"}
+    outcomes = {e.runtime for e in gki.values()}
+    assert outcomes == samples.RUNTIME_OUTCOMES
+    assert [m.name for m in RECIPE.modules if not m.shipped] == ["vendor_modem_shared"]
+
+
+def test_relicense_keeps_the_file_length(tmp_path: Path) -> None:
+    ko = tmp_path / "m.ko"
+    ko.write_bytes(b"\x7fELF....description=x\0license=Dual MIT/GPL\0vermagic=6.1\0")
+    samples._relicense(ko, "Proprietary")
+    assert ko.read_bytes() == b"\x7fELF....description=x\0license=Proprietary\0\0vermagic=6.1\0"
+    with pytest.raises(InfraError):
+        samples._relicense(ko, "A license longer than the old one")
+
+
+def test_recipe_key_follows_the_recipe(tmp_path: Path) -> None:
+    (tmp_path / "gki.config").write_text("CONFIG_MODULES=y\n")
+    before = samples.recipe_key(tmp_path, "6.1.192-2")
+    assert samples.recipe_key(tmp_path, "6.1.192-2") == before
+    assert samples.recipe_key(tmp_path, "6.1.192-3") != before
+    (tmp_path / "gki.config").write_text("CONFIG_MODULES=n\n")
+    assert samples.recipe_key(tmp_path, "6.1.192-2") != before
+
+
+# --- the built images ---
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_outputs_are_complete(sample_images: Path, variant: str) -> None:
+    out = sample_images / variant
+    for name in ("boot.img", "vendor_kernel_boot.img", "vmlinux.symvers", "System.map",
+                 "kmi_symbol_list", "expected.json", "system_dlkm/modules.load",
+                 "system_dlkm/modules.dep", *(f"kernel/{k}" for k in samples.GKI_OUTS)):
+        assert (out / name).is_file(), name
+    assert (out / "kernel/Image.lz4").read_bytes()[:4] == b"\x02\x21\x4c\x18"   # lz4 -l
+    assert decompress((out / "kernel/Image.lz4").read_bytes(), "Image.lz4") == \
+        (out / "kernel/Image").read_bytes()
+    if not variant:
+        assert (out / "boot-v3.img").is_file() and (out / "vendor_kernel_boot-v3.img").is_file()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_boot_image_v4(sample_images: Path, variant: str) -> None:
+    out = sample_images / variant
+    img = read_boot_image(out / "boot.img")
+    assert isinstance(img, BootImage) and img.header_version == 4
+    assert img.kernel == (out / "kernel/Image.lz4").read_bytes()
+    assert img.cmdline == RECIPE.cmdline
+    tree = unpack_initrd(img.ramdisk, "boot.img ramdisk")
+    assert tree["init"].data == RECIPE.init.read_bytes() and tree["init"].mode & 0o111
+    assert tree["bin/busybox"].data[:4] == b"\x7fELF"
+    assert (tree["dev/console"].rdevmajor, tree["dev/console"].rdevminor) == (5, 1)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_vendor_kernel_boot_v4(sample_images: Path, variant: str) -> None:
+    out = sample_images / variant
+    img = read_boot_image(out / "vendor_kernel_boot.img")
+    assert isinstance(img, VendorBootImage) and img.header_version == 4
+    assert img.cmdline == RECIPE.vendor_cmdline
+    assert [(r.type, r.name) for r in img.ramdisks] == [(RamdiskType.DLKM, "dlkm")]
+    assert img.bootconfig.decode().splitlines() == list(RECIPE.bootconfig)
+    assert img.dtb[:4] == b"\xd0\x0d\xfe\xed"
+    tree = _dlkm(out)
+    shipped = RECIPE.shipped()
+    kos = sorted(n for n in tree if n.endswith(".ko"))
+    assert kos == sorted(f"lib/modules/{m.file}" for m in shipped)
+    text = {n.removeprefix("lib/modules/"): e.data.decode() for n, e in tree.items()
+            if n.startswith("lib/modules/modules.")}
+    assert text["modules.load"].split() == [m.file for m in shipped]
+    assert text["modules.blocklist"] == "blocklist vendor_blocked\n"
+    assert text["modules.options"] == "options vendor_sensor poll_ms=50\n"
+    deps = dict(line.split(":", 1) for line in text["modules.dep"].splitlines())
+    assert deps["vendor_sensor.ko"].split() == ["vendor_core.ko"]
+    assert deps["vendor_panel.ko"].split() == ["vendor_backlight.ko"]
+    assert deps["vendor_modem.ko"].split() == []      # its provider is not in the image
+
+
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_v3_images_match_v4_through_debians_unpack_bootimg(sample_images: Path,
+                                                           tmp_path: Path) -> None:
+    boot = read_boot_image(sample_images / "boot.img")
+    vendor = read_boot_image(sample_images / "vendor_kernel_boot.img")
+    assert isinstance(boot, BootImage) and isinstance(vendor, VendorBootImage)
+
+    info = _run("unpack_bootimg", "--boot_img", sample_images / "boot-v3.img",
+                "--out", tmp_path / "boot")
+    assert re.search(r"boot image header version: 3", info)
+    assert f"command line args: {RECIPE.cmdline}" in info
+    assert (tmp_path / "boot/kernel").read_bytes() == boot.kernel
+    assert (tmp_path / "boot/ramdisk").read_bytes() == boot.ramdisk
+
+    info = _run("unpack_bootimg", "--boot_img", sample_images / "vendor_kernel_boot-v3.img",
+                "--out", tmp_path / "vendor")
+    assert re.search(r"boot image header version: 3", info)
+    assert f"vendor command line args: {RECIPE.vendor_cmdline}" in info
+    assert (tmp_path / "vendor/vendor_ramdisk").read_bytes() == vendor.ramdisks[0].data
+    assert (tmp_path / "vendor/dtb").read_bytes() == vendor.dtb
+
+    v3 = read_boot_image(sample_images / "vendor_kernel_boot-v3.img")
+    assert isinstance(v3, VendorBootImage) and v3.header_version == 3
+    assert v3.ramdisks[0].data == vendor.ramdisks[0].data
+
+
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_gki_kernel_exports_exactly_the_kmi(sample_images: Path) -> None:
+    kmi = read_kmi_symbol_lists([sample_images / "kmi_symbol_list"])
+    assert kmi == read_kmi_symbol_lists(RECIPE.kmi_symbol_lists)
+    vmlinux = {e.name for e in read_symvers(sample_images / "vmlinux.symvers")}
+    assert vmlinux == kmi
+    # Module exports are not trimmed (the Android Common Kernel's rule, see images/).
+    assert "crc16" in {e.name for e in read_module(sample_images / "system_dlkm/crc16.ko").exports}
+    assert "msleep" not in vmlinux
+    # No trimming in the replacement: msleep is there, and much more than the list.
+    replacement = {e.name for e in read_symvers(sample_images / "replacement/vmlinux.symvers")}
+    assert "msleep" in replacement and len(replacement) > 10 * len(kmi)
+
+
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_replacement_patch_changes_the_crc_md5_was_built_against(sample_images: Path) -> None:
+    def crcs(path: Path) -> dict[str, int]:
+        return {e.name: e.crc for e in read_symvers(path)}
+
+    gki, replacement = crcs(sample_images / "vmlinux.symvers"), \
+        crcs(sample_images / "replacement/vmlinux.symvers")
+    md5 = read_module(sample_images / "replacement/system_dlkm/md5.ko")
+    assert md5.versions["crypto_register_shash"] == gki["crypto_register_shash"]
+    assert md5.versions["crypto_register_shash"] != replacement["crypto_register_shash"]
+    crc16 = read_module(sample_images / "replacement/system_dlkm/crc16.ko")
+    assert all(replacement[s] == crc for s, crc in crc16.versions.items())
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_expected_json_names_every_module_in_the_images(sample_images: Path,
+                                                        variant: str) -> None:
+    out = sample_images / variant
+    expected = _expected(out)
+    in_images = {module_name(n) for n in _dlkm(out) if n.endswith(".ko")} | \
+        {module_name(p) for p in (out / "system_dlkm").glob("*.ko")}
+    assert set(expected) == in_images
+    assert {n for n, e in expected.items() if e["partition"] == "system_dlkm"} == \
+        {module_name(p) for p in (out / "system_dlkm").glob("*.ko")}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_kmod_depmod_agrees_with_expected_json(sample_images: Path, variant: str,
+                                               tmp_path: Path) -> None:
+    """kmod's depmod, an independent reader: the modules it says need an unknown symbol or
+    disagree about a CRC are those expected.json marks unresolved / crc-mismatch."""
+    out = sample_images / variant
+    root = tmp_path / "root"
+    moddir = root / "lib/modules/0.0"
+    moddir.mkdir(parents=True)
+    _modules_dir(out, moddir)
+    for ko in (out / "system_dlkm").glob("*.ko"):
+        (moddir / ko.name).write_bytes(ko.read_bytes())
+    log = _run("depmod", "-b", root, "-e", "-E", out / "vmlinux.symvers", "0.0")
+    unknown = set(re.findall(r"/(\w+)\.ko needs unknown symbol", log))
+    disagree = set(re.findall(r"/([\w-]+)\.ko disagrees about version of symbol", log))
+    expected = _expected(out)
+    assert unknown == {n for n, e in expected.items() if "unresolved" in e["static"]}
+    assert {module_name(n) for n in disagree} == \
+        {n for n, e in expected.items() if "crc-mismatch" in e["static"]}
+
+
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_seeded_module_facts(sample_images: Path, tmp_path: Path) -> None:
+    d = _modules_dir(sample_images, tmp_path)
+    blob = read_module(d / "vendor_blob.ko")
+    assert blob.license == "Proprietary" and "ktime_get" in blob.undefined
+    assert read_module(d / "vendor_sensor.ko").import_ns == ("VENDOR_CORE_INTERNAL",)
+    assert read_module(d / "vendor_debug.ko").import_ns == ()
+    core = {e.name: e for e in read_module(d / "vendor_core.ko").exports}
+    assert core["vendor_core_debug_dump"].namespace == "VENDOR_CORE_INTERNAL"
+    assert read_module(d / "vendor_modem.ko").depends == ("vendor_modem_shared",)
+    assert "msleep" in read_module(d / "vendor_backlight.ko").undefined
+    # vendor_hash was built against the replacement kernel, whose release string differs; with
+    # CONFIG_MODVERSIONS only the flags after it count.
+    flags = {read_module(ko).vermagic.split(" ", 1)[1] for ko in d.glob("*.ko")}
+    assert len(flags) == 1
+    assert read_module(d / "vendor_hash.ko").vermagic.startswith("6.1.192-vendor ")
+
+
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_warm_build_is_fast_and_stable(sample_images: Path) -> None:
+    from bootverify.cache import cache_dir
+    lines: list[str] = []
+    start = time.monotonic()
+    again = samples.build(cache_dir() / "images", lines.append)
+    assert again == sample_images
+    assert time.monotonic() - start < 10
+    print("\n".join(lines), file=sys.stderr)
