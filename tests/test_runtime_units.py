@@ -135,14 +135,14 @@ def replay(log: Path) -> dict[str, kmsg.RuntimeResult]:
         path, *params = plan[line]
         u = loader.ModuleUnit("vendor_ramdisk", Path(path).stem.replace("-", "_"), path,
                               params[0] if params else "", ())
-        o = loader.parse_load_output(x.lines)
-        if x.status is None:            # the log goes on with the next boot: hung or died
+        o = loader.parse_load_output(x.lines, x.result)
+        if x.module is None:            # the log goes on with the next boot: hung or died
             died = bool(kmsg.crash_lines(x.lines))
             out[u.name] = kmsg.classify(name=u.name, path=path, errno=None,
                                         kmsg=o.kmsg + o.console, seconds=0,
                                         timed_out=not died, vm_died=died)
         else:
-            out[u.name] = loader.classify_output(u, o, x.status, 0.0)
+            out[u.name] = loader.classify_output(u, o, 0.0)
     return out
 
 
@@ -218,11 +218,12 @@ def test_console_survives_interleaved_lines(shell_console: console.Console) -> N
 
 
 def test_console_module_marks(shell_console: console.Console) -> None:
-    seq = shell_console.start("for i in 1 2 3; do echo out$i; printf '%s:M%s:%s\\n' \"$M\" $i "
-                              "$((i - 1)); done; true")
+    seq = shell_console.start("for i in 1 2 3; do echo out$i; printf '%s:M%s:finit:-%s:9\\n' "
+                              "\"$M\" $i $i; done; true")
     marks = [shell_console.wait_mark(seq, 10) for _ in range(4)]
-    assert [(m.line, m.status, m.lines) for m in marks] == [
-        (1, 0, ("out1",)), (2, 1, ("out2",)), (3, 2, ("out3",)), (None, 0, ())]
+    assert [(m.line, m.status, m.result, m.lines) for m in marks] == [
+        (1, None, "finit:-1:9", ("out1",)), (2, None, "finit:-2:9", ("out2",)),
+        (3, None, "finit:-3:9", ("out3",)), (None, 0, "", ())]
 
 
 def test_console_timeout_and_death(shell_console: console.Console) -> None:
@@ -239,7 +240,7 @@ def test_transcript_of_a_recorded_log() -> None:
     ex = console.transcript(text, console.nonce_of(text) or "")
     assert [x.module for x in ex if x.module is not None] == list(range(1, 13))
     bpf = next(x for x in ex if x.module == 8)              # test_bpf: the watchdog's report
-    assert bpf.status == 4 and bpf.lines[-1].startswith("timeout 0 ")
+    assert bpf.result.startswith("timeout:0:") and "test_bpf: #0 " in bpf.lines[0]
     # the batch that held it never ended: the VM was killed, the log goes on with boot 2
     assert (ex[8].seq, ex[8].module, ex[8].status) == (1, None, None)
     assert [x.seq for x in ex if x.module is None] == [1, 2, 3]   # run, restore, run
@@ -402,23 +403,22 @@ def test_parse_load_output() -> None:
     lines = ["[    2.141238] nlmon: disagrees about version of symbol module_layout",
              "4,242,3474532,-;nlmon: disagrees about version of symbol module_layout",
              " SUBSYSTEM=module",
-             "6,243,3474600,c;second",
-             "finit_module -8 4255680"]
-    o = loader.parse_load_output(lines)
-    assert (o.label, o.value, o.seconds) == ("finit_module", -8, 0.00425568)
+             "6,243,3474600,c;second"]
+    o = loader.parse_load_output(lines, "finit:-8:4255")
+    assert (o.label, o.value, o.seconds) == ("finit", -8, 0.004255)
     assert o.kmsg == ("[    3.474532] nlmon: disagrees about version of symbol module_layout",
                       "[    3.474600] second")
     assert o.console == (lines[0],)
     u = loader.ModuleUnit("vendor_ramdisk", "nlmon", "/lib/modules/nlmon.ko", "", ())
-    r = loader.classify_output(u, o, 1, 0.1)
-    assert (r.outcome, r.errno_name, r.seconds) == (Outcome.LINK_ERROR, "ENOEXEC", 0.00425568)
-    killed = loader.parse_load_output(["6,1,1,-;Internal error: Oops: 96000005 [#1] SMP",
-                                       "killed 11 2000"])
-    assert loader.classify_output(u, killed, 3, 0.1).outcome is Outcome.CRASHED
-    hung = loader.parse_load_output(["6,1,1,-;nlmon: waiting", "timeout 0 5000000000"])
-    r = loader.classify_output(u, hung, 4, 5.1)
+    r = loader.classify_output(u, o, 0.1)
+    assert (r.outcome, r.errno_name, r.seconds) == (Outcome.LINK_ERROR, "ENOEXEC", 0.004255)
+    killed = loader.parse_load_output(["6,1,1,-;Internal error: Oops: 96000005 [#1] SMP"],
+                                      "killed:11:2000")
+    assert loader.classify_output(u, killed, 0.1).outcome is Outcome.CRASHED
+    hung = loader.parse_load_output(["6,1,1,-;nlmon: waiting"], "timeout:0:5000000")
+    r = loader.classify_output(u, hung, 5.1)
     assert (r.outcome, r.seconds, r.kmsg) == (Outcome.HUNG, 5.0, ("[    0.000001] nlmon: waiting",))
-    r = loader.classify_output(u, loader.parse_load_output(["openat -2 100"]), 1, 0.1)
+    r = loader.classify_output(u, loader.parse_load_output([], "open:-2:100"), 0.1)
     assert r.outcome is Outcome.SKIPPED and "No such file" in r.reason
 
 
@@ -433,8 +433,10 @@ class FakeConsole:
 
     def run(self, command: str, timeout: float) -> console.CommandResult:
         self.seq += 1
-        assert command.startswith("bv_restore ")
-        self.vm.restored.append([int(w) for w in command.split()[1:]])
+        words = command.split()
+        assert words[0] == "bv_restore"
+        first, last, skips = int(words[1]), int(words[2]), {int(w) for w in words[4:]}
+        self.vm.restored.append([x for x in range(first, last + 1) if x not in skips])
         return console.CommandResult(self.seq, 0, (), 0.01)
 
     def start(self, command: str) -> int:
@@ -446,7 +448,7 @@ class FakeConsole:
 
     def wait_mark(self, seq: int, timeout: float, grace: float = 0.0) -> console.Mark:
         if self.line > len(self.plan.lines):
-            return console.Mark(None, 0, (), 0.01)
+            return console.Mark(None, 0, "", (), 0.01)
         line, self.line = self.line, self.line + 1
         name = self.plan.unit_at(line).name
         how = self.script.get(name, "ok")
@@ -459,13 +461,12 @@ class FakeConsole:
             raise console.GuestDied("died", seq, (f"[    1.1] Kernel panic - not syncing: {name}",),
                                     0.2)
         if how == "oops":
-            return console.Mark(line, 3, ("6,2,1100000,-;Internal error: Oops: 96000005 [#1] SMP",
-                                          "killed 11 2000000"), 0.2)
+            return console.Mark(line, None, "killed:11:2000",
+                                ("6,2,1100000,-;Internal error: Oops: 96000005 [#1] SMP",), 0.2)
         ret = {"ok": 0, "enoent": -2, "enodev": -19}[how]
-        lines = [f"4,3,1010000,-;{name}: Unknown symbol missing_sym (err -2)"] \
-            if how == "enoent" else []
-        return console.Mark(line, 0 if ret == 0 else 1, (*lines, f"finit_module {ret} 5000000"),
-                            0.05)
+        lines = (f"4,3,1010000,-;{name}: Unknown symbol missing_sym (err -2)",) \
+            if how == "enoent" else ()
+        return console.Mark(line, None, f"finit:{ret}:5000", lines, 0.05)
 
 
 class FakeVM:

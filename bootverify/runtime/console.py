@@ -6,7 +6,7 @@ Protocol: every command goes out as one line
 
 and the agent's shell functions print `@@bv<nonce>:SEQ:B` before and `@@bv<nonce>:SEQ:E:STATUS`
 after it, STATUS being the command's exit status as the shell computed it. A command that loads
-modules (`bv_run`) also prints `@@bv<nonce>:M<line>:<status>` after each module: `wait_mark`
+modules (`bv_run`) also prints `@@bv<nonce>:M<line>:<result>` after each module: `wait_mark`
 returns at each of those, so the host can time every module while the guest goes through the
 list without waiting for the host in between. The nonce reaches the
 guest on the kernel command line and the marker is joined from pieces inside the shell functions,
@@ -48,9 +48,11 @@ class CommandResult:
 
 @dataclass(frozen=True)
 class Mark:
-    """A module's end mark (line = its plan line) or the command's end (line None)."""
+    """A module's mark (line = its plan line, result = what follows `M<line>:`) or the end of
+    the command (line None, status = its exit status)."""
     line: int | None
-    status: int
+    status: int | None
+    result: str
     lines: tuple[str, ...]      # output since the previous mark (CRs dropped)
     seconds: float              # host wall time since the previous mark (or the send)
 
@@ -160,7 +162,7 @@ class Console:
         comes first, with the output before it. If output is still arriving when `timeout` runs
         out (a long kernel log being printed), wait on while it keeps coming, `grace` seconds at
         most. Raises CommandTimeout or GuestDied."""
-        patterns = [re.compile(self._m + r":M(\d+):(-?\d+)\r*\n"),
+        patterns = [re.compile(self._m + r":M(\d+):(\S*)\r*\n"),
                     re.compile(self._m + f":{seq}:E:(-?\\d+)\r*\n")]
         deadline = self._last + timeout
         hard = deadline + grace
@@ -189,8 +191,8 @@ class Console:
         lines = self._output(self.child.before, seq)
         m = self.child.match
         if which == 0:
-            return Mark(int(m.group(1)), int(m.group(2)), lines, seconds)
-        return Mark(None, int(m.group(1)), lines, seconds)
+            return Mark(int(m.group(1)), None, m.group(2), lines, seconds)
+        return Mark(None, int(m.group(1)), "", lines, seconds)
 
     def run(self, command: str | Callable[[int], str], timeout: float) -> CommandResult:
         """Run one command line in the agent's shell and wait for it (module marks it prints
@@ -206,9 +208,10 @@ class Console:
                 raise
             lines += mark.lines
             if mark.line is None:
+                assert mark.status is not None
                 return CommandResult(seq, mark.status, tuple(lines),
                                      time.monotonic() - self._started)
-            lines.append(f"{self.marker}:M{mark.line}:{mark.status}")
+            lines.append(f"{self.marker}:M{mark.line}:{mark.result}")
 
     def _pending(self) -> str:
         """After a TIMEOUT or EOF pexpect leaves everything read since the last match in before."""
@@ -227,13 +230,14 @@ class Console:
 
 @dataclass(frozen=True)
 class Exchange:
-    """A piece of a recorded console log: one module of a `bv_run` (module = its plan line), or
-    the rest of a command (module None). status None: the log ends there, or the next boot
-    starts (the guest hung or died)."""
+    """A piece of a recorded console log: one module of a `bv_run` (module = its plan line,
+    result = its mark's fields), or the rest of a command (module None, status = its exit
+    status; None when the log ends there or the next boot starts: the guest hung or died)."""
     seq: int
     module: int | None
     status: int | None
     lines: tuple[str, ...]
+    result: str = ""
 
 
 def boot_banner(number: int, reason: str) -> str:
@@ -248,7 +252,7 @@ def transcript(text: str, nonce: str) -> list[Exchange]:
     """The commands and modules of a recorded console log, with their output (for logs read
     afterwards: tests, reports)."""
     m = re.escape(MARKER_PREFIX + nonce)
-    marker = re.compile(m + r":(?:(\d+):(B|E:(-?\d+))|M(\d+):(-?\d+))\r*\n|^"
+    marker = re.compile(m + r":(?:(\d+):(B|E:(-?\d+))|M(\d+):(\S*))\r*\n|^"
                         + re.escape(BOOT_BANNER) + ".*\n", re.MULTILINE)
     out: list[Exchange] = []
     open_seq: int | None = None
@@ -257,7 +261,7 @@ def transcript(text: str, nonce: str) -> list[Exchange]:
         piece = split_lines(text[start:x.start()])
         if x.group(4) is not None:                      # a module mark
             if open_seq is not None:
-                out.append(Exchange(open_seq, int(x.group(4)), int(x.group(5)), piece))
+                out.append(Exchange(open_seq, int(x.group(4)), None, piece, x.group(5)))
                 start = x.end()
             continue
         if x.group(1) is None:                          # a new boot: what was open ends here

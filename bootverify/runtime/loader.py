@@ -67,6 +67,7 @@ ORIGINS = ("vendor_ramdisk", "system_dlkm", "vendor_dlkm")
 DEFAULT_MODULE_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 30.0        # ordinary agent commands (restore is given more)
 RESTORE_CHUNK = 3000          # characters per restore command line (the tty takes 4095)
+RESTORE_PER_MODULE = 1.0      # seconds allowed per module loaded again after a reboot
 
 Key = tuple[str, str]         # (origin, module name)
 
@@ -306,16 +307,15 @@ def plan_for(handoff: boot.Handoff, cmdline: str,
 # --- running it ---
 
 RECORD = re.compile(r"^(?P<level>\d+),(?P<seq>\d+),(?P<usec>\d+),[^;]*;(?P<text>.*)$")
-RESULT = re.compile(r"^(?P<label>finit_module|openat|killed|timeout) (?P<value>-?\d+) "
-                    r"(?P<ns>\d+)$")
+RESULT = re.compile(r"^(?P<label>finit|open|killed|timeout):(?P<value>-?\d+):(?P<usec>\d+)$")
 HOST_MARGIN = 5.0             # the host waits this much longer than the guest's watchdog
 
 
 @dataclass(frozen=True)
 class LoadOutput:
     """What the agent printed for one module, taken apart."""
-    label: str | None              # finit_module, openat, killed, timeout; None: no result line
-    value: int | None              # return value (0 or -errno), or the signal for killed
+    label: str | None              # finit, open, killed, timeout; None: no mark (hung, died)
+    value: int | None              # finit_module's / openat's return (0 or -errno); a signal
     seconds: float | None          # guest time around finit_module
     kmsg: tuple[str, ...]          # the kernel log records of the load, as dmesg prints them
     console: tuple[str, ...]       # other console lines (EMERG/ALERT, an oops as it happened)
@@ -325,8 +325,8 @@ def kmsg_record_line(usec: int, text: str) -> str:
     return f"[{usec // 1000000:5d}.{usec % 1000000:06d}] {text}"
 
 
-def parse_load_output(lines: Sequence[str]) -> LoadOutput:
-    label = value = seconds = None
+def parse_load_output(lines: Sequence[str], result: str = "") -> LoadOutput:
+    """A module's output (kernel log records, console lines) and its mark's result fields."""
     records: list[str] = []
     other: list[str] = []
     for line in lines:
@@ -334,20 +334,20 @@ def parse_load_output(lines: Sequence[str]) -> LoadOutput:
             records.append(kmsg_record_line(int(m.group("usec")), m.group("text")))
         elif line.startswith(" ") and records:
             continue                     # a record's dictionary line (SUBSYSTEM=..., DEVICE=...)
-        elif m := RESULT.match(line.strip()):
-            label, value = m.group("label"), int(m.group("value"))
-            seconds = int(m.group("ns")) / 1e9
         elif line.strip():
             other.append(line)
-    return LoadOutput(label, value, seconds, tuple(records), tuple(other))
+    r = RESULT.match(result)
+    if r is None:
+        return LoadOutput(None, None, None, tuple(records), tuple(other))
+    return LoadOutput(r.group("label"), int(r.group("value")), int(r.group("usec")) / 1e6,
+                      tuple(records), tuple(other))
 
 
-def classify_output(u: ModuleUnit, out: LoadOutput, status: int,
-                    host_seconds: float) -> RuntimeResult:
-    """One module's verdict from the agent's output and the helper's exit status."""
+def classify_output(u: ModuleUnit, out: LoadOutput, host_seconds: float) -> RuntimeResult:
+    """One module's verdict from what the agent printed for it."""
     seconds = out.seconds if out.seconds is not None else host_seconds
     common = dict(name=u.name, path=u.path, seconds=seconds, params=u.params, origin=u.origin)
-    if out.label == "openat":
+    if out.label == "open":
         assert out.value is not None
         return kmsg.skipped(name=u.name, path=u.path, origin=u.origin,
                             reason=f"could not open module: {kmsg.strerror(-out.value)}")
@@ -357,16 +357,10 @@ def classify_output(u: ModuleUnit, out: LoadOutput, status: int,
     if out.label == "killed":
         return kmsg.classify(errno=None, kmsg=out.kmsg or out.console, killed_by=out.value,
                              **common)  # type: ignore[arg-type]
-    if out.label == "finit_module":
+    if out.label == "finit":
         assert out.value is not None
         return kmsg.classify(errno=-out.value, kmsg=out.kmsg, **common)  # type: ignore[arg-type]
-    # No result line: the helper itself died (128 + signal) or could not run.
-    killed = status - 128 if status > 128 else None
-    if killed is None:
-        raise InfraError(f"{u.path}: the agent's loader printed no result (exit status "
-                         f"{status}); console: {' / '.join(out.console[-3:])}")
-    return kmsg.classify(errno=None, kmsg=out.kmsg + out.console, killed_by=killed,
-                         **common)  # type: ignore[arg-type]
+    raise InfraError(f"{u.path}: the agent's loader gave no result ({' / '.join(out.console[-3:])})")
 
 
 @dataclass(frozen=True)
@@ -420,6 +414,7 @@ class Runner:
         self.next_boot_reason = "first boot"
         self.step_index = 0
         self.lines = len(plan.lines)
+        self.attempted = 0             # the last plan line decided
 
     # -- VM lifecycle --
 
@@ -446,24 +441,41 @@ class Runner:
             self.vm = None
 
     def _restore(self, console: Console) -> tuple[int, float, tuple[str, ...]]:
-        """Load again, quietly, what the previous VMs had loaded."""
+        """Load again, quietly, what the previous VMs had loaded: plan lines 1..attempted but
+        the ones that did not load (as few `bv_restore FROM TO WATCHDOG SKIP...` as fit)."""
         if not self.loaded_lines:
             return 0, 0.0, ()
         start = time.monotonic()
+        loaded = set(self.loaded_lines)
+        commands: list[tuple[str, int]] = []
+        first, skips, size = 1, [], 0
+        for line in range(1, self.attempted + 1):
+            if line in loaded:
+                continue
+            if size > RESTORE_CHUNK:
+                commands.append((self._restore_command(first, line - 1, skips), line - first))
+                first, skips, size = line, [], 0
+            skips.append(line)
+            size += len(str(line)) + 1
+        commands.append((self._restore_command(first, self.attempted, skips),
+                         self.attempted + 1 - first))
         failures: list[str] = []
-        chunk: list[str] = []
-        for i, line in enumerate(self.loaded_lines):
-            chunk.append(str(line))
-            if sum(len(c) + 1 for c in chunk) > RESTORE_CHUNK or i == len(self.loaded_lines) - 1:
-                r = console.run("bv_restore " + " ".join(chunk),
-                                COMMAND_TIMEOUT + self.module_timeout * len(chunk))
-                failures += [self.plan.unit_at(int(x.removeprefix("restore failed: "))).name
-                             for x in r.lines if x.startswith("restore failed: ")]
-                chunk = []
+        for command, count in commands:
+            r = console.run(command, COMMAND_TIMEOUT + self.module_timeout + RESTORE_PER_MODULE
+                            * count)
+            failures += [self.plan.unit_at(int(x.removeprefix("restore failed: "))).name
+                         for x in r.lines if x.startswith("restore failed: ")]
+            if r.status:
+                self.notes.append(f"restoring after a reboot stopped (status {r.status}): a "
+                                  f"module that had loaded hung or crashed this time")
         if failures:
             self.notes.append(f"after a reboot {len(failures)} module(s) did not load again: "
                               f"{', '.join(failures)}")
         return len(self.loaded_lines), time.monotonic() - start, tuple(failures)
+
+    def _restore_command(self, first: int, last: int, skips: Sequence[int]) -> str:
+        return " ".join(["bv_restore", str(first), str(last),
+                         str(int(self.module_timeout * 1000)), *map(str, skips)])
 
     # -- the walk --
 
@@ -472,6 +484,8 @@ class Runner:
             for i, line in enumerate(self.plan.lines, 1):
                 self.console_log.write(f"{PLAN_BANNER} {i}: {line}\n")
         line = 1
+        if not self.lines:
+            self._console()             # nothing to load: still boot, to the agent
         while line <= self.lines:
             line = self._batch(line)
         self._record_skips()
@@ -537,12 +551,12 @@ class Runner:
                 return line
             if mark.line != line or u is None:
                 raise InfraError(f"the agent reported plan line {mark.line}, expected {line}")
-            result = classify_output(u, parse_load_output(mark.lines), mark.status,
-                                     mark.seconds)
+            result = classify_output(u, parse_load_output(mark.lines, mark.result), mark.seconds)
             if result.outcome in (Outcome.HUNG, Outcome.CRASHED):
                 return self._failed(line, result, result.outcome.value)
             if result.outcome is Outcome.LOADED:
                 self.loaded_lines.append(line)
+            self.attempted = line
             self._record_load(line, result)
             line += 1
 
@@ -550,6 +564,7 @@ class Runner:
         """A hang or crash: kill the VM (the next batch boots a new one), go on after it."""
         self._drop_vm()
         self.next_boot_reason = f"after {how} {result.name}"
+        self.attempted = line
         self._record_load(line, result)
         return line + 1
 
