@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from bootverify.cache import cache_dir
 from bootverify.errors import InfraError, InputError
@@ -19,6 +19,9 @@ from bootverify.readers.symbols import read_kmi_symbol_lists, read_symvers
 from bootverify.report import static_json, static_text, write_json
 from bootverify.static.analysis import Verdict
 from bootverify.static.check import CheckInputs, run_check
+
+if TYPE_CHECKING:
+    from bootverify.runtime.kmsg import RuntimeResult
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -66,6 +69,50 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json != "-":
         static_text(report, sys.stdout)
     return EXIT_FAIL if any(p.verdict is Verdict.FAIL for p in report.modules) else EXIT_OK
+
+
+# --- run ---
+
+def _progress(result: "RuntimeResult", done: int, total: int) -> None:
+    errno = f" {result.errno_name}" if result.errno else ""
+    print(f"[{done:{len(str(total))}}/{total}] {result.name:30} {result.outcome.value}{errno} "
+          f"({result.seconds:.2f} s)", file=sys.stderr, flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    # The runtime (pexpect, qemu plumbing) is imported only here: `check` starts faster without.
+    from bootverify.crosscheck import crosscheck, failed
+    from bootverify.report import junit, run_json, run_text
+    from bootverify.runtime.loader import run_images
+    from bootverify.runtime.vm import VMConfig
+    dlkm_dirs = tuple(d for d in (args.system_dlkm, args.vendor_dlkm) if d)
+    report = run_check(CheckInputs(
+        symvers=args.symvers, system_map=args.system_map,
+        kmi_symbol_lists=tuple(args.kmi_symbol_list), protected_exports=args.protected_exports,
+        boot=args.boot, vendor_boot=args.vendor_kernel_boot, modules_dirs=dlkm_dirs),
+        cache_dir() / "check")
+    config = VMConfig(accel=args.accel, **({"boot_timeout": args.boot_timeout}
+                                           if args.boot_timeout else {}))
+    timeout = {"module_timeout": args.module_timeout} if args.module_timeout else {}
+    try:
+        with open(args.console_log, "w", encoding="utf-8", errors="replace") as console:
+            runtime = run_images(args.boot, args.vendor_kernel_boot,
+                                 system_dlkm=args.system_dlkm, vendor_dlkm=args.vendor_dlkm,
+                                 busybox=args.busybox, config=config, progress=_progress,
+                                 console_log=console, **timeout)
+    except OSError as e:
+        raise InputError(e.filename or args.console_log, e.strerror or str(e)) from None
+    verdicts = crosscheck(report.modules, list(runtime.results))
+    if args.json:
+        doc = run_json(report, verdicts, str(args.console_log))
+        write_output(args.json, lambda out: write_json(doc, out))
+    if args.junit:
+        write_output(args.junit, lambda out: junit(verdicts, out))
+    if args.json != "-":
+        run_text(verdicts, sys.stdout)
+        print(f"kernel {runtime.release}, {len(runtime.boots)} boot(s), {runtime.seconds:.1f} s; "
+              f"console log: {args.console_log}")
+    return EXIT_FAIL if failed(verdicts) else EXIT_OK
 
 
 # --- kmi-diff ---
@@ -135,6 +182,33 @@ def cmd_images_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+RUN_DESCRIPTION = """\
+Boot boot.img + vendor_kernel_boot.img in qemu-system-aarch64 as a bootloader would (initrd =
+vendor ramdisks, generic ramdisk, bootverify's agent, bootconfig; cmdline = boot + vendor +
+console=ttyAMA0 ...), then load every module as Android's first stage does: modules.load order
+(then --system-dlkm, then --vendor-dlkm), dependencies first, modules.blocklist and
+modules.options honoured, one module at a time.
+
+Runtime outcome per module, from finit_module's errno and the kernel log:
+  loaded, link-error (unknown symbol, disagrees about version, protected symbol, namespace not
+  imported, version magic, invalid format, duplicate export), init-error (with errno),
+  hung (no answer within --module-timeout: the VM is killed and booted again), crashed (oops,
+  BUG or panic: booted again), skipped (blocklisted).
+
+Agreement with the static analysis (the same inputs as `bootverify check`):
+  confirmed     failure predicted and observed, same symbols
+  latent        KMI violation predicted, but it loaded: this kernel is not trimmed
+  missed        a link error the analysis did not predict (a defect: please report)
+  unconfirmed   a predicted link failure that did not happen
+  runtime-only  init error, hang or crash: not a linking problem
+  skipped       blocklisted
+  ok            predicted to load, and loaded
+
+Exit status: 0 every module loaded (blocklisted ones aside) and nothing disagrees; 1 any
+failure or disagreement; 2 bad input or infrastructure failure (qemu missing, no agent prompt).
+"""
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="bootverify",
@@ -158,6 +232,33 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the facts cache")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "run", help="boot the images in qemu, modprobe every device module, cross-check",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=RUN_DESCRIPTION)
+    p.add_argument("--boot", type=Path, required=True, metavar="IMG", help="boot.img (v0-v4)")
+    p.add_argument("--vendor-kernel-boot", "--vendor-boot", type=Path, required=True,
+                   metavar="IMG", help="vendor_kernel_boot.img or vendor_boot.img (v3/v4)")
+    p.add_argument("--system-dlkm", type=Path, metavar="DIR",
+                   help="further modules with their own modules.load, loaded after the ramdisk's")
+    p.add_argument("--vendor-dlkm", type=Path, metavar="DIR",
+                   help="further modules with their own modules.load, loaded last")
+    add_kernel_args(p)
+    p.add_argument("--busybox", type=Path, metavar="PATH",
+                   help="static arm64 busybox for the agent (default: Debian's busybox-static, "
+                        "fetched once into the cache)")
+    p.add_argument("--module-timeout", type=float, metavar="S",
+                   help="a module whose load takes longer is recorded as hung (default 30)")
+    p.add_argument("--boot-timeout", type=float, metavar="S",
+                   help="seconds from qemu start to the agent's prompt (default 120)")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
+                   help="KVM (with -cpu host) when the host is aarch64 with a usable /dev/kvm")
+    p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
+    p.add_argument("--junit", metavar="PATH", help="write a JUnit XML report, one testcase a module")
+    p.add_argument("--console-log", type=Path, default=Path("bootverify-console.log"),
+                   metavar="PATH", help="the full serial console log (default %(default)s)")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("kmi-diff", help="KMI symbols removed or changed between two symvers")
     p.add_argument("old", type=Path, metavar="OLD_SYMVERS")
