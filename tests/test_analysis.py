@@ -3,6 +3,8 @@ exports: each rule, fatal or latent, dependency propagation, provider order, ver
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bootverify.readers.modules import ModuleExport, ModuleFacts
@@ -211,6 +213,16 @@ def test_duplicate_export_between_set_modules():
     report = analyze(kernel(), [first, second])
     assert problems(report, "first") == []
     assert problems(report, "second") == [(D, "shared_fn", True)]
+
+
+def test_unresolved_symbols_of_an_absent_dependency_are_not_kmi_violations():
+    """modpost's depends= names the provider; when it is not in the set, its symbols are not
+    kernel symbols outside the KMI, only unresolved."""
+    k = kernel(kmi=frozenset(e.name for e in KERNEL_EXPORTS))
+    orphan = dataclasses.replace(mod("orphan", undefined=["ipc_send"]), depends=("absent_mod",))
+    assert only(k, orphan) == [(U, "ipc_send", True)]
+    stray = mod("stray", undefined=["ipc_send"])
+    assert only(k, stray) == [(K, "ipc_send", True), (U, "ipc_send", True)]
 
 
 # --- vermagic ---

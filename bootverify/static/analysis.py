@@ -117,22 +117,26 @@ def _providers(kernel: KernelInterface, modules: Sequence[ModuleFacts]) -> dict[
 
 
 @dataclass(frozen=True)
-class _Clean:
-    """Symbols no rule can object to, so the per-symbol rules below run only on the rest
-    (a few hundred of Debian's 160,000 references instead of all of them)."""
+class _Index:
+    """What the per-module rules look up, computed once for the set: the symbols no rule can
+    object to, so the per-symbol rules run only on the rest (a few hundred of Debian's 160,000
+    references instead of all of them), and the set's module names."""
     for_gpl: frozenset[str]         # provided, no namespace, not protected, KMI-clean
     for_non_gpl: frozenset[str]     # the same, and not GPL-only
     crcs: frozenset[tuple[str, int]]
+    module_names: frozenset[str]
 
     @staticmethod
-    def of(kernel: KernelInterface, providers: dict[str, _Provider]) -> _Clean:
+    def of(kernel: KernelInterface, providers: dict[str, _Provider],
+           modules: Sequence[ModuleFacts]) -> _Index:
         ok = {name for name, p in providers.items()
               if not p.namespace and name not in kernel.protected
               and (p.owner != KERNEL_OWNER or kernel.kmi is None or name in kernel.kmi)}
-        return _Clean(frozenset(ok),
+        return _Index(frozenset(ok),
                       frozenset(name for name in ok if not providers[name].gpl_only),
                       frozenset((name, p.crc) for name, p in providers.items()
-                                if p.crc is not None))
+                                if p.crc is not None),
+                      frozenset(m.name for m in modules))
 
     def suspects(self, m: ModuleFacts) -> list[str]:
         clean = self.for_gpl if m.license in GPL_COMPATIBLE_LICENSES else self.for_non_gpl
@@ -142,7 +146,7 @@ class _Clean:
 
 
 def _own_problems(m: ModuleFacts, kernel: KernelInterface, providers: dict[str, _Provider],
-                  clean: _Clean) -> list[Problem]:
+                  index: _Index) -> list[Problem]:
     problems: list[Problem] = []
     # check_modinfo(): no vermagic at all is refused (try_to_force_load(), no FORCE_LOAD), and
     # same_magic() skips the release when the module has __versions (info->index.vers).
@@ -163,10 +167,13 @@ def _own_problems(m: ModuleFacts, kernel: KernelInterface, providers: dict[str, 
                                 "no __versions: built without CONFIG_MODVERSIONS, the kernel "
                                 "has symbol versions"))
     trimmed = kernel.trimmed
-    for sym in clean.suspects(m):
+    # modpost writes the providing modules into modinfo depends=; when one of them is not in the
+    # set, the symbols nobody provides are its symbols, not kernel symbols outside the KMI.
+    absent = [d for d in m.depends if d not in index.module_names]
+    for sym in index.suspects(m):
         weak = sym in m.weak_set
         p = providers.get(sym)
-        from_kernel = p is None or p.owner == KERNEL_OWNER
+        from_kernel = p.owner == KERNEL_OWNER if p else not absent
         if from_kernel and kernel.kmi is not None and sym not in kernel.kmi and not weak:
             if p is None:
                 why = "; the kernel does not export it" + (" (trimmed)" if trimmed else "")
@@ -179,8 +186,10 @@ def _own_problems(m: ModuleFacts, kernel: KernelInterface, providers: dict[str, 
                                     fatal=trimmed or p is None))
         if p is None:
             if not weak:
-                problems.append(Problem(ProblemKind.UNRESOLVED, sym,
-                                        "exported neither by the kernel nor by a module of the set"))
+                problems.append(Problem(ProblemKind.UNRESOLVED, sym, (
+                    f"probably from {', '.join(absent)} (in modinfo depends), which is not in "
+                    f"the set" if absent else
+                    "exported neither by the kernel nor by a module of the set")))
             continue
         if sym in m.versions and p.crc is not None and p.crc != m.versions[sym]:
             problems.append(Problem(ProblemKind.CRC_MISMATCH, sym,
@@ -209,8 +218,8 @@ def _own_problems(m: ModuleFacts, kernel: KernelInterface, providers: dict[str, 
 
 def analyze(kernel: KernelInterface, modules: Sequence[ModuleFacts]) -> StaticReport:
     providers = _providers(kernel, modules)
-    clean = _Clean.of(kernel, providers)
-    own = {m.name: _own_problems(m, kernel, providers, clean) for m in modules}
+    index = _Index.of(kernel, providers, modules)
+    own = {m.name: _own_problems(m, kernel, providers, index) for m in modules}
     # Which set modules each module takes symbols from, in first-use order. Weak symbols do not
     # count: when their provider fails they stay unresolved, which a weak reference allows.
     from_modules = frozenset(n for n, p in providers.items() if p.owner != KERNEL_OWNER)
