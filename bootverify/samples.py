@@ -198,9 +198,14 @@ def _expectations(entry: dict, where: str) -> dict[Variant, Expectation]:
 
 def load_recipe(images: Path = IMAGES) -> Recipe:
     try:
-        raw = tomllib.loads((images / RECIPE).read_text())
+        return _parse_recipe(tomllib.loads((images / RECIPE).read_text()), images)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise InfraError(f"sample image recipe {images / RECIPE}: {e}") from None
+    except KeyError as e:
+        raise InfraError(f"sample image recipe {images / RECIPE}: no {e} entry") from None
+
+
+def _parse_recipe(raw: dict, images: Path) -> Recipe:
     k, b = raw["kernel"], raw["boot"]
     modules = tuple(DeviceModule(
         name=m["name"], expected=_expectations(m, m["name"]), uses=tuple(m.get("uses", ())),
@@ -232,9 +237,10 @@ def load_recipe(images: Path = IMAGES) -> Recipe:
 
 
 def recipe_key(images: Path, version: str) -> str:
-    """Content hash of everything images/ holds, the source package version and this builder."""
+    """Content hash of the recipe files in images/ (not its docs), the source package version and
+    this builder."""
     h = hashlib.sha256(f"{version}\n".encode())
-    for path in sorted(p for p in images.rglob("*") if p.is_file()):
+    for path in sorted(p for p in images.rglob("*") if p.is_file() and p.suffix != ".md"):
         h.update(f"{path.relative_to(images)}\n".encode() + path.read_bytes() + b"\n")
     h.update(Path(__file__).read_bytes())
     return h.hexdigest()[:16]
@@ -273,7 +279,10 @@ class Runner:
             out.write(f"$ {' '.join(cmd)}\n".encode())
             out.flush()
             try:
-                proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                # Own session: Ctrl-C reaches only us, and we kill the whole tree below. If we
+                # die without cleaning up (SIGKILL), the kernel sends the step SIGTERM, which make
+                # passes on to its jobs.
+                proc = subprocess.Popen(["setpriv", "--pdeathsig", "TERM", "--", *cmd], cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
                                         stderr=subprocess.STDOUT, start_new_session=True,
                                         env={**os.environ, **(env or {})})
             except OSError as e:
@@ -625,12 +634,12 @@ def _variant_outputs(run: Runner, recipe: Recipe, variant: Variant, kernel: Kern
         shutil.copy2(kernel.out(name), out / name)
     (out / "kmi_symbol_list").write_text(format_kmi_symbol_list(kmi))
     (out / "expected.json").write_text(json.dumps(_expected(recipe, variant), indent=2) + "\n")
-    work = work / variant.value
-    work.mkdir()
-    _system_dlkm(run, recipe, gki, kernel, work, out / "system_dlkm")
-    tree = work / "dlkm"
-    _dlkm_tree(run, recipe, kos, kernel, work, tree)
-    dlkm = compress(write_cpio(entries_from_tree(tree)), Compression.GZIP)
+    vwork = work / variant.value
+    vwork.mkdir()
+    _system_dlkm(run, recipe, gki, kernel, vwork, out / "system_dlkm")
+    _dlkm_tree(run, recipe, kos, kernel, vwork, vwork / "dlkm")
+    # gzip here, lz4 for the generic ramdisk: the boot exercises both decompressors.
+    dlkm = compress(write_cpio(entries_from_tree(vwork / "dlkm")), Compression.GZIP)
     write_boot_image(BootImage(header_version=4, kernel=kernel.out("Image.lz4").read_bytes(),
                                ramdisk=generic, cmdline=recipe.cmdline), out / "boot.img")
     bootconfig = "".join(f"{line}\n" for line in recipe.bootconfig).encode()

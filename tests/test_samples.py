@@ -84,8 +84,48 @@ def test_recipe_key_follows_the_recipe(tmp_path: Path) -> None:
     before = samples.recipe_key(tmp_path, "6.1.192-2")
     assert samples.recipe_key(tmp_path, "6.1.192-2") == before
     assert samples.recipe_key(tmp_path, "6.1.192-3") != before
+    (tmp_path / "README.md").write_text("docs do not change the images\n")
+    assert samples.recipe_key(tmp_path, "6.1.192-2") == before
     (tmp_path / "gki.config").write_text("CONFIG_MODULES=n\n")
     assert samples.recipe_key(tmp_path, "6.1.192-2") != before
+
+
+def test_a_failing_step_names_itself_and_shows_its_log(tmp_path: Path) -> None:
+    run = samples.Runner(lambda line: None)
+    with pytest.raises(InfraError) as e:
+        run.run("gki kernel: make", ["sh", "-c", "echo compiling; echo 'error: boom' >&2; exit 3"],
+                cwd=tmp_path, log=tmp_path / "build.log", timeout=30)
+    assert "step 'gki kernel: make' failed (exit status 3)" in str(e.value)
+    assert "error: boom" in str(e.value)
+
+
+def test_a_step_past_its_time_is_killed_with_its_children(tmp_path: Path) -> None:
+    run = samples.Runner(lambda line: None)
+    pidfile = tmp_path / "child.pid"
+    start = time.monotonic()
+    with pytest.raises(InfraError, match="no result in 1 s"):
+        run.run("slow", ["sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait"], cwd=tmp_path,
+                log=tmp_path / "slow.log", timeout=1)
+    assert time.monotonic() - start < 10
+    child = int(pidfile.read_text())
+    time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists() or \
+        Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
+
+
+def test_parallel_steps_stop_when_one_fails(tmp_path: Path) -> None:
+    run = samples.Runner(lambda line: None)
+
+    def slow() -> None:
+        run.run("slow", ["sleep", "60"], cwd=tmp_path, log=tmp_path / "slow.log", timeout=120)
+
+    def failing() -> None:
+        run.run("failing", ["false"], cwd=tmp_path, log=tmp_path / "f.log", timeout=30)
+
+    start = time.monotonic()
+    with pytest.raises(InfraError, match="step 'failing' failed"):
+        run.parallel([slow, failing])
+    assert time.monotonic() - start < 10
 
 
 # --- the built images ---
