@@ -1,0 +1,158 @@
+"""`bootverify run` end to end, as a user runs it: the sample images booted in qemu.
+
+Every module must get the runtime outcome and the static findings expected.json states, the
+halves must agree (nothing missed, nothing unconfirmed), the reports must follow their
+contract, and no qemu process or temp dir may outlive the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.qemu, pytest.mark.images]
+
+# The hang module waits forever; a short per-module timeout keeps the suite quick.
+MODULE_TIMEOUT = "8"
+RUN_TIMEOUT = 400
+
+
+@dataclass(frozen=True)
+class Run:
+    rc: int
+    stdout: str
+    stderr: str
+    report: dict
+    junit: ET.Element
+    console: str
+    expected: dict
+
+
+def _leftovers(pid: int) -> list[str]:
+    """qemu processes and temp dirs of the bootverify process `pid` (its temp dirs are named
+    bootverify-PID-*, and qemu is started on files inside them)."""
+    prefix = f"bootverify-{pid}-"
+    qemu = subprocess.run(["pgrep", "-af", f"qemu-system-aarch64.*{prefix}"],
+                          capture_output=True, text=True).stdout.splitlines()
+    return qemu + [p for p in os.listdir(tempfile.gettempdir()) if p.startswith(prefix)]
+
+
+def _run(images: Path, out: Path, *extra: str) -> Run:
+    argv = [sys.executable, "-m", "bootverify", "run",
+            "--boot", str(images / "boot.img"),
+            "--vendor-kernel-boot", str(images / "vendor_kernel_boot.img"),
+            "--system-dlkm", str(images / "system_dlkm"),
+            "--symvers", str(images / "vmlinux.symvers"),
+            "--kmi-symbol-list", str(images / "kmi_symbol_list"),
+            "--module-timeout", MODULE_TIMEOUT,
+            "--json", str(out / "report.json"), "--junit", str(out / "junit.xml"),
+            "--console-log", str(out / "console.log"), *extra]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+        finally:
+            proc.kill()
+    # Reaping is part of the contract: checked right after every run.
+    assert _leftovers(proc.pid) == [], "a qemu process or temp dir outlived the run"
+    return Run(proc.returncode, stdout, stderr,
+               json.loads((out / "report.json").read_text()),
+               ET.parse(out / "junit.xml").getroot(),
+               (out / "console.log").read_text(errors="replace"),
+               json.loads((images / "expected.json").read_text())["modules"])
+
+
+@pytest.fixture(scope="module")
+def gki_run(sample_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return _run(sample_images, tmp_path_factory.mktemp("gki"))
+
+
+@pytest.fixture(scope="module")
+def replacement_run(sample_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return _run(sample_images / "replacement", tmp_path_factory.mktemp("replacement"))
+
+
+def _outcomes(run: Run) -> dict[str, str]:
+    return {m["name"]: m["runtime"]["outcome"] for m in run.report["modules"]}
+
+
+def _static_kinds(run: Run) -> dict[str, list[str]]:
+    return {m["name"]: sorted({p["kind"] for p in m["static"]["problems"]})
+            for m in run.report["modules"]}
+
+
+@pytest.mark.timeout(RUN_TIMEOUT + 200)      # a cold sample build comes first
+def test_every_module_gets_the_expected_outcome(gki_run: Run) -> None:
+    assert _outcomes(gki_run) == {n: e["runtime"] for n, e in gki_run.expected.items()}
+    assert _static_kinds(gki_run) == {n: sorted(e["static"]) for n, e in gki_run.expected.items()}
+
+
+@pytest.mark.timeout(60)
+def test_static_and_runtime_agree(gki_run: Run) -> None:
+    agreements = {m["name"]: m["agreement"] for m in gki_run.report["modules"]}
+    assert not {n: a for n, a in agreements.items() if a in ("missed", "unconfirmed")}
+    for m in gki_run.report["modules"]:
+        if m["runtime"]["outcome"] == "link-error":
+            assert m["agreement"] == "confirmed", m
+            # the kernel named symbols the analysis predicted
+            predicted = {p["symbol"] for p in m["static"]["problems"]}
+            assert {p["symbol"] for p in m["runtime"]["problems"]} <= predicted | {""}
+    # seeded faults fail the run
+    assert gki_run.rc == 1, gki_run.stderr
+
+
+@pytest.mark.timeout(60)
+def test_reports_follow_their_contract(gki_run: Run) -> None:
+    report = gki_run.report
+    assert report["kernel_release"] and report["kmi_trimmed"] is True
+    for m in report["modules"]:
+        rt = m["runtime"]
+        assert set(rt) >= {"outcome", "errno", "problems", "kmsg", "seconds"}
+        assert m["agreement"] in ("confirmed", "latent", "missed", "unconfirmed",
+                                  "runtime-only", "skipped", "ok")
+        if rt["outcome"] in ("link-error", "init-error"):
+            assert rt["errno"] and rt["errno"] > 0, m
+    by_name = {m["name"]: m for m in report["modules"]}
+    backlight = by_name["vendor_backlight"]["runtime"]
+    assert any("Unknown symbol msleep (err -2)" in line for line in backlight["kmsg"])
+    assert by_name["vendor_nodev"]["runtime"]["errno_name"] == "ENODEV"
+    # JUnit: one testcase a module, failures for the non-loaded ones, skipped for the blocklisted
+    cases = {c.get("name"): c for c in gki_run.junit.iter("testcase")}
+    assert set(cases) == set(by_name)
+    for name, m in by_name.items():
+        outcome = m["runtime"]["outcome"]
+        assert (cases[name].find("failure") is not None) == (outcome not in ("loaded", "skipped"))
+        assert (cases[name].find("skipped") is not None) == (outcome == "skipped")
+    # the console log is the whole conversation, recovery boots included
+    assert "Unable to handle kernel NULL pointer" in gki_run.console
+    # the text table and the live progress
+    assert "AGREEMENT" in gki_run.stdout and "[17/17]" in gki_run.stderr
+
+
+@pytest.mark.timeout(RUN_TIMEOUT + 60)
+def test_replacement_breaks_gki_modules_and_keeps_device_modules(replacement_run: Run) -> None:
+    """A full-kernel-replacement build: no KMI trimming, a changed struct. The GKI module built
+    against the base kernel must fail its CRC check, confirmed at runtime."""
+    run = replacement_run
+    assert _outcomes(run) == {n: e["runtime"] for n, e in run.expected.items()}
+    by_name = {m["name"]: m for m in run.report["modules"]}
+    broken = [n for n, e in run.expected.items() if e.get("partition") == "system_dlkm"
+              and e["runtime"] == "link-error"]
+    assert broken
+    for name in broken:
+        assert by_name[name]["agreement"] == "confirmed"
+        assert {p["kind"] for p in by_name[name]["runtime"]["problems"]} == \
+            {"disagrees-about-version"}
+    # the not-trimmed kernel lets a KMI violation load: latent, not a failure
+    assert run.report["kmi_trimmed"] is False
+    assert "latent" in {m["agreement"] for m in run.report["modules"]}
+    assert not [m["name"] for m in run.report["modules"]
+                if m["agreement"] in ("missed", "unconfirmed")]
