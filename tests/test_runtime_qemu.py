@@ -94,8 +94,8 @@ def pack_debian_images(out: Path, *, kernel_root: Path, release: str, load: Sequ
     tree += [CpioEntry(f"lib/modules/{p.name}", stat.S_IFREG | 0o644, p.read_bytes())
              for p in files.values()]
     text = {
-        "modules.load": "".join(f"{(files[module_name(n)].name if module_name(n) in files else n + '.ko')}\n"
-                                for n in load),
+        "modules.load": "".join((files[module_name(n)].name if module_name(n) in files
+                                 else n + ".ko") + "\n" for n in load),
         "modules.dep": "".join(f"{line}\n" for line in dep_lines),
         "modules.blocklist": "".join(f"blocklist {n}\n" for n in blocklist),
         "modules.options": "".join(f"options {k} {v}\n" for k, v in options.items()),

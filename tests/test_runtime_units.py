@@ -9,7 +9,6 @@ import re
 import shutil
 import stat
 import struct
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,7 +31,8 @@ DATA = Path(__file__).parent / "data"
 # --- kmsg: the table ---
 
 @pytest.mark.parametrize("line, kind, symbol, detail", [
-    ("[    2.131] ipip: Unknown symbol ip_tunnel_rcv (err -2)", K.UNKNOWN_SYMBOL, "ip_tunnel_rcv", ""),
+    ("[    2.131] ipip: Unknown symbol ip_tunnel_rcv (err -2)", K.UNKNOWN_SYMBOL, "ip_tunnel_rcv",
+     ""),
     ("nlmon: disagrees about version of symbol module_layout", K.DISAGREES_ABOUT_VERSION,
      "module_layout", ""),
     ("md5: disagrees about version of symbol crypto_register_shash", K.DISAGREES_ABOUT_VERSION,
@@ -48,8 +48,10 @@ DATA = Path(__file__).parent / "data"
     ("foo: version magic '6.1.0-54-arm64 SMP mod_unload aarch64' should be '6.1.0-56-arm64 SMP "
      "mod_unload modversions aarch64'", K.VERSION_MAGIC, "",
      "6.1.0-54-arm64 SMP mod_unload aarch64"),
-    ("Invalid ELF header magic: != \x7fELF", K.INVALID_FORMAT, "", "Invalid ELF header magic: != \x7fELF"),
-    ("foo: module has no symbols (stripped?)", K.INVALID_FORMAT, "", "module has no symbols (stripped?)"),
+    ("Invalid ELF header magic: != \x7fELF", K.INVALID_FORMAT, "",
+     "Invalid ELF header magic: != \x7fELF"),
+    ("foo: module has no symbols (stripped?)", K.INVALID_FORMAT, "",
+     "module has no symbols (stripped?)"),
     ("Loading of unsigned module is rejected", K.SIGNATURE_REJECTED, "", "unsigned module"),
 ])
 def test_link_messages(line: str, kind: K, symbol: str, detail: str) -> None:
@@ -60,8 +62,8 @@ def test_link_messages(line: str, kind: K, symbol: str, detail: str) -> None:
 
 def test_every_row_names_its_source_and_errnos_are_the_generic_table() -> None:
     assert all(row.source for row in kmsg.KERNEL_MESSAGES)
-    assert [kmsg.errno_name(n) for n in (2, 8, 13, 17, 19, 22, 129, 517)] == \
-        ["ENOENT", "ENOEXEC", "EACCES", "EEXIST", "ENODEV", "EINVAL", "EKEYREJECTED", "EPROBE_DEFER"]
+    assert [kmsg.errno_name(n) for n in (2, 8, 13, 17, 19, 22, 129, 517)] == [
+        "ENOENT", "ENOEXEC", "EACCES", "EEXIST", "ENODEV", "EINVAL", "EKEYREJECTED", "EPROBE_DEFER"]
     assert kmsg.strerror(19) == "No such device"
     assert [o.value for o in Outcome] == ["loaded", "link-error", "init-error", "hung", "crashed",
                                           "skipped"]

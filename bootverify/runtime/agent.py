@@ -93,7 +93,7 @@ APPLETS = ("sh", "mount", "umount", "mkdir", "mknod", "dmesg", "cat", "ls", "stt
            "grep", "sed", "head", "tail", "wc", "ps", "kill", "env", "date", "dd", "tr", "poweroff",
            "reboot")
 
-INIT_SCRIPT = r"""# bootverify agent, PID 1 (rdinit=/bootverify/busybox, then `sh /bootverify/init`).
+INIT_SCRIPT = r"""# bootverify agent, PID 1 (rdinit=/bootverify/busybox, then `sh /bootverify/init`)
 B=/bootverify
 export PATH=$B/bin
 cd /

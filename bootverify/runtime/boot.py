@@ -54,7 +54,7 @@ class BootImages:
 
 
 def read_images(boot: Path | str, vendor_boot: Path | str | None) -> BootImages:
-    """Read and pair a boot.img with its vendor(_kernel)_boot.img (InputError when they don't fit)."""
+    """Read and pair a boot.img with its vendor(_kernel)_boot.img (InputError if they don't fit)."""
     b = read_boot_image(boot)
     if not isinstance(b, BootImage):
         raise InputError(boot, "is a vendor boot image; expected a boot.img (magic ANDROID!)")

@@ -8,16 +8,15 @@ and the agent's shell functions print `@@bv<nonce>:SEQ:B` before and `@@bv<nonce
 after it, STATUS being the command's exit status as the shell computed it. A command that loads
 modules (`bv_run`) also prints `@@bv<nonce>:M<line>:<result>` after each module: `wait_mark`
 returns at each of those, so the host can time every module while the guest goes through the
-list without waiting for the host in between. The nonce reaches the
-guest on the kernel command line and the marker is joined from pieces inside the shell functions,
-so neither the echo of the command (the agent turns echo off anyway) nor the kernel's printing of
-its command line can look like a marker; SEQ grows with every command, so a late line from an
-earlier one cannot end a later one. Everything between the two markers is the command's output.
-Kernel messages can still reach the console in the middle of it (the agent lets only EMERG and
-ALERT through, and an oops raises the level): they become output lines, which is why module loads
-read the kernel log with dmesg between their own /dev/kmsg markers instead of trusting console
-order (loader.py). Lines end "\\r\\r\\n" on the host (the guest tty and the host pty both add a
-CR); CRs are dropped.
+list without waiting for the host in between. The nonce reaches the guest on the kernel command
+line and the markers are joined from pieces in the guest, so neither the echo of a command (the
+agent turns echo off anyway) nor the kernel's printing of its command line can look like a
+marker; SEQ grows with every command, so a late line from an earlier one cannot end a later one.
+Everything between two marks is output. Kernel messages can still reach the console in the
+middle of it (the agent lets only EMERG and ALERT through, and an oops raises the level): they
+become output lines, which is why a module's kernel log is taken from the /dev/kmsg records the
+loader copies, not from console order (loader.py). Lines end "\\r\\r\\n" on the host (the guest
+tty and the host pty both add a CR); CRs are dropped.
 """
 
 from __future__ import annotations

@@ -366,7 +366,8 @@ def classify_output(u: ModuleUnit, out: LoadOutput, host_seconds: float) -> Runt
     if out.label == "finit":
         assert out.value is not None
         return kmsg.classify(errno=-out.value, kmsg=out.kmsg, **common)  # type: ignore[arg-type]
-    raise InfraError(f"{u.path}: the agent's loader gave no result ({' / '.join(out.console[-3:])})")
+    raise InfraError(f"{u.path}: the agent's loader gave no result "
+                     f"({' / '.join(out.console[-3:])})")
 
 
 @dataclass(frozen=True)
