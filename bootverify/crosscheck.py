@@ -50,7 +50,13 @@ def _symbols_agree(prediction: Prediction, runtime: RuntimeResult) -> bool:
     return observed <= predicted | {""}
 
 
-def agree(prediction: Prediction | None, runtime: RuntimeResult) -> ModuleVerdict:
+RUNTIME_ONLY_OUTCOMES = frozenset({Outcome.INIT_ERROR, Outcome.HUNG, Outcome.CRASHED})
+
+
+def agree(prediction: Prediction | None, runtime: RuntimeResult,
+          failed_at_runtime: tuple[str, ...] = ()) -> ModuleVerdict:
+    """failed_at_runtime: its dependencies that did not load for runtime-only reasons (init
+    error, hang, crash); the link errors they cause are theirs, and nothing to predict."""
     verdict = prediction.verdict if prediction else Verdict.OK
     outcome = runtime.outcome
 
@@ -65,12 +71,15 @@ def agree(prediction: Prediction | None, runtime: RuntimeResult) -> ModuleVerdic
             return result(Agreement.MISSED, f"not analysed statically; kernel: {observed}")
         if verdict is Verdict.FAIL and _symbols_agree(prediction, runtime):
             return result(Agreement.CONFIRMED, observed)
+        if failed_at_runtime and verdict is not Verdict.FAIL:
+            return result(Agreement.RUNTIME_ONLY, f"{observed}: needs "
+                          f"{', '.join(failed_at_runtime)}, which did not load at runtime")
         predicted = ", ".join(p.symbol for p in prediction.problems if p.fatal) or "nothing"
         return result(Agreement.MISSED, f"kernel: {observed}; predicted: {predicted}")
     if verdict is Verdict.FAIL:
         return result(Agreement.UNCONFIRMED,
                       f"predicted to fail to link, but the outcome was {outcome.value}")
-    if outcome in (Outcome.INIT_ERROR, Outcome.HUNG, Outcome.CRASHED):
+    if outcome in RUNTIME_ONLY_OUTCOMES:
         return result(Agreement.RUNTIME_ONLY, runtime.reason or runtime.modprobe_message)
     if verdict is Verdict.WARN:
         return result(Agreement.LATENT, "; ".join(f"{p.kind.value} {p.symbol}"
@@ -81,7 +90,17 @@ def agree(prediction: Prediction | None, runtime: RuntimeResult) -> ModuleVerdic
 def crosscheck(predictions: tuple[Prediction, ...],
                runtime: list[RuntimeResult]) -> list[ModuleVerdict]:
     by_name = {p.name: p for p in predictions}
-    return [agree(by_name.get(r.name), r) for r in runtime]
+    verdicts = []
+    # Modules whose failure had a runtime-only cause, their own or, transitively, a
+    # dependency's; results come in load order, so dependencies are seen first.
+    runtime_caused: set[str] = set()
+    for r in runtime:
+        v = agree(by_name.get(r.name), r,
+                  tuple(d for d in r.failed_dependencies if d in runtime_caused))
+        if v.agreement is Agreement.RUNTIME_ONLY:
+            runtime_caused.add(r.name)
+        verdicts.append(v)
+    return verdicts
 
 
 def failed(verdicts: list[ModuleVerdict]) -> bool:

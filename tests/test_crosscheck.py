@@ -1,0 +1,110 @@
+"""Agreement between the static prediction and the runtime outcome, and the run reports."""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+
+from bootverify.crosscheck import Agreement, crosscheck, failed
+from bootverify.report import junit, run_json
+from bootverify.runtime.kmsg import LinkProblem, LinkProblemKind, Outcome, RuntimeResult
+from bootverify.static.analysis import Prediction, Problem, ProblemKind, StaticReport
+
+
+def pred(name: str, *problems: Problem) -> Prediction:
+    return Prediction(name, f"/m/{name}.ko", problems)
+
+
+def rt(name: str, outcome: Outcome, *problems: tuple[LinkProblemKind, str], errno: int | None = None,
+       failed_dependencies: tuple[str, ...] = ()) -> RuntimeResult:
+    return RuntimeResult(name, f"/lib/modules/{name}.ko", outcome, errno,
+                         tuple(LinkProblem(k, s) for k, s in problems), (f"{name}: line",),
+                         "msg", 0.01, failed_dependencies=failed_dependencies)
+
+
+UNRESOLVED = Problem(ProblemKind.UNRESOLVED, "msleep", "")
+LATENT = Problem(ProblemKind.NOT_IN_KMI, "msleep", "", fatal=False)
+UNKNOWN = (LinkProblemKind.UNKNOWN_SYMBOL, "msleep")
+
+
+def agreements(preds: list[Prediction], results: list[RuntimeResult]) -> dict[str, Agreement]:
+    return {v.name: v.agreement for v in crosscheck(tuple(preds), results)}
+
+
+def test_each_agreement():
+    preds = [pred("good"), pred("broken", UNRESOLVED), pred("latent", LATENT),
+             pred("surprise"), pred("false_alarm", UNRESOLVED), pred("nodev"),
+             pred("blocked"), pred("other_symbol", Problem(ProblemKind.UNRESOLVED, "udelay", ""))]
+    results = [rt("good", Outcome.LOADED), rt("broken", Outcome.LINK_ERROR, UNKNOWN, errno=2),
+               rt("latent", Outcome.LOADED), rt("surprise", Outcome.LINK_ERROR, UNKNOWN, errno=2),
+               rt("false_alarm", Outcome.LOADED), rt("nodev", Outcome.INIT_ERROR, errno=19),
+               rt("blocked", Outcome.SKIPPED),
+               rt("other_symbol", Outcome.LINK_ERROR, UNKNOWN, errno=2),
+               rt("unseen", Outcome.LINK_ERROR, UNKNOWN, errno=2)]
+    assert agreements(preds, results) == {
+        "good": Agreement.OK, "broken": Agreement.CONFIRMED, "latent": Agreement.LATENT,
+        "surprise": Agreement.MISSED, "false_alarm": Agreement.UNCONFIRMED,
+        "nodev": Agreement.RUNTIME_ONLY, "blocked": Agreement.SKIPPED,
+        "other_symbol": Agreement.MISSED, "unseen": Agreement.MISSED}
+
+
+def test_kernel_stops_early_so_observed_is_a_subset_of_predicted():
+    layout = Problem(ProblemKind.CRC_MISMATCH, "module_layout", "")
+    crc = Problem(ProblemKind.CRC_MISMATCH, "printk", "")
+    result = rt("old", Outcome.LINK_ERROR, (LinkProblemKind.DISAGREES_ABOUT_VERSION,
+                                            "module_layout"), errno=8)
+    assert agreements([pred("old", layout, crc)], [result]) == {"old": Agreement.CONFIRMED}
+
+
+def test_link_errors_caused_by_a_runtime_failure_are_runtime_only_transitively():
+    """libcrc32c's init fails in the guest; whatever needs it cannot link, and whatever needs
+    that cannot either: none of it is the static analysis' to predict."""
+    results = [rt("base", Outcome.INIT_ERROR, errno=2),
+               rt("mid", Outcome.LINK_ERROR, (LinkProblemKind.UNKNOWN_SYMBOL, "base_fn"),
+                  errno=2, failed_dependencies=("base",)),
+               rt("top", Outcome.LINK_ERROR, (LinkProblemKind.UNKNOWN_SYMBOL, "mid_fn"),
+                  errno=2, failed_dependencies=("mid",))]
+    got = agreements([pred("base"), pred("mid"), pred("top")], results)
+    assert got == {"base": Agreement.RUNTIME_ONLY, "mid": Agreement.RUNTIME_ONLY,
+                   "top": Agreement.RUNTIME_ONLY}
+
+
+def test_a_link_failure_of_a_dependency_must_have_been_predicted():
+    results = [rt("dep", Outcome.LINK_ERROR, UNKNOWN, errno=2),
+               rt("user", Outcome.LINK_ERROR, (LinkProblemKind.UNKNOWN_SYMBOL, "dep_fn"),
+                  errno=2, failed_dependencies=("dep",))]
+    got = agreements([pred("dep", UNRESOLVED), pred("user")], results)
+    assert got == {"dep": Agreement.CONFIRMED, "user": Agreement.MISSED}
+    inherited = Problem(ProblemKind.DEPENDENCY_FAILED, "dep_fn", "")
+    got = agreements([pred("dep", UNRESOLVED), pred("user", inherited)], results)
+    assert got == {"dep": Agreement.CONFIRMED, "user": Agreement.CONFIRMED}
+
+
+def test_failed_means_not_loaded_or_disagreeing():
+    assert not failed(crosscheck((pred("a"), pred("b")),
+                                 [rt("a", Outcome.LOADED), rt("b", Outcome.SKIPPED)]))
+    assert failed(crosscheck((pred("a"),), [rt("a", Outcome.INIT_ERROR, errno=19)]))
+    assert failed(crosscheck((pred("a", UNRESOLVED),), [rt("a", Outcome.LOADED)]))
+    # latent loads: not a failure
+    assert not failed(crosscheck((pred("a", LATENT),), [rt("a", Outcome.LOADED)]))
+
+
+def test_run_reports():
+    preds = (pred("good"), pred("broken", UNRESOLVED), pred("blocked"))
+    verdicts = crosscheck(preds, [rt("good", Outcome.LOADED),
+                                  rt("broken", Outcome.LINK_ERROR, UNKNOWN, errno=2),
+                                  rt("blocked", Outcome.SKIPPED)])
+    doc = json.loads(json.dumps(run_json(StaticReport("6.1", True, preds), verdicts, "c.log")))
+    broken = doc["modules"][1]
+    assert broken["static"]["verdict"] == "fail" and broken["agreement"] == "confirmed"
+    assert broken["runtime"]["outcome"] == "link-error"
+    assert broken["runtime"]["errno_name"] == "ENOENT"
+    assert broken["runtime"]["problems"] == [{"kind": "unknown-symbol", "symbol": "msleep",
+                                              "detail": ""}]
+    out = io.StringIO()
+    junit(verdicts, out)
+    suite = ET.fromstring(out.getvalue().split("\n", 1)[1])
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
+    failure = suite.find("testcase[@name='broken']/failure")
+    assert failure is not None and "broken: line" in (failure.text or "")
