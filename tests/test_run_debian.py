@@ -1,0 +1,95 @@
+"""`bootverify run` on real modules nobody here wrote: Debian's arm64 kernel, packed into a
+boot.img v3 + vendor_boot.img v3 by Debian's own mkbootimg, with a set of its modules.
+
+- Its own ABI's modules: everything loads or fails for runtime-only reasons; nothing missed.
+- An older ABI's modules on the newest kernel: every predicted failure is confirmed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import debian  # noqa: E402  (tests/debian.py: Debian's kernels, fetched and cached)
+from bootverify.readers.modules import module_name  # noqa: E402
+from test_runtime_qemu import _closure, assert_clean, pack_debian_images  # noqa: E402
+
+pytestmark = [pytest.mark.qemu, pytest.mark.debian]
+
+# Drivers and protocols a virt guest can load without hardware, with their dependencies
+# (btrfs pulls in libcrc32c, whose init asks for crc32c through request_module: there is no
+# /sbin/modprobe in the guest, so it fails at runtime, as on an Android first stage).
+LOAD = ("dummy", "crc7", "ipip", "veth", "isofs", "vxlan", "tun", "macvlan", "ipvlan", "bridge",
+        "8021q", "bonding", "nbd", "zram", "squashfs", "fuse", "overlay", "btrfs", "sctp",
+        "wireguard", "nlmon", "geneve", "vrf", "af_key", "l2tp_eth", "nfnetlink", "cuse",
+        "hfsplus", "dm_mod", "raid0")
+RUN_TIMEOUT = 300
+
+
+def _bootverify_run(images: tuple[Path, Path], symvers: Path, out: Path) -> tuple[int, dict]:
+    boot_img, vendor_img = images
+    proc = subprocess.run(
+        [sys.executable, "-m", "bootverify", "run", "--boot", str(boot_img),
+         "--vendor-boot", str(vendor_img), "--symvers", str(symvers), "--module-timeout", "20",
+         "--json", str(out / "report.json"), "--console-log", str(out / "console.log")],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.returncode, json.loads((out / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def v3_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not shutil.which("mkbootimg"):
+        pytest.skip("Debian's mkbootimg is not installed")
+    return tmp_path_factory.mktemp("debian-v3")
+
+
+@pytest.mark.timeout(RUN_TIMEOUT + 120)
+def test_own_abi_modules_load_or_fail_for_runtime_reasons_only(v3_images: Path) -> None:
+    root = debian.image_root(debian.NEWEST)
+    images = pack_debian_images(v3_images / "img", kernel_root=root,
+                                release=debian.release(debian.NEWEST), load=LOAD,
+                                header_version=3)
+    rc, report = _bootverify_run(images, debian.module_symvers(debian.NEWEST), v3_images)
+    assert_clean()
+    modules = {m["name"]: m for m in report["modules"]}
+    assert set(LOAD) <= set(modules)
+    assert report["kernel_release"] == debian.release(debian.NEWEST)
+    disagreeing = {n: (m["agreement"], m["why"]) for n, m in modules.items()
+                   if m["agreement"] in ("missed", "unconfirmed")}
+    assert disagreeing == {}
+    for name, m in modules.items():
+        assert m["static"]["verdict"] == "ok", name
+        assert m["agreement"] in ("ok", "runtime-only"), (name, m["agreement"], m["why"])
+    loaded = [n for n, m in modules.items() if m["runtime"]["outcome"] == "loaded"]
+    assert len(loaded) >= len(modules) - 5, modules
+    assert rc == (0 if len(loaded) == len(modules) else 1)
+
+
+@pytest.mark.timeout(RUN_TIMEOUT + 120)
+def test_older_abi_modules_every_predicted_failure_confirmed(v3_images: Path) -> None:
+    root = debian.image_root(debian.NEWEST)
+    release = debian.release(debian.NEWEST)
+    load = ("dummy", "veth", "ipip", "isofs", "nlmon")
+    # the same modules and dependencies, every file from the older ABI
+    newest = {module_name(p): p for p in (root / "lib/modules" / release).rglob("*.ko")}
+    older = {p.name: p for p in debian.modules_dir(debian.OLDER).rglob("*.ko")}
+    foreign = {name: older[path.name] for name, path in _closure(newest, load).items()}
+    images = pack_debian_images(v3_images / "old", kernel_root=root, release=release, load=load,
+                                foreign=foreign, header_version=3)
+    rc, report = _bootverify_run(images, debian.module_symvers(debian.NEWEST), v3_images)
+    assert_clean()
+    assert rc == 1 and {m["name"] for m in report["modules"]} == set(foreign)
+    for m in report["modules"]:
+        assert m["static"]["verdict"] == "fail", m["name"]
+        assert m["runtime"]["outcome"] == "link-error", m["name"]
+        assert m["agreement"] == "confirmed", (m["name"], m["why"])
+        # the kernel stops at module_layout, the first CRC it checks
+        assert m["runtime"]["problems"] == [{"kind": "disagrees-about-version",
+                                             "symbol": "module_layout", "detail": ""}]
