@@ -230,13 +230,20 @@ def _check_page_size(page: object, path: object) -> int:
     return page
 
 
+def _versioned_header(data: bytes, path: object, at: int, headers: dict[int, Layout],
+                      what: str) -> tuple[int, dict[str, object]]:
+    """Read header_version at offset `at`, then unpack that version's layout."""
+    if len(data) < at + 4:
+        raise InputError(path, f"truncated {what} header")
+    version = int.from_bytes(data[at:at + 4], "little")
+    if version not in headers:
+        raise InputError(path, f"unsupported {what} header_version {version} "
+                               f"({min(headers)}-{max(headers)} known)")
+    return version, _unpack(headers[version], data, path, f"{what} v{version}")
+
+
 def _parse_boot(data: bytes, path: object) -> BootImage:
-    if len(data) < 44:
-        raise InputError(path, "truncated boot image header")
-    version = int.from_bytes(data[40:44], "little")
-    if version not in BOOT_HEADERS:
-        raise InputError(path, f"unsupported boot image header_version {version} (0-4 known)")
-    h = _unpack(BOOT_HEADERS[version], data, path, f"boot v{version}")
+    version, h = _versioned_header(data, path, 40, BOOT_HEADERS, "boot")
     if version >= 3:
         sizes = dict(kernel=h["kernel_size"], ramdisk=h["ramdisk_size"],
                      signature=h.get("signature_size", 0))
@@ -257,12 +264,7 @@ def _parse_boot(data: bytes, path: object) -> BootImage:
 
 
 def _parse_vendor_boot(data: bytes, path: object) -> VendorBootImage:
-    if len(data) < 12:
-        raise InputError(path, "truncated vendor boot header")
-    version = int.from_bytes(data[8:12], "little")
-    if version not in VENDOR_HEADERS:
-        raise InputError(path, f"unsupported vendor boot header_version {version} (3-4 known)")
-    h = _unpack(VENDOR_HEADERS[version], data, path, f"vendor boot v{version}")
+    version, h = _versioned_header(data, path, 8, VENDOR_HEADERS, "vendor boot")
     page = _check_page_size(h["page_size"], path)
     common = dict(header_version=version, cmdline=_cstr(h["cmdline"]), page_size=page,
                   name=_cstr(h["name"]), kernel_addr=h["kernel_addr"],
