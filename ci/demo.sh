@@ -11,6 +11,7 @@ mkdir -p bootverify-demo
 set +e
 .venv/bin/bootverify run \
     --boot "$out/boot.img" --vendor-kernel-boot "$out/vendor_kernel_boot.img" \
+    --system-dlkm "$out/system_dlkm" \
     --symvers "$out/vmlinux.symvers" --kmi-symbol-list "$out/kmi_symbol_list" \
     --json bootverify-demo/report.json --junit bootverify-demo/junit.xml \
     --console-log bootverify-demo/console.log
