@@ -58,7 +58,8 @@ def timed(cmd: list[str], env: dict | None = None, cpu: list[float] | None = Non
     """Wall seconds of cmd; its user+sys CPU seconds (children included) go to `cpu`."""
     cpu_before = _children_cpu()
     start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                          timeout=300)
     seconds = time.perf_counter() - start
     if cpu is not None:
         cpu.append(_children_cpu() - cpu_before)
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.runs):
             rows[names[2]].append(timed(check_cmd, env_for(cache), cpu[names[2]]))
         if "--no-cache" in subprocess.run(check_cmd[:4] + ["--help"], capture_output=True,
-                                          text=True).stdout:
+                                          text=True, timeout=300).stdout:
             for _ in range(args.runs):
                 rows[names[3]].append(timed(check_cmd + ["--no-cache"],
                                             env_for(work / "cache-unused"), cpu[names[3]]))

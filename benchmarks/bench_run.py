@@ -67,7 +67,6 @@ from bootverify.readers.ramdisk import CpioEntry  # noqa: E402
 from bootverify.runtime import agent, boot, loader, vm  # noqa: E402
 from bootverify.runtime.kmsg import Outcome, RuntimeResult  # noqa: E402
 
-HELPER_TIMEOUT = 900.0       # depmod / mkbootimg run by the tests' packing helper
 PGREP_TIMEOUT = 10.0
 GOAL_LOOP = 1.15             # issue 4 §6: harness within 15% of the bare loop
 DEBIAN_DIRS = ("kernel/fs/", "kernel/net/", "kernel/lib/", "kernel/crypto/")
@@ -84,22 +83,6 @@ BARE_LOOP = ("read bv_t0 bv_x < /proc/uptime; "
              f"while read -r bv_p bv_a; do insmod $bv_p $bv_a || echo bvfail $bv_p; "
              f"done < {agent.PLAN}; "
              "read bv_t1 bv_x < /proc/uptime; echo bvtime $bv_t0 $bv_t1")
-
-
-class _TimedSubprocess:
-    """tests/test_runtime_qemu.py's helpers run depmod, mkbootimg and pgrep without a timeout:
-    here they get one."""
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(subprocess, name)
-
-    @staticmethod
-    def run(*args: object, **kwargs: object) -> subprocess.CompletedProcess:
-        kwargs.setdefault("timeout", HELPER_TIMEOUT)
-        return subprocess.run(*args, **kwargs)  # type: ignore[call-overload]
-
-
-trq.subprocess = _TimedSubprocess()  # type: ignore[assignment]
 
 
 def say(line: str = "") -> None:

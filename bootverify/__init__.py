@@ -1,1 +1,2 @@
-"""bootverify: does a device's kernel module set load on this kernel? Checked statically and for real."""
+"""bootverify: does a device's kernel module set load on this kernel? Checked statically and
+for real, in qemu."""

@@ -91,8 +91,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         kmi_symbol_lists=tuple(args.kmi_symbol_list), protected_exports=args.protected_exports,
         boot=args.boot, vendor_boot=args.vendor_kernel_boot, modules_dirs=dlkm_dirs),
         cache_dir() / "check")
-    config = VMConfig(accel=args.accel, **({"boot_timeout": args.boot_timeout}
-                                           if args.boot_timeout else {}))
+    given = {"boot_timeout": args.boot_timeout, "memory_mb": args.memory}
+    config = VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v})
     timeout = {"module_timeout": args.module_timeout} if args.module_timeout else {}
     try:
         with open(args.console_log, "w", encoding="utf-8", errors="replace") as console:
@@ -252,10 +252,13 @@ def parser() -> argparse.ArgumentParser:
                    help="a module whose load takes longer is recorded as hung (default 30)")
     p.add_argument("--boot-timeout", type=float, metavar="S",
                    help="seconds from qemu start to the agent's prompt (default 120)")
+    p.add_argument("--memory", type=int, metavar="MB",
+                   help="guest memory (default 1024; thousands of modules need ~3072)")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
                    help="KVM (with -cpu host) when the host is aarch64 with a usable /dev/kvm")
     p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
-    p.add_argument("--junit", metavar="PATH", help="write a JUnit XML report, one testcase a module")
+    p.add_argument("--junit", metavar="PATH",
+                   help="write a JUnit XML report, one testcase a module")
     p.add_argument("--console-log", type=Path, default=Path("bootverify-console.log"),
                    metavar="PATH", help="the full serial console log (default %(default)s)")
     p.set_defaults(func=cmd_run)

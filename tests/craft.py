@@ -108,7 +108,7 @@ def compile_modules(outdir: Path, mods: dict[str, Mod], flags: tuple[str, ...] =
         by_flags.setdefault(flags + m.flags, []).append(name)
     for fl, names in by_flags.items():
         subprocess.run([cc, "-c", "-O2", "-fno-stack-protector", "-fno-asynchronous-unwind-tables",
-                        *fl, *(f"{n}.c" for n in names)], cwd=outdir, check=True)
+                        *fl, *(f"{n}.c" for n in names)], cwd=outdir, check=True, timeout=300)
     paths = {}
     for name in mods:
         (outdir / f"{name}.o").rename(outdir / f"{name}.ko")

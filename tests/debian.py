@@ -166,7 +166,8 @@ def parse_depmod_warnings(stderr: str) -> Findings:
 
 
 def depmod_version() -> str:
-    proc = subprocess.run(["depmod", "--version"], capture_output=True, text=True, check=True)
+    proc = subprocess.run(["depmod", "--version"], capture_output=True, text=True, check=True,
+                          timeout=300)
     return proc.stdout.splitlines()[0].strip()
 
 

@@ -39,7 +39,7 @@ def _os_version(a: int, b: int, c: int, year: int, month: int) -> int:
 
 def _mkbootimg(cwd: Path, *args: str) -> None:
     exe = need("mkbootimg")
-    subprocess.run([exe, *args], cwd=cwd, check=True, capture_output=True)
+    subprocess.run([exe, *args], cwd=cwd, check=True, capture_output=True, timeout=300)
 
 
 def _inputs(tmp_path: Path) -> None:
@@ -105,7 +105,7 @@ def test_debian_unpack_bootimg_reads_our_v3(tmp_path):
                     os_version=_os_version(14, 0, 0, 2024, 12))
     write_boot_image(img, tmp_path / "boot.img")
     out = subprocess.run([exe, "--boot_img", "boot.img", "--out", "out"], cwd=tmp_path,
-                         check=True, capture_output=True, text=True).stdout
+                         check=True, capture_output=True, text=True, timeout=300).stdout
     assert (tmp_path / "out/kernel").read_bytes() == KERNEL
     assert (tmp_path / "out/ramdisk").read_bytes() == RAMDISK
     assert "command line args: console=ttyAMA0 androidboot.x=y" in out

@@ -16,7 +16,8 @@ def pred(name: str, *problems: Problem) -> Prediction:
     return Prediction(name, f"/m/{name}.ko", problems)
 
 
-def rt(name: str, outcome: Outcome, *problems: tuple[LinkProblemKind, str], errno: int | None = None,
+def rt(name: str, outcome: Outcome, *problems: tuple[LinkProblemKind, str],
+       errno: int | None = None,
        failed_dependencies: tuple[str, ...] = ()) -> RuntimeResult:
     return RuntimeResult(name, f"/lib/modules/{name}.ko", outcome, errno,
                          tuple(LinkProblem(k, s) for k, s in problems), (f"{name}: line",),

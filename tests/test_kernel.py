@@ -33,8 +33,8 @@ def test_image_lz4_cli_and_gzip_cli(tmp_path):
     lz4 = need("lz4")
     (tmp_path / "Image").write_bytes(IMAGE)
     subprocess.run([lz4, "-l", "-9", "-f", "Image", "Image.lz4"], cwd=tmp_path, check=True,
-                   capture_output=True)
-    subprocess.run(["gzip", "-k", "-9", "-n", "Image"], cwd=tmp_path, check=True)
+                   capture_output=True, timeout=300)
+    subprocess.run(["gzip", "-k", "-9", "-n", "Image"], cwd=tmp_path, check=True, timeout=300)
     for name, how in (("Image.lz4", Compression.LZ4_LEGACY), ("Image.gz", Compression.GZIP)):
         k = read_kernel(tmp_path / name)
         assert (k.image, k.compression, k.release, k.vermagic) == (IMAGE, how, RELEASE, VERMAGIC)

@@ -147,9 +147,9 @@ def test_gnu_cpio_output_read_by_us(tmp_path):
     root.mkdir()
     _tree(root)
     names = subprocess.run(["find", ".", "-mindepth", "1"], cwd=root, check=True,
-                           capture_output=True).stdout
+                           capture_output=True, timeout=300).stdout
     archive = subprocess.run([exe, "-o", "-H", "newc", "--quiet"], cwd=root, input=names,
-                             check=True, capture_output=True).stdout
+                             check=True, capture_output=True, timeout=300).stdout
     tree = unpack_initrd(archive, "gnu.cpio")
     ours = {e.name: e for e in entries_from_tree(root)}
     assert sorted(tree) == sorted(ours)
@@ -161,7 +161,7 @@ def test_gnu_cpio_output_read_by_us(tmp_path):
     assert unpack_initrd(gz(archive), "gz") == tree
     lz4 = need("lz4")
     legacy = subprocess.run([lz4, "-l", "-c"], input=archive, check=True,
-                            capture_output=True).stdout
+                            capture_output=True, timeout=300).stdout
     assert detect(legacy) is Compression.LZ4_LEGACY
     assert unpack_initrd(legacy, "lz4") == tree
 
@@ -173,12 +173,12 @@ def test_our_cpio_read_by_gnu_cpio(tmp_path):
     _tree(root)
     archive = write_cpio(entries_from_tree(root, prefix="/"))
     listing = subprocess.run([exe, "-t", "--quiet"], input=archive, check=True,
-                             capture_output=True).stdout.decode().split()
+                             capture_output=True, timeout=300).stdout.decode().split()
     assert sorted(listing) == sorted(e.name for e in entries_from_tree(root))
     out = tmp_path / "out"
     out.mkdir()
     subprocess.run([exe, "-i", "-d", "--quiet", "--no-absolute-filenames"], cwd=out,
-                   input=archive, check=True, capture_output=True)
+                   input=archive, check=True, capture_output=True, timeout=300)
     assert (out / "lib/modules/6.1/m.ko").read_bytes() == \
         (root / "lib/modules/6.1/m.ko").read_bytes()
     assert os.readlink(out / "init") == "lib/modules/6.1/m.ko"
@@ -186,7 +186,7 @@ def test_our_cpio_read_by_gnu_cpio(tmp_path):
     assert stat.S_IMODE((out / "odd").stat().st_mode) == 0o751
     # a device node: listed with its numbers (not extracted: that needs root)
     verbose = subprocess.run([exe, "-tv", "--quiet"], input=write_cpio([ENTRIES[6]]),
-                             check=True, capture_output=True).stdout.decode()
+                             check=True, capture_output=True, timeout=300).stdout.decode()
     assert verbose.startswith("crw-------") and re.search(r" 5,\s+1 ", verbose), verbose
 
 
@@ -195,11 +195,11 @@ def test_lz4_cli_reads_our_legacy(tmp_path):
     data = write_cpio(ENTRIES) * 50 + os.urandom(5000)
     (tmp_path / "in.lz4").write_bytes(compress(data, Compression.LZ4_LEGACY))
     out = subprocess.run([lz4, "-d", "-c", "in.lz4"], cwd=tmp_path, check=True,
-                         capture_output=True).stdout
+                         capture_output=True, timeout=300).stdout
     assert out == data
     (tmp_path / "in2.lz4").write_bytes(compress(data, Compression.LZ4_FRAME))
     out = subprocess.run([lz4, "-d", "-c", "in2.lz4"], cwd=tmp_path, check=True,
-                         capture_output=True).stdout
+                         capture_output=True, timeout=300).stdout
     assert out == data
 
 
@@ -207,7 +207,7 @@ def test_lz4_cli_legacy_several_blocks_read_by_us():
     lz4 = need("lz4")
     data = os.urandom(1 << 20) * 9 + b"tail"        # > 8 MiB: two legacy blocks
     packed = subprocess.run([lz4, "-l", "-1", "-c"], input=data, check=True,
-                            capture_output=True).stdout
+                            capture_output=True, timeout=300).stdout
     assert decompress(packed, "lz4") == data
 
 

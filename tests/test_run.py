@@ -41,7 +41,7 @@ def _leftovers(pid: int) -> list[str]:
     bootverify-PID-*, and qemu is started on files inside them)."""
     prefix = f"bootverify-{pid}-"
     qemu = subprocess.run(["pgrep", "-af", f"qemu-system-aarch64.*{prefix}"],
-                          capture_output=True, text=True).stdout.splitlines()
+                          capture_output=True, text=True, timeout=300).stdout.splitlines()
     return qemu + [p for p in os.listdir(tempfile.gettempdir()) if p.startswith(prefix)]
 
 

@@ -69,7 +69,7 @@ def _depmod(files: Mapping[str, Path], release: str) -> str:
         kdir.mkdir(parents=True)
         for p in files.values():
             shutil.copy(p, kdir / p.name)
-        subprocess.run(["depmod", "-b", tmp, release], check=True, capture_output=True)
+        subprocess.run(["depmod", "-b", tmp, release], check=True, capture_output=True, timeout=300)
         return (kdir.parent / "modules.dep").read_text().replace("kernel/", "")
 
 
@@ -120,7 +120,7 @@ def pack_debian_images(out: Path, *, kernel_root: Path, release: str, load: Sequ
                         "-o", str(boot_img), "--vendor_boot", str(vendor_img),
                         "--vendor_ramdisk", str(out / "dlkm.cpio.lz4"),
                         "--vendor_cmdline", vendor_cmdline, "--dtb", str(out / "fake.dtb")],
-                       check=True, capture_output=True)
+                       check=True, capture_output=True, timeout=300)
         return boot_img, vendor_img
     write_boot_image(BootImage(header_version, kernel, generic, cmdline), boot_img)
     if header_version >= 4:
@@ -141,7 +141,7 @@ def pack_debian_images(out: Path, *, kernel_root: Path, release: str, load: Sequ
 def qemu_pids(owner_pid: int) -> list[int]:
     """qemu processes started by process owner_pid (their -kernel lies in its temp dir)."""
     r = subprocess.run(["pgrep", "-f", f"{vm.TEMP_PREFIX}{owner_pid}-"], capture_output=True,
-                       text=True)
+                       text=True, timeout=300)
     return [int(p) for p in r.stdout.split()]
 
 

@@ -1,4 +1,4 @@
-"""The kernel binary: Image, Image.gz or Image.lz4 to a raw arm64 Image, and the release it reports."""
+"""The kernel binary: Image, Image.gz or Image.lz4 to a raw arm64 Image, and its release."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from bootverify.readers.ramdisk import Compression, decompress, detect
 # Documentation/arm64/booting.rst: the Image header carries "ARM\x64" at offset 56.
 ARM64_IMAGE_MAGIC = b"ARM\x64"
 ARM64_MAGIC_OFFSET = 56
-# init/version.c linux_banner: "Linux version " UTS_RELEASE " (" LINUX_COMPILE_BY "@" ... ") " UTS_VERSION
+# init/version.c linux_banner:
+#   "Linux version " UTS_RELEASE " (" LINUX_COMPILE_BY "@" ... ") " UTS_VERSION
 LINUX_BANNER = re.compile(rb"Linux version ([^\s%]+) \(([^\n]*?)\) (#[^\n\0]*)")
 # include/linux/vermagic.h VERMAGIC_STRING: UTS_RELEASE " " then the flags, arm64 last.
 VERMAGIC_FLAGS = rb"(?:SMP )?(?:preempt |PREEMPT_RT )?(?:mod_unload )?(?:modversions )?aarch64"

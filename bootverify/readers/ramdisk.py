@@ -164,7 +164,8 @@ def _align4(n: int) -> int:
 
 
 def read_cpio(data: bytes, path: object, start: int = 0) -> tuple[list[CpioEntry], int]:
-    """Read one newc archive from data[start:]; return its entries and the offset after TRAILER!!!."""
+    """Read one newc archive from data[start:]; return its entries and the offset after the
+    TRAILER!!! member."""
     entries: list[CpioEntry] = []
     pos = start
     while True:
