@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+# Reports remembered per cache directory: one per distinct set of inputs, so a CI machine that
+# checks a few trees nightly keeps them all, and the directory cannot grow without bound.
+MEMO_KEEP = 32
 
 
 def cache_dir() -> Path:
@@ -49,13 +52,18 @@ def store_pickle(path: Path, value: object) -> None:
         raise
 
 
-def memo(root: Path | None, key: str, compute: Callable[[], T]) -> T:
-    """compute(), remembered under root by key."""
+def memo(root: Path | None, key: str, compute: Callable[[], T], keep: int = MEMO_KEEP) -> T:
+    """compute(), remembered under root by key; only the `keep` most recently used stay."""
     if root is None:
         return compute()
-    hit = load_pickle(root / f"{key}.pickle")
+    path = root / f"{key}.pickle"
+    hit = load_pickle(path)
     if hit is not None:
+        os.utime(path)      # recently used: kept by the pruning below
         return hit  # type: ignore[return-value]
     value = compute()
-    store_pickle(root / f"{key}.pickle", value)
+    store_pickle(path, value)
+    entries = sorted(root.glob("*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[keep:]:
+        old.unlink(missing_ok=True)
     return value

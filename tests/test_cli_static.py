@@ -478,3 +478,16 @@ def test_python_m_end_to_end(env, built):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert list(tmp.iterdir()) == [], "temporary files left behind"
     assert not [p for p in (env / "cache").rglob(".*")], "temporary files left in the cache"
+
+
+def test_report_cache_keeps_only_the_most_recent(tmp_path):
+    from bootverify.cache import memo
+    for i in range(5):
+        assert memo(tmp_path, f"k{i}", lambda i=i: i, keep=3) == i
+    assert sorted(p.stem for p in tmp_path.glob("*.pickle")) == ["k2", "k3", "k4"]
+    # a hit counts as a use: k2 survives the next store, k3 goes
+    os.utime(tmp_path / "k3.pickle", (1, 1))
+    os.utime(tmp_path / "k4.pickle", (2, 2))
+    assert memo(tmp_path, "k2", lambda: "recomputed", keep=3) == 2
+    memo(tmp_path, "k5", lambda: 5, keep=3)
+    assert sorted(p.stem for p in tmp_path.glob("*.pickle")) == ["k2", "k4", "k5"]
