@@ -200,6 +200,21 @@ def test_protected():
                        signed=True)) == []
 
 
+def test_protection_follows_ack_resolve_symbol():
+    """ACK 6.1 resolve_symbol(): an unsigned module may use, of vmlinux and signed modules,
+    only the unprotected (KMI) symbols; other unsigned modules' exports are free."""
+    k = kernel(kmi=KMI - {"protected_fn"}, protected=frozenset({"gki_only"}))
+    gki = mod("gki", exports=[ModuleExport("gki_fn", False, "", 0x5)], signed=True)
+    vendor = mod("vendor", exports=[ModuleExport("vendor_fn", False, "", 0x6)])
+    user = mod("user", ["protected_fn", "gki_fn", "vendor_fn"])
+    report = analyze(k, [gki, vendor, user])
+    assert [(kind, sym) for kind, sym, fatal in problems(report, "user") if fatal] == \
+        [(P, "gki_fn"), (P, "protected_fn")]
+    # without a protected-exports list the kernel has no such gate
+    report = analyze(kernel(kmi=KMI - {"protected_fn"}), [gki, vendor, user])
+    assert [(kind, sym) for kind, sym, fatal in problems(report, "user") if fatal] == []
+
+
 def test_duplicate_export():
     m = mod("dup", exports=[ModuleExport("printk", False, "", 0x1),
                             ModuleExport("fresh", False, "", 0x2)])

@@ -6,7 +6,8 @@ Android's GKI protected-exports check), applied to the facts the readers extract
 - check_modstruct_version: the module_layout CRC;
 - simplify_symbols / resolve_symbol for every undefined symbol: found at all, CRC
   (check_version), namespace (verify_namespace_is_imported), GPL-only (inherit_taint /
-  gpl-only check), Android's protected symbols;
+  gpl-only check), Android's GKI protection (CONFIG_MODULE_SIG_PROTECT: unsigned modules may use
+  only KMI symbols of vmlinux and signed modules, and may not export protected symbols);
 - verify_exported_symbols: an export the kernel already has;
 and on top the KMI: a kernel symbol outside the lists is a failure on a trimmed kernel and a
 latent violation otherwise. A module whose provider fails cannot load either.
@@ -76,6 +77,12 @@ class KernelInterface:
     release: str | None = None
 
     @property
+    def sig_protect(self) -> bool:
+        """Android's CONFIG_MODULE_SIG_PROTECT: in force when the kernel has a protected-exports
+        list and a KMI list (its "unprotected" symbols; empty, the kernel lets everything by)."""
+        return bool(self.protected) and bool(self.kmi)
+
+    @property
     def trimmed(self) -> bool:
         """TRIM_UNUSED_KSYMS against the KMI: the kernel exports nothing outside the lists."""
         return self.kmi is not None and self.exports.exports.keys() <= self.kmi
@@ -97,6 +104,7 @@ class _Provider:
     crc: int | None
     gpl_only: bool
     namespace: str
+    signed: bool                # vmlinux counts as signed: it is GKI
 
 
 def same_magic(module: str, kernel: str, modversions: bool) -> bool:
@@ -108,11 +116,11 @@ def same_magic(module: str, kernel: str, modversions: bool) -> bool:
 
 def _providers(kernel: KernelInterface, modules: Sequence[ModuleFacts]) -> dict[str, _Provider]:
     """Who resolves each symbol: the kernel first (find_symbol searches it first), then modules."""
-    table = {name: _Provider(KERNEL_OWNER, e.crc, e.gpl_only, e.namespace)
+    table = {name: _Provider(KERNEL_OWNER, e.crc, e.gpl_only, e.namespace, True)
              for name, e in kernel.exports.exports.items()}
     for m in modules:
         for e in m.exports:
-            table.setdefault(e.name, _Provider(m.name, e.crc, e.gpl_only, e.namespace))
+            table.setdefault(e.name, _Provider(m.name, e.crc, e.gpl_only, e.namespace, m.signed))
     return table
 
 
@@ -121,7 +129,7 @@ class _Index:
     """What the per-module rules look up, computed once for the set: the symbols no rule can
     object to, so the per-symbol rules run only on the rest (a few hundred of Debian's 160,000
     references instead of all of them), and the set's module names."""
-    for_gpl: frozenset[str]         # provided, no namespace, not protected, KMI-clean
+    for_gpl: frozenset[str]         # provided, no namespace, KMI-clean, not GKI-protected
     for_non_gpl: frozenset[str]     # the same, and not GPL-only
     crcs: frozenset[tuple[str, int]]
     module_names: frozenset[str]
@@ -130,8 +138,8 @@ class _Index:
     def of(kernel: KernelInterface, providers: dict[str, _Provider],
            modules: Sequence[ModuleFacts]) -> _Index:
         ok = {name for name, p in providers.items()
-              if not p.namespace and name not in kernel.protected
-              and (p.owner != KERNEL_OWNER or kernel.kmi is None or name in kernel.kmi)}
+              if not p.namespace and (kernel.kmi is None or name in kernel.kmi or (
+                  p.owner != KERNEL_OWNER and not (kernel.sig_protect and p.signed)))}
         return _Index(frozenset(ok),
                       frozenset(name for name in ok if not providers[name].gpl_only),
                       frozenset((name, p.crc) for name, p in providers.items()
@@ -202,15 +210,18 @@ def _own_problems(m: ModuleFacts, kernel: KernelInterface, providers: dict[str, 
         if p.gpl_only and m.license not in GPL_COMPATIBLE_LICENSES:
             problems.append(Problem(ProblemKind.GPL_ONLY, sym,
                                     f"GPL-only export, module license '{m.license or 'none'}'"))
-        if not m.signed and sym in kernel.protected and sym not in (kernel.kmi or ()):
+        # ACK kernel/module/main.c resolve_symbol(): an unsigned (vendor) module may take from
+        # vmlinux and signed (GKI) modules only the unprotected symbols, i.e. the KMI lists.
+        if kernel.sig_protect and not m.signed and p.signed and sym not in (kernel.kmi or ()):
             problems.append(Problem(ProblemKind.PROTECTED, sym,
-                                    f"unsigned module uses a protected export of {p.owner}"))
+                                    f"unsigned module uses {p.owner}'s {sym}, outside the KMI "
+                                    f"(unprotected) list: refused with err -13"))
     for e in m.exports:
         owner = providers[e.name].owner
         if owner != m.name:
             problems.append(Problem(ProblemKind.DUPLICATE_EXPORT, e.name,
                                     f"exports a symbol {owner} already exports"))
-        if not m.signed and e.name in kernel.protected:
+        if kernel.sig_protect and not m.signed and e.name in kernel.protected:
             problems.append(Problem(ProblemKind.PROTECTED, e.name,
                                     "unsigned module exports a protected symbol"))
     return problems
