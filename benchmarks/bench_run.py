@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     accel = " ".join(vm.accel_args(config)[1:4:2])
     start_load = loadavg()
     say(f"bench_run {now:%Y-%m-%d %H:%M} UTC: {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"{qemu}, accel {accel}, guest {config.smp} CPUs {config.memory_mb} MB; "
+        f"{qemu}, accel {accel}, guest {config.smp} CPUs {config.memory_mb or 'auto'} MB; "
         f"load average at start {start_load}")
     figures: dict = {"date": now.isoformat(timespec="seconds"), "cpus": os.cpu_count(),
                      "qemu": qemu, "accel": accel, "loadavg_start": start_load,

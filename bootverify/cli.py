@@ -253,7 +253,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--boot-timeout", type=float, metavar="S",
                    help="seconds from qemu start to the agent's prompt (default 120)")
     p.add_argument("--memory", type=int, metavar="MB",
-                   help="guest memory (default 1024; thousands of modules need ~3072)")
+                   help="guest memory (default: 1024 + 16 x the initrd's size in MB)")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
                    help="KVM (with -cpu host) when the host is aarch64 with a usable /dev/kvm")
     p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")

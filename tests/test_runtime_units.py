@@ -22,7 +22,7 @@ from bootverify.readers.bootimg import (BootImage, RamdiskType, VendorBootImage,
 from bootverify.readers.modules import ModulesDir
 from bootverify.readers.ramdisk import (Compression, CpioEntry, compress, read_cpio,
                                         unpack_initrd, write_cpio)
-from bootverify.runtime import agent, boot, console, kmsg, loader
+from bootverify.runtime import agent, boot, console, kmsg, loader, vm
 from bootverify.runtime.kmsg import LinkProblem, LinkProblemKind as K, Outcome
 
 DATA = Path(__file__).parent / "data"
@@ -535,3 +535,10 @@ def test_runner_recovers_from_hang_oops_and_panic(monkeypatch: pytest.MonkeyPatc
     # sequence numbers keep growing across boots
     assert FakeVM.boots[1].first_seq > 1
     assert [x[1] for x in seen] == list(range(1, 12)) and {x[2] for x in seen} == {11}
+
+
+def test_guest_memory_follows_the_initrd_unless_given():
+    small, large = 3 << 20, 94 << 20       # the samples; all of Debian's modules, lz4'd
+    assert vm.guest_memory_mb(vm.VMConfig(), small) == 1024 + 16 * 3
+    assert vm.guest_memory_mb(vm.VMConfig(), large) == 1024 + 16 * 94
+    assert vm.guest_memory_mb(vm.VMConfig(memory_mb=512), large) == 512
