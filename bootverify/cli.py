@@ -55,15 +55,16 @@ def add_kernel_args(p: argparse.ArgumentParser) -> None:
                    help="GKI protected exports list (abi_gki_protected_exports_<arch>)")
 
 
-def check_inputs(args: argparse.Namespace) -> CheckInputs:
+def check_inputs(args: argparse.Namespace, modules_dirs: list[Path]) -> CheckInputs:
     return CheckInputs(symvers=args.symvers, system_map=args.system_map,
                        kmi_symbol_lists=tuple(args.kmi_symbol_list),
                        protected_exports=args.protected_exports, boot=args.boot,
-                       vendor_boot=args.vendor_kernel_boot, modules_dirs=tuple(args.modules_dir))
+                       vendor_boot=args.vendor_kernel_boot, modules_dirs=tuple(modules_dirs))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    report = run_check(check_inputs(args), None if args.no_cache else cache_dir() / "check")
+    report = run_check(check_inputs(args, args.modules_dir),
+                       None if args.no_cache else cache_dir() / "check")
     if args.json:
         write_output(args.json, lambda out: write_json(static_json(report), out))
     if args.json != "-":
@@ -73,7 +74,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 # --- run ---
 
-def _progress(result: "RuntimeResult", done: int, total: int) -> None:
+def _progress(result: RuntimeResult, done: int, total: int) -> None:
     errno = f" {result.errno_name}" if result.errno else ""
     print(f"[{done:{len(str(total))}}/{total}] {result.name:30} {result.outcome.value}{errno} "
           f"({result.seconds:.2f} s)", file=sys.stderr, flush=True)
@@ -85,23 +86,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bootverify.report import junit, run_json, run_text
     from bootverify.runtime.loader import run_images
     from bootverify.runtime.vm import VMConfig
-    dlkm_dirs = tuple(d for d in (args.system_dlkm, args.vendor_dlkm) if d)
-    report = run_check(CheckInputs(
-        symvers=args.symvers, system_map=args.system_map,
-        kmi_symbol_lists=tuple(args.kmi_symbol_list), protected_exports=args.protected_exports,
-        boot=args.boot, vendor_boot=args.vendor_kernel_boot, modules_dirs=dlkm_dirs),
-        cache_dir() / "check")
+    dlkm_dirs = [d for d in (args.system_dlkm, args.vendor_dlkm) if d]
+    report = run_check(check_inputs(args, dlkm_dirs), cache_dir() / "check")
     given = {"boot_timeout": args.boot_timeout, "memory_mb": args.memory}
     config = VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v})
     timeout = {"module_timeout": args.module_timeout} if args.module_timeout else {}
     try:
-        with open(args.console_log, "w", encoding="utf-8", errors="replace") as console:
-            runtime = run_images(args.boot, args.vendor_kernel_boot,
-                                 system_dlkm=args.system_dlkm, vendor_dlkm=args.vendor_dlkm,
-                                 busybox=args.busybox, config=config, progress=_progress,
-                                 console_log=console, **timeout)
+        console = open(args.console_log, "w", encoding="utf-8", errors="replace")
     except OSError as e:
-        raise InputError(e.filename or args.console_log, e.strerror or str(e)) from None
+        raise InputError(args.console_log, f"cannot write: {e.strerror}") from None
+    with console:
+        runtime = run_images(args.boot, args.vendor_kernel_boot,
+                             system_dlkm=args.system_dlkm, vendor_dlkm=args.vendor_dlkm,
+                             busybox=args.busybox, config=config, progress=_progress,
+                             console_log=console, **timeout)
     verdicts = crosscheck(report.modules, list(runtime.results))
     if args.json:
         doc = run_json(report, verdicts, str(args.console_log))
