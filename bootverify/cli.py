@@ -19,6 +19,7 @@ from bootverify.readers.symbols import read_kmi_symbol_lists, read_symvers
 from bootverify.report import static_json, static_text, write_json
 from bootverify.static.analysis import Verdict
 from bootverify.static.check import CheckInputs, run_check
+from bootverify.static.kmidiff import kmi_diff
 
 if TYPE_CHECKING:
     from bootverify.runtime.kmsg import RuntimeResult
@@ -116,28 +117,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 # --- kmi-diff ---
 
 def cmd_kmi_diff(args: argparse.Namespace) -> int:
-    old = {e.name: e for e in read_symvers(args.old) if e.owner == "vmlinux"}
-    new = {e.name: e for e in read_symvers(args.new) if e.owner == "vmlinux"}
     kmi = read_kmi_symbol_lists(args.kmi_symbol_list) if args.kmi_symbol_list else None
-    scope = sorted(kmi & old.keys() if kmi is not None else old)
-    changes = []
-    for sym in scope:
-        if sym not in new:
-            changes.append({"symbol": sym, "change": "removed", "old_crc": f"{old[sym].crc:#010x}",
-                            "new_crc": None})
-        elif new[sym].crc != old[sym].crc:
-            changes.append({"symbol": sym, "change": "crc-changed",
-                            "old_crc": f"{old[sym].crc:#010x}", "new_crc": f"{new[sym].crc:#010x}"})
+    diff = kmi_diff(read_symvers(args.old), read_symvers(args.new), kmi)
+
+    def crc(value: int | None) -> str | None:
+        return None if value is None else f"{value:#010x}"
+
     if args.json:
-        doc = {"old": str(args.old), "new": str(args.new), "symbols_compared": len(scope),
-               "changes": changes}
+        doc = {"old": str(args.old), "new": str(args.new), "symbols_compared": diff.compared,
+               "changes": [{"symbol": c.symbol, "change": c.change.value,
+                            "old_crc": crc(c.old_crc), "new_crc": crc(c.new_crc)}
+                           for c in diff.changes]}
         write_output(args.json, lambda out: write_json(doc, out))
     if args.json != "-":
-        for c in changes:
-            print(f"{c['change']:12} {c['symbol']}  {c['old_crc']} -> {c['new_crc'] or '-'}")
-        print(f"{len(changes)} of {len(scope)} {'KMI ' if kmi is not None else ''}symbols "
-              f"removed or changed")
-    return EXIT_FAIL if changes else EXIT_OK
+        for c in diff.changes:
+            print(f"{c.change.value:12} {c.symbol}  {crc(c.old_crc)} -> {crc(c.new_crc) or '-'}")
+        print(f"{len(diff.changes)} of {diff.compared} {'KMI ' if kmi is not None else ''}"
+              f"symbols removed or changed")
+    return EXIT_FAIL if diff.changes else EXIT_OK
 
 
 # --- inspect / unpack ---
