@@ -299,8 +299,8 @@ class Runner:
                         if self.abort.is_set():
                             raise InfraError(f"sample images: {step}: {STOPPED}") from None
                         if now - start > timeout:
-                            raise InfraError(self._failure(step, log,
-                                                           f"no result in {timeout:.0f} s"))
+                            raise InfraError(self._failure(
+                                step, log, f"no result in {timeout:.0f} s")) from None
                         if report and now >= next_report:
                             self.say(report(now - start))
                             next_report = now + PROGRESS_EVERY
