@@ -25,7 +25,7 @@ def problem_summary(p: Prediction) -> str:
         return "-"
     by_kind: dict[str, list[str]] = {}
     for problem in p.problems:
-        by_kind.setdefault(problem.kind.value + ("" if problem.fatal else " (latent)"),
+        by_kind.setdefault(problem.kind + ("" if problem.fatal else " (latent)"),
                            []).append(problem.symbol)
     return "; ".join(f"{kind}: {', '.join(s for s in syms if s) or '-'}"
                      for kind, syms in by_kind.items())
@@ -49,8 +49,9 @@ def static_text(report: StaticReport, out: TextIO) -> None:
 
 
 def prediction_json(p: Prediction) -> dict[str, Any]:
-    return {"verdict": p.verdict.value,
-            "problems": [{"kind": x.kind.value, "symbol": x.symbol, "detail": x.detail,
+    # The kinds are StrEnums: json writes them as their strings, without a .value per problem.
+    return {"verdict": p.verdict,
+            "problems": [{"kind": x.kind, "symbol": x.symbol, "detail": x.detail,
                           "fatal": x.fatal} for x in p.problems]}
 
 

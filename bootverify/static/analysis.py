@@ -28,7 +28,7 @@ GPL_COMPATIBLE_LICENSES = frozenset({"GPL", "GPL v2", "GPL and additional rights
 MODULE_LAYOUT = "module_layout"
 
 
-class ProblemKind(enum.Enum):
+class ProblemKind(enum.StrEnum):
     UNRESOLVED = "unresolved"
     CRC_MISMATCH = "crc-mismatch"
     NOT_IN_KMI = "not-in-kmi"
@@ -40,7 +40,7 @@ class ProblemKind(enum.Enum):
     DEPENDENCY_FAILED = "dependency-failed"
 
 
-class Verdict(enum.Enum):
+class Verdict(enum.StrEnum):
     OK = "ok"
     WARN = "warn"       # loads, but breaks a rule that a stricter kernel would enforce
     FAIL = "fail"
