@@ -1,4 +1,4 @@
-"""Where bootverify keeps what it can reuse: fetched packages, built images, module facts."""
+"""Where bootverify keeps what it can reuse: fetched packages, built images, check reports."""
 
 from __future__ import annotations
 

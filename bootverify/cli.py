@@ -225,7 +225,7 @@ def parser() -> argparse.ArgumentParser:
                    help="boot.img: its kernel gives the release and vermagic to check against")
     add_kernel_args(p)
     p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the facts cache")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the report cache")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(

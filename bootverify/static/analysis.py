@@ -16,6 +16,7 @@ latent violation otherwise. A module whose provider fails cannot load either.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -82,9 +83,10 @@ class KernelInterface:
         list and a KMI list (its "unprotected" symbols; empty, the kernel lets everything by)."""
         return bool(self.protected) and bool(self.kmi)
 
-    @property
+    @functools.cached_property
     def trimmed(self) -> bool:
-        """TRIM_UNUSED_KSYMS against the KMI: the kernel exports nothing outside the lists."""
+        """TRIM_UNUSED_KSYMS against the KMI: the kernel exports nothing outside the lists.
+        Cached: the rules ask once per module, and the test walks every export."""
         return self.kmi is not None and self.exports.exports.keys() <= self.kmi
 
 
