@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 from bootverify.cache import cache_dir
 from bootverify.errors import InfraError, InputError
 from bootverify.readers import bootimg
-from bootverify.readers.symbols import read_kmi_symbol_lists, read_symvers
+from bootverify.readers.symbols import kernel_exports_from_symvers, read_kmi_symbol_lists
 from bootverify.report import static_json, static_text, write_json
 from bootverify.static.analysis import Verdict
 from bootverify.static.check import CheckInputs, run_check
@@ -118,7 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_kmi_diff(args: argparse.Namespace) -> int:
     kmi = read_kmi_symbol_lists(args.kmi_symbol_list) if args.kmi_symbol_list else None
-    diff = kmi_diff(read_symvers(args.old), read_symvers(args.new), kmi)
+    diff = kmi_diff(kernel_exports_from_symvers(args.old), kernel_exports_from_symvers(args.new),
+                    kmi)
 
     def crc(value: int | None) -> str | None:
         return None if value is None else f"{value:#010x}"

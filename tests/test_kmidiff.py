@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bootverify.readers.symbols import read_kmi_symbol_lists, read_symvers
+from bootverify.readers.symbols import kernel_exports_from_symvers, read_kmi_symbol_lists
 from bootverify.static.kmidiff import Change, kmi_diff
 
 
@@ -15,8 +15,9 @@ from bootverify.static.kmidiff import Change, kmi_diff
 @pytest.mark.timeout(900)       # a cold sample build comes first
 def test_replacement_changes_the_crypto_crcs(sample_images: Path) -> None:
     kmi = read_kmi_symbol_lists([sample_images / "kmi_symbol_list"])
-    diff = kmi_diff(read_symvers(sample_images / "vmlinux.symvers"),
-                    read_symvers(sample_images / "replacement" / "vmlinux.symvers"), kmi)
+    diff = kmi_diff(kernel_exports_from_symvers(sample_images / "vmlinux.symvers"),
+                    kernel_exports_from_symvers(sample_images / "replacement" / "vmlinux.symvers"),
+                    kmi)
     changed = {c.symbol for c in diff.changes if c.change is Change.CRC_CHANGED}
     assert {"crypto_register_shash", "crypto_unregister_shash", "crypto_alloc_shash",
             "crypto_destroy_tfm"} <= changed

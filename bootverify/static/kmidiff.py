@@ -6,10 +6,9 @@ struct a GKI module sees). Compares vmlinux rows only, as modules check their CR
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bootverify.readers.symbols import KERNEL_OWNER, Export
+from bootverify.readers.symbols import KernelExports
 
 
 class Change(enum.Enum):
@@ -31,9 +30,8 @@ class KmiDiff:
     changes: tuple[KmiChange, ...]
 
 
-def kmi_diff(old: Iterable[Export], new: Iterable[Export], kmi: frozenset[str] | None) -> KmiDiff:
-    before = {e.name: e for e in old if e.owner == KERNEL_OWNER}
-    after = {e.name: e for e in new if e.owner == KERNEL_OWNER}
+def kmi_diff(old: KernelExports, new: KernelExports, kmi: frozenset[str] | None) -> KmiDiff:
+    before, after = old.exports, new.exports
     scope = sorted(kmi & before.keys() if kmi is not None else before)
     changes = []
     for sym in scope:
