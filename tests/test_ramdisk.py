@@ -283,3 +283,17 @@ def test_corrupt_stream_inside_initrd():
 def test_decompress_raw_passthrough():
     assert decompress(GOOD, "x") == GOOD
     assert zlib.crc32(decompress(compress(GOOD, Compression.GZIP), "x")) == zlib.crc32(GOOD)
+
+
+def test_tree_follows_file_links_on_request_and_skips_fifos(tmp_path):
+    root, outside = tmp_path / "dlkm", tmp_path / "outside.ko"
+    root.mkdir()
+    (root / "a.ko").write_bytes(b"a")
+    outside.write_bytes(b"real")
+    os.symlink(outside, root / "link.ko")
+    os.mkfifo(root / "fifo")
+    followed = {e.name: e for e in entries_from_tree(root, follow_symlinks=True)}
+    assert set(followed) == {"a.ko", "link.ko"}
+    assert followed["link.ko"].is_file and followed["link.ko"].data == b"real"
+    kept = {e.name: e for e in entries_from_tree(root)}
+    assert kept["link.ko"].is_symlink and kept["link.ko"].data == str(outside).encode()

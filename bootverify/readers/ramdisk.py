@@ -241,8 +241,14 @@ def unpack_initrd(data: bytes, path: object) -> dict[str, CpioEntry]:
     return tree
 
 
-def entries_from_tree(root: Path, prefix: str = "") -> list[CpioEntry]:
-    """A directory tree as archive members (parents first, sorted, owner root, mtime 0)."""
+def entries_from_tree(root: Path, prefix: str = "",
+                      follow_symlinks: bool = False) -> list[CpioEntry]:
+    """A directory tree as archive members (parents first, sorted, owner root, mtime 0).
+
+    Symlinks stay links; with follow_symlinks a link to a file becomes that file, as a module
+    directory whose links lead outside it must still work in the guest. Sockets, FIFOs and
+    device nodes are left out (reading a FIFO would block).
+    """
     out: list[CpioEntry] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -250,11 +256,16 @@ def entries_from_tree(root: Path, prefix: str = "") -> list[CpioEntry]:
         for name in [*dirnames, *sorted(filenames)]:
             p = Path(dirpath) / name
             arc = str(Path(prefix) / rel / name).lstrip("/").removeprefix("./")
-            st = p.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                out.append(CpioEntry(arc, st.st_mode, os.readlink(p).encode()))
-            elif stat.S_ISDIR(st.st_mode):
-                out.append(CpioEntry(arc, st.st_mode))
-            else:
-                out.append(CpioEntry(arc, st.st_mode, p.read_bytes()))
+            try:
+                st = p.lstat()
+                if stat.S_ISLNK(st.st_mode) and follow_symlinks and p.is_file():
+                    st = p.stat()
+                if stat.S_ISLNK(st.st_mode):
+                    out.append(CpioEntry(arc, st.st_mode, os.readlink(p).encode()))
+                elif stat.S_ISDIR(st.st_mode):
+                    out.append(CpioEntry(arc, st.st_mode))
+                elif stat.S_ISREG(st.st_mode):
+                    out.append(CpioEntry(arc, st.st_mode, p.read_bytes()))
+            except OSError as e:
+                raise InputError(p, f"cannot read: {e.strerror}") from None
     return out

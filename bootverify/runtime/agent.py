@@ -68,6 +68,7 @@ from pathlib import Path
 
 from bootverify import debpkg
 from bootverify.errors import InfraError, InputError
+from bootverify.readers.modules import ELF64_HEADER, ELF64_LE, ELF_MAGIC
 from bootverify.readers.ramdisk import CpioEntry, write_cpio
 
 BUSYBOX_PACKAGE = "busybox-static:arm64"
@@ -78,7 +79,6 @@ BUSYBOX = f"/{AGENT_DIR}/busybox"
 FINIT = f"/{AGENT_DIR}/finit"
 INIT = f"/{AGENT_DIR}/init"
 PLAN = f"/{AGENT_DIR}/plan"
-BOOT_LOG = "/tmp/bootverify-boot.log"          # the kernel log up to the agent, saved by init
 MARKER_PREFIX = "@@bv"
 NONCE_PARAM = "bv_nonce"
 
@@ -104,7 +104,6 @@ echo 0 > /proc/sys/kernel/panic_on_oops 2>/dev/null
 echo on > /proc/sys/kernel/printk_devkmsg 2>/dev/null
 dmesg -n 2
 stty -echo 2>/dev/null
-dmesg > /tmp/bootverify-boot.log
 M="@@bv$bv_nonce"
 bv_begin() { printf '%s:%s:B\n' "$M" "$1"; }
 bv_end() { printf '%s:%s:E:%s\n' "$M" "$1" "$2"; }
@@ -532,18 +531,18 @@ FINIT_CODE = bytes.fromhex(
 
 EM_AARCH64 = 183
 ELF_BASE = 0x400000
-_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _PHDR = struct.Struct("<IIQQQQQQ")
 PT_LOAD, PT_INTERP = 1, 3
+ASSEMBLE_TIMEOUT = 60
 
 
 def finit_elf() -> bytes:
     """FINIT_CODE as a static ELF64 aarch64 executable: one R+X PT_LOAD of the whole file."""
-    code_offset = _EHDR.size + _PHDR.size
+    code_offset = ELF64_HEADER.size + _PHDR.size
     size = code_offset + len(FINIT_CODE)
-    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)       # ELFCLASS64, LSB, v1, SYSV
-    ehdr = _EHDR.pack(ident, 2, EM_AARCH64, 1, ELF_BASE + code_offset, _EHDR.size, 0, 0,
-                      _EHDR.size, _PHDR.size, 1, 0, 0, 0)
+    ident = ELF_MAGIC + bytes([*ELF64_LE, 1, 0]) + bytes(8)     # ELFCLASS64, LSB, v1, SYSV
+    ehdr = ELF64_HEADER.pack(ident, 2, EM_AARCH64, 1, ELF_BASE + code_offset, ELF64_HEADER.size,
+                             0, 0, ELF64_HEADER.size, _PHDR.size, 1, 0, 0, 0)
     phdr = _PHDR.pack(PT_LOAD, 5, 0, ELF_BASE, ELF_BASE, size, size, 0x10000)
     return ehdr + phdr + FINIT_CODE
 
@@ -554,18 +553,19 @@ def assemble_finit(workdir: Path) -> bytes | None:
         return None
     src, obj, raw = workdir / "finit.S", workdir / "finit.o", workdir / "finit.bin"
     src.write_text(FINIT_ASM)
-    subprocess.run(["aarch64-linux-gnu-as", "-o", str(obj), str(src)], check=True)
-    subprocess.run(["aarch64-linux-gnu-objcopy", "-O", "binary", str(obj), str(raw)], check=True)
+    for cmd in (["aarch64-linux-gnu-as", "-o", str(obj), str(src)],
+                ["aarch64-linux-gnu-objcopy", "-O", "binary", str(obj), str(raw)]):
+        subprocess.run(cmd, check=True, capture_output=True, timeout=ASSEMBLE_TIMEOUT)
     return raw.read_bytes()
 
 
 def check_static_aarch64(data: bytes, path: object) -> None:
     """An executable the guest can run as PID 1 with nothing else around: static aarch64 ELF."""
-    if len(data) < _EHDR.size or not data.startswith(b"\x7fELF"):
+    if len(data) < ELF64_HEADER.size or not data.startswith(ELF_MAGIC):
         raise InputError(path, "not an ELF file (a static arm64 busybox is needed)")
-    if data[4] != 2 or data[5] != 1:
+    if (data[4], data[5]) != ELF64_LE:
         raise InputError(path, "not a 64-bit little-endian ELF (a static arm64 busybox is needed)")
-    fields = _EHDR.unpack_from(data)
+    fields = ELF64_HEADER.unpack_from(data)
     e_type, e_machine, phoff, phentsize, phnum = fields[1], fields[2], fields[5], fields[9], \
         fields[10]
     if e_machine != EM_AARCH64:

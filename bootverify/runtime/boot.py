@@ -50,7 +50,6 @@ class BootImages:
     boot: BootImage
     vendor: VendorBootImage | None
     boot_path: str
-    vendor_path: str | None
 
 
 def read_images(boot: Path | str, vendor_boot: Path | str | None) -> BootImages:
@@ -73,7 +72,7 @@ def read_images(boot: Path | str, vendor_boot: Path | str | None) -> BootImages:
     elif b.header_version >= 3:
         raise InputError(boot, f"boot image header v{b.header_version} needs a vendor boot image "
                                f"(its ramdisk and command line are there)")
-    return BootImages(b, v, str(boot), str(vendor_boot) if vendor_boot is not None else None)
+    return BootImages(b, v, str(boot))
 
 
 def bootconfig_with_trailer(bootconfig: bytes) -> bytes:
@@ -89,30 +88,24 @@ def bootconfig_with_trailer(bootconfig: bytes) -> bytes:
 class Handoff:
     """What the bootloader hands the kernel, before bootverify adds anything."""
     kernel: KernelImage
-    vendor_ramdisks: tuple[bytes, ...]    # in table order
-    generic_ramdisk: bytes
-    bootconfig: bytes                     # with its trailer; b"" when there is none
-    cmdline: str                          # boot + " " + vendor
+    ramdisk: bytes          # the device's initrd without bootconfig: vendor fragments in table
+                            # order, then the generic ramdisk (joined once: it can be 100 MB)
+    bootconfig: bytes       # with its trailer; b"" when there is none
+    cmdline: str            # boot + " " + vendor
 
-    @property
-    def ramdisk(self) -> bytes:
-        """The device's initrd without bootconfig: vendor fragments, then the generic ramdisk."""
-        return b"".join(self.vendor_ramdisks) + self.generic_ramdisk
-
-    def ramdisk_tree(self, path: object = "initrd") -> dict[str, CpioEntry]:
+    def ramdisk_tree(self) -> dict[str, CpioEntry]:
         """The file tree the device's ramdisks unpack to (later archives win)."""
-        return unpack_initrd(self.ramdisk, path)
+        return unpack_initrd(self.ramdisk, "initrd")
 
 
 def handoff(images: BootImages) -> Handoff:
     kernel = parse_kernel(images.boot.kernel, f"{images.boot_path} (kernel)")
     v = images.vendor
     if v is None:
-        return Handoff(kernel, (), images.boot.ramdisk, b"", images.boot.cmdline.strip())
+        return Handoff(kernel, images.boot.ramdisk, b"", images.boot.cmdline.strip())
     cmdline = " ".join(c for c in (images.boot.cmdline.strip(), v.cmdline.strip()) if c)
     bootconfig = bootconfig_with_trailer(v.bootconfig) if v.header_version >= 4 else b""
-    return Handoff(kernel, tuple(r.data for r in v.ramdisks), images.boot.ramdisk, bootconfig,
-                   cmdline)
+    return Handoff(kernel, v.ramdisk + images.boot.ramdisk, bootconfig, cmdline)
 
 
 def new_nonce() -> str:
@@ -164,7 +157,7 @@ def dlkm_entries(dirs: Mapping[str, Path]) -> list[CpioEntry]:
         guest = DLKM_GUEST_DIRS[origin].lstrip("/")
         parts = guest.split("/")
         out += [agent.dir_entry("/".join(parts[:i])) for i in range(1, len(parts) + 1)]
-        out += entries_from_tree(Path(directory), guest)
+        out += entries_from_tree(Path(directory), guest, follow_symlinks=True)
     return out
 
 

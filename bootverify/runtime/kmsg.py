@@ -127,13 +127,10 @@ ERRNOS: tuple[Errno, ...] = (
 _BY_NUMBER = {e.number: e for e in ERRNOS}
 _BY_NAME = {e.name: e.number for e in ERRNOS}
 
-ENOENT = _BY_NAME["ENOENT"]
 ENOEXEC = _BY_NAME["ENOEXEC"]
 EACCES = _BY_NAME["EACCES"]
 EEXIST = _BY_NAME["EEXIST"]
-ENODEV = _BY_NAME["ENODEV"]
 EINVAL = _BY_NAME["EINVAL"]
-EPERM = _BY_NAME["EPERM"]
 EKEYREJECTED = _BY_NAME["EKEYREJECTED"]
 
 
@@ -218,17 +215,10 @@ TIMESTAMPED = re.compile(r"^\[\s*(?P<seconds>\d+\.\d+)\]\s?(?P<text>.*)$")
 
 
 def message_text(line: str) -> str:
-    """A kernel log line without its timestamp (and without a `<6>` level prefix)."""
+    """A kernel log line without its timestamp."""
     line = line.rstrip("\r\n")
-    if line.startswith("<") and ">" in line[:5]:
-        line = line[line.index(">") + 1:]
     m = TIMESTAMPED.match(line)
     return m.group("text") if m else line
-
-
-def timestamp(line: str) -> float | None:
-    m = TIMESTAMPED.match(line.strip())
-    return float(m.group("seconds")) if m else None
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,6 @@ from bootverify.runtime.console import Console
 QEMU = "qemu-system-aarch64"
 TEMP_PREFIX = "bootverify-"
 _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-")
-KILL_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -134,12 +133,19 @@ class Workspace:
 
     def __enter__(self) -> Workspace:
         sweep_stale_dirs(self.parent)
-        self.dir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=self.parent))
+        try:
+            self.dir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-",
+                                             dir=self.parent))
+        except OSError as e:
+            raise InfraError(f"cannot make a temp dir for qemu's files: {e}") from None
         with _live_lock:
             _live_dirs.add(self.dir)
         try:
             self.kernel.write_bytes(self.guest.kernel)
             self.initrd.write_bytes(self.guest.initrd)
+        except OSError as e:
+            self.close()
+            raise InfraError(f"cannot write the guest's kernel and initrd: {e}") from None
         except BaseException:
             self.close()
             raise
