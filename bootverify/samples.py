@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from bootverify import debpkg
+from bootverify.runtime import agent
 from bootverify.errors import InfraError
 from bootverify.readers.bootimg import (BootImage, RamdiskType, VendorBootImage, VendorRamdisk,
                                         write_boot_image, write_vendor_boot_image)
@@ -50,7 +50,6 @@ from bootverify.readers.symbols import format_kmi_symbol_list, read_kmi_symbol_l
 IMAGES = Path(__file__).resolve().parent.parent / "images"
 RECIPE = "samples.toml"
 TARBALL_DIR = Path("/usr/src")
-BUSYBOX_PACKAGE = "busybox-static:arm64"
 
 ARCH_ENV = {"ARCH": "arm64", "CROSS_COMPILE": "aarch64-linux-gnu-"}
 # Fixed build identity: the version string (and so the images) does not depend on when or where.
@@ -703,7 +702,7 @@ def _build(run: Runner, recipe: Recipe, version: str, cache: Path, final: Path) 
     src = _patched_source(run, cache, pristine, recipe.patches)
     replacement_src = _patched_source(run, cache, pristine,
                                       [*recipe.patches, recipe.replacement_patch])
-    busybox = debpkg.unpacked(BUSYBOX_PACKAGE, cache) / "bin/busybox"
+    busybox = agent.default_busybox()       # the same cached copy the runtime's agent uses
 
     with tempfile.TemporaryDirectory(prefix="work-", dir=cache) as tmp:
         work = Path(tmp)
