@@ -203,6 +203,23 @@ def read_boot_image(path: Path | str) -> BootImage | VendorBootImage:
     return parse_boot_image(data, path)
 
 
+def read_boot(path: Path | str) -> BootImage:
+    """A boot.img, and nothing else."""
+    img = read_boot_image(path)
+    if not isinstance(img, BootImage):
+        raise InputError(path, "is a vendor boot image; expected a boot.img (magic ANDROID!)")
+    return img
+
+
+def read_vendor_boot(path: Path | str) -> VendorBootImage:
+    """A vendor_boot.img or vendor_kernel_boot.img, and nothing else."""
+    img = read_boot_image(path)
+    if not isinstance(img, VendorBootImage):
+        raise InputError(path, "is a boot.img, not a vendor_boot / vendor_kernel_boot image "
+                               "(magic VNDRBOOT)")
+    return img
+
+
 def parse_boot_image(data: bytes, path: object) -> BootImage | VendorBootImage:
     magic = data[:8]
     if magic == BOOT_MAGIC:

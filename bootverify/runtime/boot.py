@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootverify.errors import InputError
-from bootverify.readers.bootimg import BootImage, VendorBootImage, read_boot_image
+from bootverify.readers.bootimg import BootImage, VendorBootImage, read_boot, read_vendor_boot
 from bootverify.readers.kernel import KernelImage, parse_kernel
 from bootverify.readers.ramdisk import CpioEntry, entries_from_tree, unpack_initrd
 from bootverify.runtime import agent
@@ -54,18 +54,12 @@ class BootImages:
 
 def read_images(boot: Path | str, vendor_boot: Path | str | None) -> BootImages:
     """Read and pair a boot.img with its vendor(_kernel)_boot.img (InputError if they don't fit)."""
-    b = read_boot_image(boot)
-    if not isinstance(b, BootImage):
-        raise InputError(boot, "is a vendor boot image; expected a boot.img (magic ANDROID!)")
+    b = read_boot(boot)
     if not b.kernel:
         raise InputError(boot, "boot image has no kernel")
     v: VendorBootImage | None = None
     if vendor_boot is not None:
-        vi = read_boot_image(vendor_boot)
-        if not isinstance(vi, VendorBootImage):
-            raise InputError(vendor_boot, "is a boot.img; expected a vendor boot or vendor kernel "
-                                          "boot image (magic VNDRBOOT)")
-        v = vi
+        v = read_vendor_boot(vendor_boot)
         if b.header_version < 3:
             raise InputError(vendor_boot, f"boot image header v{b.header_version} takes no vendor "
                                           f"boot image (v3+ does)")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bootverify.cache import file_fingerprint, memo
 from bootverify.errors import InputError
-from bootverify.readers.bootimg import BootImage, read_boot_image
+from bootverify.readers.bootimg import read_boot
 from bootverify.readers.kernel import parse_kernel
 from bootverify.readers.modules import find_modules
 from bootverify.readers.symbols import (kernel_exports_from_symvers,
@@ -50,10 +50,7 @@ def kernel_interface(inputs: CheckInputs) -> KernelInterface:
         raise InputError("(command line)", "give --symvers FILE or --system-map FILE")
     release = vermagic = None
     if inputs.boot:
-        img = read_boot_image(inputs.boot)
-        if not isinstance(img, BootImage):
-            raise InputError(inputs.boot, "a vendor boot image, not a boot.img (no kernel in it)")
-        kernel = parse_kernel(img.kernel, f"{inputs.boot}:kernel")
+        kernel = parse_kernel(read_boot(inputs.boot).kernel, f"{inputs.boot}:kernel")
         release, vermagic = kernel.release, kernel.vermagic
     return KernelInterface(
         exports=exports,

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from bootverify.errors import InputError
-from bootverify.readers.bootimg import VendorBootImage, read_boot_image
+from bootverify.readers.bootimg import read_vendor_boot
 from bootverify.readers.modules import MODULE_SUFFIXES, ModuleFacts, parse_module, read_module
 from bootverify.readers.ramdisk import unpack_initrd
 
@@ -31,9 +30,7 @@ def _from_files(paths: Sequence[Path]) -> list[ModuleFacts]:
 
 
 def _from_vendor_boot(image: Path) -> list[ModuleFacts]:
-    img = read_boot_image(image)
-    if not isinstance(img, VendorBootImage):
-        raise InputError(image, "a boot.img, not a vendor_boot / vendor_kernel_boot image")
+    img = read_vendor_boot(image)
     out = []
     for i, fragment in enumerate(img.ramdisks):
         label = f"{image}:{fragment.name or f'ramdisk{i}'}"
