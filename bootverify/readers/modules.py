@@ -299,20 +299,18 @@ class ModulesDir:
     options: Mapping[str, str]              # modules.options: module name -> parameters
 
 
-def _lines(path: Path) -> list[tuple[int, str]]:
-    if not path.exists():
-        return []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(path, f"unreadable: {e}") from None
+# The files libmodprobe reads that bootverify honours; a missing one reads as empty.
+MODULES_FILES = ("modules.load", "modules.dep", "modules.blocklist", "modules.options")
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)
             if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _keyword_lines(path: Path, keyword: str) -> list[tuple[str, str]]:
+def _keyword_lines(text: str, path: Path, keyword: str) -> list[tuple[str, str]]:
     out = []
-    for n, line in _lines(path):
+    for n, line in _lines(text):
         words = line.split(maxsplit=2)
         if len(words) < 2 or words[0] != keyword:
             raise InputError(path, f"line {n}: expected '{keyword} MODULE ...', got {line[:80]!r}")
@@ -320,9 +318,10 @@ def _keyword_lines(path: Path, keyword: str) -> list[tuple[str, str]]:
     return out
 
 
-def read_modules_dir(root: Path) -> ModulesDir:
+def parse_modules_dir(root: Path, texts: Mapping[str, str]) -> ModulesDir:
+    """A modules directory from its files' texts by name (a ramdisk's, or a directory's)."""
     dep: dict[str, tuple[str, ...]] = {}
-    for n, line in _lines(root / "modules.dep"):
+    for n, line in _lines(texts.get("modules.dep", "")):
         target, sep, deps = line.partition(":")
         if not sep:
             raise InputError(root / "modules.dep", f"line {n}: expected 'MODULE: DEPS', "
@@ -330,10 +329,22 @@ def read_modules_dir(root: Path) -> ModulesDir:
         dep[target.strip()] = tuple(deps.split())
     return ModulesDir(
         root=root,
-        load=tuple(line for _, line in _lines(root / "modules.load")),
+        load=tuple(line for _, line in _lines(texts.get("modules.load", ""))),
         dep=dep,
-        blocklist=frozenset(name for name, _ in _keyword_lines(root / "modules.blocklist",
-                                                                "blocklist")),
-        options={name: args for name, args in _keyword_lines(root / "modules.options",
-                                                             "options")},
+        blocklist=frozenset(name for name, _ in _keyword_lines(
+            texts.get("modules.blocklist", ""), root / "modules.blocklist", "blocklist")),
+        options={name: args for name, args in _keyword_lines(
+            texts.get("modules.options", ""), root / "modules.options", "options")},
     )
+
+
+def read_modules_dir(root: Path) -> ModulesDir:
+    texts = {}
+    for name in MODULES_FILES:
+        path = root / name
+        if path.exists():
+            try:
+                texts[name] = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise InputError(path, f"unreadable: {e}") from None
+    return parse_modules_dir(root, texts)

@@ -46,7 +46,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,7 +53,8 @@ from pathlib import Path, PurePosixPath
 from typing import TextIO
 
 from bootverify.errors import InfraError, InputError
-from bootverify.readers.modules import ModulesDir, find_modules, module_name, read_modules_dir
+from bootverify.readers.modules import (MODULES_FILES, ModulesDir, find_modules, module_name,
+                                        parse_modules_dir, read_modules_dir)
 from bootverify.readers.ramdisk import CpioEntry
 from bootverify.runtime import agent, boot, kmsg
 from bootverify.runtime.console import CommandTimeout, Console, GuestDied, boot_banner
@@ -63,7 +63,6 @@ from bootverify.runtime.vm import VirtualMachine, VMConfig, Workspace, signals_a
 
 MODULE_BASE_DIR = "/lib/modules"
 LOAD_FILE = "modules.load"
-CONFIG_FILES = ("modules.load", "modules.dep", "modules.blocklist", "modules.options")
 ORIGINS = ("vendor_ramdisk", "system_dlkm", "vendor_dlkm")
 DEFAULT_MODULE_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 30.0        # ordinary agent commands (restore is given more)
@@ -176,12 +175,15 @@ def ramdisk_module_set(tree: Mapping[str, CpioEntry], release: str) -> ModuleSet
     rel = _tree_modules_dir(tree, release)
     files = frozenset(name[len(rel) + 1:] for name, e in tree.items()
                       if name.startswith(rel + "/") and name.endswith(".ko") and e.is_file)
-    with tempfile.TemporaryDirectory(prefix="bootverify-modcfg-") as tmp:
-        for f in CONFIG_FILES:
-            e = tree.get(f"{rel}/{f}")
-            if e is not None and e.is_file:
-                (Path(tmp) / f).write_bytes(e.data)
-        config = read_modules_dir(Path(tmp))
+    texts = {}
+    for name in MODULES_FILES:
+        e = tree.get(f"{rel}/{name}")
+        if e is not None and e.is_file:
+            try:
+                texts[name] = e.data.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(f"initrd:/{rel}/{name}", f"not text: {err}") from None
+    config = parse_modules_dir(Path(f"initrd:/{rel}"), texts)
     return ModuleSet("vendor_ramdisk", "/" + rel, files, config)
 
 
