@@ -372,6 +372,16 @@ def classify_output(u: ModuleUnit, out: LoadOutput, host_seconds: float) -> Runt
                      f"({' / '.join(out.console[-3:])})")
 
 
+def host_verdict(u: ModuleUnit, lines: Sequence[str], seconds: float, *,
+                 timed_out: bool = False, vm_died: bool = False) -> RuntimeResult:
+    """The verdict when the agent could not give one: the guest stopped answering (hung) or
+    qemu exited (a panic); whatever the console showed for the module is the evidence."""
+    out = parse_load_output(lines)
+    return kmsg.classify(name=u.name, path=u.path, errno=None, kmsg=out.kmsg + out.console,
+                         seconds=seconds, params=u.params, origin=u.origin,
+                         timed_out=timed_out, vm_died=vm_died)
+
+
 @dataclass(frozen=True)
 class BootRecord:
     seconds: float                 # qemu start to the agent's ready line (host wall)
@@ -550,19 +560,13 @@ class Runner:
             except CommandTimeout as e:
                 if u is None:
                     raise InfraError(f"the agent did not finish the plan: {e}") from None
-                result = kmsg.classify(name=u.name, path=u.path, errno=None,
-                                       kmsg=parse_load_output(e.lines).kmsg or e.lines,
-                                       seconds=e.seconds, params=u.params, origin=u.origin,
-                                       timed_out=True)
-                return self._failed(line, result, "hung")
+                return self._failed(line, host_verdict(u, e.lines, e.seconds, timed_out=True),
+                                    "hung")
             except GuestDied as e:
                 if u is None:
                     raise InfraError(f"the guest died after the plan: {e}") from None
-                out = parse_load_output(e.lines)
-                result = kmsg.classify(name=u.name, path=u.path, errno=None,
-                                       kmsg=out.kmsg + out.console, seconds=e.seconds,
-                                       params=u.params, origin=u.origin, vm_died=True)
-                return self._failed(line, result, "crashed")
+                return self._failed(line, host_verdict(u, e.lines, e.seconds, vm_died=True),
+                                    "crashed")
             if mark.line is None:
                 if line <= self.lines:
                     raise InfraError(f"the agent stopped at plan line {line} of {self.lines} "
