@@ -128,10 +128,8 @@ def make_guests(boot_img: Path, vendor_img: Path, *, system_dlkm: Path | None = 
                 for s in plan.sets]
         plan = loader.make_plan(sets, cmdline)
     bare_entry = CpioEntry(BARE_SCRIPT, stat.S_IFREG | 0o755, BARE_INIT.encode())
-    overlay = agent.build_overlay(agent.read_busybox(),
-                                  [*boot.dlkm_entries(dlkm), agent.plan_entry(plan.lines),
-                                   bare_entry])
-    guest = boot.guest_boot(h, overlay, nonce)
+    guest = boot.prepare(h, busybox=agent.read_busybox(), dlkm_dirs=dlkm, nonce=nonce,
+                         extra_entries=[agent.plan_entry(plan.lines), bare_entry])
     init_args = " ".join(agent.INIT_ARGS)
     if not guest.cmdline.endswith(init_args):
         raise RuntimeError(f"unexpected guest command line: {guest.cmdline}")

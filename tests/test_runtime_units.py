@@ -283,7 +283,8 @@ def _images(tmp: Path, version: int = 4, kernel: bytes | None = None,
 def test_guest_boot_is_what_a_bootloader_hands_over(tmp_path: Path, version: int) -> None:
     b, v = _images(tmp_path, version)
     images = boot.read_images(b, v)
-    h, g = boot.prepare(images, busybox=b"\x7fELF-busybox", nonce="abc123")
+    h = boot.handoff(images)
+    g = boot.prepare(h, busybox=b"\x7fELF-busybox", nonce="abc123")
     assert g.kernel == fake_image() and g.release == h.kernel.release
     # cmdline: boot, vendor, bootverify's, and the agent's arguments last
     assert g.cmdline.startswith("boot=1 vendor=1 console=ttyAMA0 ")

@@ -155,10 +155,9 @@ def dlkm_entries(dirs: Mapping[str, Path]) -> list[CpioEntry]:
     return out
 
 
-def prepare(images: BootImages, *, busybox: bytes, dlkm_dirs: Mapping[str, Path] | None = None,
+def prepare(h: Handoff, *, busybox: bytes, dlkm_dirs: Mapping[str, Path] | None = None,
             nonce: str | None = None, extra_params: Sequence[str] = (),
-            extra_entries: Sequence[CpioEntry] = ()) -> tuple[Handoff, GuestBoot]:
+            extra_entries: Sequence[CpioEntry] = ()) -> GuestBoot:
     """Everything qemu needs for one run (`extra_entries`: more overlay members, the plan)."""
-    h = handoff(images)
     overlay = agent.build_overlay(busybox, [*dlkm_entries(dlkm_dirs or {}), *extra_entries])
-    return h, guest_boot(h, overlay, nonce or new_nonce(), extra_params)
+    return guest_boot(h, overlay, nonce or new_nonce(), extra_params)

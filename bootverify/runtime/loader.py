@@ -630,9 +630,9 @@ def prepare_run(boot_img: Path | str, vendor_boot: Path | str | None, *,
     h = boot.handoff(images)
     nonce = nonce or boot.new_nonce()
     plan = plan_for(h, boot.guest_cmdline(h, nonce, extra_params), dlkm)
-    overlay = agent.build_overlay(agent.read_busybox(busybox),
-                                  [*boot.dlkm_entries(dlkm), agent.plan_entry(plan.lines)])
-    return boot.guest_boot(h, overlay, nonce, extra_params), plan
+    guest = boot.prepare(h, busybox=agent.read_busybox(busybox), dlkm_dirs=dlkm, nonce=nonce,
+                         extra_params=extra_params, extra_entries=[agent.plan_entry(plan.lines)])
+    return guest, plan
 
 
 def run_images(boot_img: Path | str, vendor_boot: Path | str | None, *,
