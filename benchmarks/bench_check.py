@@ -126,13 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             rows[names[1]].append(timed(check_cmd, env_for(cache), cpu[names[1]]))
         for _ in range(args.runs):
             rows[names[2]].append(timed(check_cmd, env_for(cache), cpu[names[2]]))
-        if "--no-cache" in subprocess.run(check_cmd[:4] + ["--help"], capture_output=True,
-                                          text=True, timeout=300).stdout:
-            for _ in range(args.runs):
-                rows[names[3]].append(timed(check_cmd + ["--no-cache"],
-                                            env_for(work / "cache-unused"), cpu[names[3]]))
-        else:
-            del rows[names[3]]
+        for _ in range(args.runs):
+            rows[names[3]].append(timed(check_cmd + ["--no-cache"],
+                                        env_for(work / "cache-unused"), cpu[names[3]]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))      # tests/ is not a package: its helpers by path
 
 import debian  # noqa: E402  (tests/debian.py: Debian's kernels, fetched and cached)
-import test_runtime_qemu as trq  # noqa: E402  (pack_debian_images, qemu_pids, temp_dirs)
+import packing  # noqa: E402  (tests/packing.py: pack_debian_images, qemu_pids, temp_dirs)
 
 from bootverify import samples  # noqa: E402
 from bootverify.cache import cache_dir  # noqa: E402
@@ -292,8 +292,8 @@ def debian_quick_list(root: Path, release: str, work: Path, n: int, config: vm.V
     order = (root / "lib" / "modules" / release / "modules.order").read_text().split()
     candidates = [module_name(p) for p in order if p.startswith(DEBIAN_DIRS)
                   and not re.match(r"(test_|.*_test$|tcrypt$|.*kunit)", module_name(p))]
-    boot_img, vendor_img = trq.pack_debian_images(work, kernel_root=root, release=release,
-                                                  load=candidates)
+    boot_img, vendor_img = packing.pack_debian_images(work, kernel_root=root, release=release,
+                                                      load=candidates)
     g = make_guests(boot_img, vendor_img)
     start = time.monotonic()
     with vm.Workspace(g.agent) as ws:
@@ -365,8 +365,8 @@ def debian_section(args: argparse.Namespace, config: vm.VMConfig, out: dict) -> 
     names = [module_name(p) for p in order]
     work = args.work / "debian-all"
     t = time.monotonic()
-    boot_img, vendor_img = trq.pack_debian_images(work, kernel_root=root, release=release,
-                                                  load=names)
+    boot_img, vendor_img = packing.pack_debian_images(work, kernel_root=root, release=release,
+                                                      load=names)
     pack_s = time.monotonic() - t
     t = time.monotonic()
     g = make_guests(boot_img, vendor_img)
@@ -402,8 +402,8 @@ def debian_section(args: argparse.Namespace, config: vm.VMConfig, out: dict) -> 
 
 def leftovers() -> tuple[list[int], list[Path], str]:
     """This process's qemu processes and temp dirs (none expected), and `pgrep -a qemu`."""
-    pids = trq.qemu_pids(os.getpid())
-    dirs = trq.temp_dirs(os.getpid())
+    pids = packing.qemu_pids(os.getpid())
+    dirs = packing.temp_dirs(os.getpid())
     r = subprocess.run(["pgrep", "-a", "qemu"], capture_output=True, text=True,
                        timeout=PGREP_TIMEOUT)
     return pids, dirs, r.stdout.strip()

@@ -8,15 +8,14 @@ contract, and no qemu process or temp dir may outlive the run.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packing import assert_clean
 
 pytestmark = [pytest.mark.qemu, pytest.mark.images]
 
@@ -36,15 +35,6 @@ class Run:
     expected: dict
 
 
-def _leftovers(pid: int) -> list[str]:
-    """qemu processes and temp dirs of the bootverify process `pid` (its temp dirs are named
-    bootverify-PID-*, and qemu is started on files inside them)."""
-    prefix = f"bootverify-{pid}-"
-    qemu = subprocess.run(["pgrep", "-af", f"qemu-system-aarch64.*{prefix}"],
-                          capture_output=True, text=True, timeout=300).stdout.splitlines()
-    return qemu + [p for p in os.listdir(tempfile.gettempdir()) if p.startswith(prefix)]
-
-
 def _run(images: Path, out: Path, *extra: str) -> Run:
     argv = [sys.executable, "-m", "bootverify", "run",
             "--boot", str(images / "boot.img"),
@@ -62,7 +52,7 @@ def _run(images: Path, out: Path, *extra: str) -> Run:
         finally:
             proc.kill()
     # Reaping is part of the contract: checked right after every run.
-    assert _leftovers(proc.pid) == [], "a qemu process or temp dir outlived the run"
+    assert_clean(proc.pid)
     return Run(proc.returncode, stdout, stderr,
                json.loads((out / "report.json").read_text()),
                ET.parse(out / "junit.xml").getroot(),

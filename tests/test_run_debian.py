@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import debian  # noqa: E402  (tests/debian.py: Debian's kernels, fetched and cached)
 from bootverify.readers.modules import module_name  # noqa: E402
-from test_runtime_qemu import _closure, assert_clean, pack_debian_images  # noqa: E402
+from packing import assert_clean, closure, pack_debian_images  # noqa: E402
 
 pytestmark = [pytest.mark.qemu, pytest.mark.debian]
 
@@ -80,7 +80,7 @@ def test_older_abi_modules_every_predicted_failure_confirmed(v3_images: Path) ->
     # the same modules and dependencies, every file from the older ABI
     newest = {module_name(p): p for p in (root / "lib/modules" / release).rglob("*.ko")}
     older = {p.name: p for p in debian.modules_dir(debian.OLDER).rglob("*.ko")}
-    foreign = {name: older[path.name] for name, path in _closure(newest, load).items()}
+    foreign = {name: older[path.name] for name, path in closure(newest, load).items()}
     images = pack_debian_images(v3_images / "old", kernel_root=root, release=release, load=load,
                                 foreign=foreign, header_version=3)
     rc, report = _bootverify_run(images, debian.module_symvers(debian.NEWEST), v3_images)

@@ -1,0 +1,123 @@
+"""Debian's arm64 kernel packed as Android boot images, and the checks that a run left nothing
+behind: helpers (no pytest import) for the qemu tests and benchmarks/bench_run.py."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bootverify.readers.bootimg import (BootImage, RamdiskType, VendorBootImage, VendorRamdisk,
+                                        write_boot_image, write_vendor_boot_image)
+from bootverify.readers.modules import module_name, read_module
+from bootverify.readers.ramdisk import Compression, CpioEntry, compress, write_cpio
+from bootverify.runtime import vm
+
+DEPMOD_TIMEOUT = 300
+MKBOOTIMG_TIMEOUT = 300
+PGREP_TIMEOUT = 60
+
+
+def closure(index: Mapping[str, Path], names: Sequence[str]) -> dict[str, Path]:
+    want: dict[str, Path] = {}
+    todo = [module_name(n) for n in names]
+    while todo:
+        n = todo.pop()
+        if n not in want:
+            want[n] = index[n]
+            todo += read_module(index[n]).depends
+    return want
+
+
+def modules_dep(files: Mapping[str, Path], release: str) -> str:
+    """kmod's modules.dep for these files, as a flat module directory (symlinked, not copied:
+    the whole Debian set is ~300 MB)."""
+    with tempfile.TemporaryDirectory(prefix="bv-depmod-") as tmp:
+        mdir = Path(tmp) / "lib" / "modules" / release
+        mdir.mkdir(parents=True)
+        for p in files.values():
+            (mdir / p.name).symlink_to(p.resolve())
+        subprocess.run(["depmod", "-b", tmp, release], check=True, capture_output=True,
+                       timeout=DEPMOD_TIMEOUT)
+        return (mdir / "modules.dep").read_text()
+
+
+def pack_debian_images(out: Path, *, kernel_root: Path, release: str, load: Sequence[str],
+                       foreign: Mapping[str, Path] = {}, no_deps: Sequence[str] = (),
+                       blocklist: Sequence[str] = (), options: Mapping[str, str] = {},
+                       header_version: int = 4, cmdline: str = "",
+                       vendor_cmdline: str = "") -> tuple[Path, Path]:
+    """boot.img (Debian's kernel, a placeholder generic ramdisk) and vendor_kernel_boot.img with
+    the modules of `load` (names; foreign ones from other files) and their dependencies in a DLKM
+    fragment: lib/modules/{*.ko, modules.load, modules.dep, modules.blocklist, modules.options}.
+    Names in `load` that are neither in the kernel nor in `foreign` are listed but not shipped."""
+    moddir = kernel_root / "lib" / "modules" / release
+    index = {module_name(p): p for p in moddir.rglob("*.ko")}
+    shipped = [n for n in load if module_name(n) in index]
+    files = {**closure(index, shipped), **{module_name(k): v for k, v in foreign.items()}}
+    dep_lines = []
+    for line in modules_dep(files, release).splitlines():
+        target = line.split(":")[0]
+        dep_lines.append(f"{target}:" if module_name(target) in no_deps else line)
+    tree = [CpioEntry("lib", stat.S_IFDIR | 0o755), CpioEntry("lib/modules", stat.S_IFDIR | 0o755)]
+    tree += [CpioEntry(f"lib/modules/{p.name}", stat.S_IFREG | 0o644, p.read_bytes())
+             for p in files.values()]
+    text = {
+        "modules.load": "".join((files[module_name(n)].name if module_name(n) in files
+                                 else n + ".ko") + "\n" for n in load),
+        "modules.dep": "".join(f"{line}\n" for line in dep_lines),
+        "modules.blocklist": "".join(f"blocklist {n}\n" for n in blocklist),
+        "modules.options": "".join(f"options {k} {v}\n" for k, v in options.items()),
+    }
+    tree += [CpioEntry(f"lib/modules/{k}", stat.S_IFREG | 0o644, v.encode())
+             for k, v in text.items()]
+    dlkm = compress(write_cpio(tree), Compression.LZ4_LEGACY)
+    generic = compress(write_cpio([CpioEntry("init", stat.S_IFREG | 0o755,
+                                             b"#!/bin/sh\necho placeholder first stage\n")]),
+                       Compression.LZ4_LEGACY)
+    kernel = (kernel_root / "boot" / f"vmlinuz-{release}").read_bytes()
+    out.mkdir(parents=True, exist_ok=True)
+    boot_img, vendor_img = out / "boot.img", out / "vendor_kernel_boot.img"
+    if header_version not in (3, 4):
+        raise ValueError(f"header v{header_version}: v3 (Debian's mkbootimg) or v4 (ours)")
+    if header_version == 3:
+        # Debian's mkbootimg: an independent writer (v3 only; vendor_boot needs a --dtb, which
+        # qemu -M virt does not use: it makes its own device tree). v4: the project's writer.
+        for name, data in (("kernel", kernel), ("generic.cpio.lz4", generic),
+                           ("dlkm.cpio.lz4", dlkm), ("fake.dtb", b"\xd0\x0d\xfe\xed" + bytes(60))):
+            (out / name).write_bytes(data)
+        subprocess.run(["mkbootimg", "--header_version", "3", "--kernel", str(out / "kernel"),
+                        "--ramdisk", str(out / "generic.cpio.lz4"), "--cmdline", cmdline,
+                        "-o", str(boot_img), "--vendor_boot", str(vendor_img),
+                        "--vendor_ramdisk", str(out / "dlkm.cpio.lz4"),
+                        "--vendor_cmdline", vendor_cmdline, "--dtb", str(out / "fake.dtb")],
+                       check=True, capture_output=True, timeout=MKBOOTIMG_TIMEOUT)
+        return boot_img, vendor_img
+    write_boot_image(BootImage(4, kernel, generic, cmdline), boot_img)
+    platform = compress(write_cpio([CpioEntry("vendor.prop", stat.S_IFREG | 0o644, b"x=1\n")]),
+                        Compression.LZ4_LEGACY)
+    ramdisks = (VendorRamdisk(platform, RamdiskType.PLATFORM, "platform"),
+                VendorRamdisk(dlkm, RamdiskType.DLKM, "dlkm"))
+    write_vendor_boot_image(VendorBootImage(4, vendor_cmdline, ramdisks,
+                                            bootconfig=b"androidboot.hardware = bvdebian\n"),
+                            vendor_img)
+    return boot_img, vendor_img
+
+
+def qemu_pids(owner_pid: int) -> list[int]:
+    """qemu processes started by process owner_pid (their -kernel lies in its temp dir)."""
+    r = subprocess.run(["pgrep", "-f", f"{vm.TEMP_PREFIX}{owner_pid}-"], capture_output=True,
+                       text=True, timeout=PGREP_TIMEOUT)
+    return [int(p) for p in r.stdout.split()]
+
+
+def temp_dirs(owner_pid: int) -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"{vm.TEMP_PREFIX}{owner_pid}-*"))
+
+
+def assert_clean(owner_pid: int = os.getpid()) -> None:
+    assert qemu_pids(owner_pid) == [], "a qemu process survived"
+    assert temp_dirs(owner_pid) == [], "a temp dir survived"
