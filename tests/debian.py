@@ -31,7 +31,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,10 +110,11 @@ def write_system_map(symvers: Path, dest: Path, hidden: set[str] = frozenset()) 
     """
     lines = []
     addr = 0xFFFF800008010000
-    for name in vmlinux_exports(symvers):
+    exports = vmlinux_exports(symvers)
+    for name in exports:
         lines.append(f"{addr:016x} T {name}")
         addr += 0x40
-    for name in vmlinux_exports(symvers):
+    for name in exports:
         if name in hidden:
             continue
         for prefix, kind in (("__ksymtab_", "r"), ("__kstrtab_", "r"), ("__kstrtabns_", "r")):
@@ -140,11 +140,6 @@ class Findings:
     unresolved: set[tuple[str, str]] = field(default_factory=set)
     crc_mismatch: set[tuple[str, str]] = field(default_factory=set)
     other_warnings: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def modules(self) -> set[str]:
-        return {m for m, _ in self.unresolved | self.crc_mismatch}
 
 
 def parse_depmod_warnings(stderr: str) -> Findings:
@@ -211,15 +206,11 @@ def run_depmod(mdir: Path, *, symvers: Path | None = None, system_map: Path | No
         cmd = ["depmod", "-n", "-b", str(root), "-C", str(cfgdir), "-e"]
         cmd += ["-E", str(symvers)] if symvers is not None else ["-F", str(system_map)]
         cmd.append(version)
-        start = time.perf_counter()
         proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               timeout=DEPMOD_TIMEOUT)
-        seconds = time.perf_counter() - start
         if proc.returncode:
             raise RuntimeError(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr[-2000:]}")
-        found = parse_depmod_warnings(proc.stderr)
-        found.seconds = seconds
-        return found
+        return parse_depmod_warnings(proc.stderr)
     finally:
         if own:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -235,8 +226,6 @@ PARITY_KINDS = {"unresolved": "unresolved", "crc-mismatch": "crc_mismatch"}
 class CheckRun:
     returncode: int
     report: dict
-    stderr: str
-    seconds: float
     findings: Findings
 
 
@@ -271,16 +260,12 @@ def run_check(mdirs: list[Path], *, symvers: Path | None = None, system_map: Pat
     """
     cmd = check_command(mdirs, symvers=symvers, system_map=system_map)
     env = dict(os.environ, BOOTVERIFY_CACHE=str(cache))
-    start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=CHECK_TIMEOUT)
-    seconds = time.perf_counter() - start
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr[-2000:]}")
     report = json.loads(proc.stdout)
-    found = findings_from_report(report, cwd or Path.cwd())
-    found.seconds = seconds
-    return CheckRun(proc.returncode, report, proc.stderr, seconds, found)
+    return CheckRun(proc.returncode, report, findings_from_report(report, cwd or Path.cwd()))
 
 
 def describe_difference(name: str, depmod_pairs: set, check_pairs: set, limit: int = 15) -> str:
