@@ -1,5 +1,10 @@
 """The exceptions that end a run with exit 2; the CLI turns them into one-line messages."""
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class InputError(Exception):
     """A file that is missing, truncated or not what it claims to be."""
@@ -16,3 +21,31 @@ class InputError(Exception):
 
 class InfraError(Exception):
     """The machinery failed (qemu missing, no agent prompt, a build step failed)."""
+
+
+
+# The one wording of a missing, unreadable or unwritable file, for every reader and writer:
+# reading says what the system said ("No such file or directory"); writing says "cannot write:"
+# first, so that a report or cache path is not mistaken for an input.
+
+@contextmanager
+def reading(path: object) -> Iterator[None]:
+    """An OSError while reading `path` (or a file under it) becomes the InputError naming it."""
+    with _naming(path, ""):
+        yield
+
+
+@contextmanager
+def writing(path: object) -> Iterator[None]:
+    """An OSError while writing `path` (or a file under it) becomes the InputError naming it."""
+    with _naming(path, "cannot write: "):
+        yield
+
+
+@contextmanager
+def _naming(path: object, prefix: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        where = e.filename if e.filename is not None else path
+        raise InputError(where, prefix + (e.strerror or str(e))) from None

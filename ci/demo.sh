@@ -6,7 +6,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 . ci/setup.sh
-out=$(.venv/bin/bootverify images build | tail -n 1)
+# No pipe: a failed build must stop here, with its own error (set -e sees the assignment fail).
+build=$(.venv/bin/bootverify images build)
+out=$(printf '%s\n' "$build" | tail -n 1)
 mkdir -p bootverify-demo
 set +e
 .venv/bin/bootverify run \

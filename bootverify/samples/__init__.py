@@ -1,0 +1,25 @@
+"""The sample images: a GKI-like kernel with a trimmed KMI, device modules with seeded faults,
+boot.img and vendor_kernel_boot.img, and a full-kernel-replacement variant.
+
+The recipe is package data, recipe/ (`images/` in a checkout links to it): samples.toml says what
+is built and what each module is expected to do. The kernel source is Debian's linux-source-6.1.
+Everything is built under the cache directory, never in the checkout, and keyed by a hash of the
+recipe, this builder and the source package version, so a second `build` returns at once.
+
+    recipe.py   samples.toml as dataclasses; the cache key
+    steps.py    running build steps (logged, time-limited, killed on failure); staging, locking
+    kernels.py  the source trees, the two kernels, the device modules built against them
+    images.py   modules trees, ramdisks, boot and vendor boot images; `build`
+
+Output directory (returned by `build`):
+    boot.img, vendor_kernel_boot.img        header v4, written by bootverify.readers.bootimg
+    boot-v3.img, vendor_kernel_boot-v3.img  header v3, written by Debian's mkbootimg
+    vmlinux.symvers, System.map, kmi_symbol_list, expected.json
+    system_dlkm/                            the GKI kernel's own modules, modules.load, modules.dep
+    kernel/                                 Kleaf's DEFAULT_GKI_OUTS (Image, Image.lz4, ...)
+    replacement/                            the same (v4 only) for the full-kernel replacement
+"""
+
+from bootverify.samples.images import build
+
+__all__ = ["build"]

@@ -1,0 +1,242 @@
+"""The sample images themselves: system_dlkm and the vendor ramdisk's modules tree (with kmod's
+depmod), the generic ramdisk, boot.img and vendor_kernel_boot.img (v4 by bootverify, v3 by
+Debian's mkbootimg) for each kernel, and `build`, which puts the stages together.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootverify.readers.bootimg import (
+    BootImage,
+    RamdiskType,
+    VendorBootImage,
+    VendorRamdisk,
+    write_boot_image,
+    write_vendor_boot_image,
+)
+from bootverify.readers.ramdisk import (
+    Compression,
+    CpioEntry,
+    compress,
+    entries_from_tree,
+    write_cpio,
+)
+from bootverify.readers.symbols import format_kmi_symbol_list, read_kmi_symbol_lists
+from bootverify.runtime import agent
+from bootverify.samples.kernels import (
+    GKI_OUTS,
+    Kernel,
+    build_kernel,
+    device_modules,
+    patched_source,
+    source,
+    source_version,
+)
+from bootverify.samples.recipe import (
+    RECIPE_DIR,
+    Partition,
+    Recipe,
+    Variant,
+    load_recipe,
+    recipe_key,
+)
+from bootverify.samples.steps import T_TOOL, Runner, digest, locked, remove_leftovers, staging
+
+
+def _depmod(run: Runner, files: Sequence[Path], release: str, symvers: Path, work: Path) -> str:
+    """kmod's modules.dep for a flat modules directory (paths relative to it, as Kleaf ships)."""
+    root = Path(tempfile.mkdtemp(prefix="depmod-", dir=work))
+    moddir = root / "lib/modules" / release
+    moddir.mkdir(parents=True)
+    for f in files:
+        shutil.copy2(f, moddir / f.name)
+    run.run("depmod", ["depmod", "-b", root, "-e", "-E", symvers, release], cwd=root,
+            log=work / "depmod.log", timeout=T_TOOL)
+    return (moddir / "modules.dep").read_text()
+
+
+def _system_dlkm(run: Runner, recipe: Recipe, gki: Kernel, kernel: Kernel, work: Path,
+                 out: Path) -> None:
+    """The GKI kernel's own modules, flat, with modules.load and modules.dep; depmod checks them
+    against `kernel` (its log shows what will not load)."""
+    out.mkdir()
+    files = [gki.build / g.path for g in recipe.system_dlkm]
+    for f in files:
+        shutil.copy2(f, out / f.name)
+    (out / "modules.load").write_text("".join(f"{f.name}\n" for f in files))
+    (out / "modules.dep").write_text(_depmod(run, files, kernel.release,
+                                             kernel.out("vmlinux.symvers"), work))
+
+
+def _dlkm_tree(run: Runner, recipe: Recipe, kos: dict[str, Path], kernel: Kernel, work: Path,
+               root: Path) -> None:
+    """The vendor ramdisk's lib/modules/ as Kleaf lays out a DLKM fragment."""
+    moddir = root / "lib/modules"
+    moddir.mkdir(parents=True)
+    shipped = recipe.shipped()
+    for m in shipped:
+        shutil.copy2(kos[m.name], moddir / m.file)
+    (moddir / "modules.load").write_text("".join(f"{m.file}\n" for m in shipped))
+    (moddir / "modules.blocklist").write_text(
+        "".join(f"blocklist {m.name}\n" for m in shipped if m.blocklisted))
+    (moddir / "modules.options").write_text(
+        "".join(f"options {m.name} {m.options}\n" for m in shipped if m.options))
+    (moddir / "modules.dep").write_text(_depmod(run, [kos[m.name] for m in shipped],
+                                                kernel.release, kernel.out("vmlinux.symvers"),
+                                                work))
+
+
+def _generic_ramdisk(recipe: Recipe, busybox: Path) -> bytes:
+    """boot.img's ramdisk: /init and a static busybox; /dev/console so init has a console before
+    it mounts devtmpfs. lz4 legacy, as a GKI boot ramdisk."""
+    dirs = ("bin", "dev", "lib", "proc", "sys")
+    entries = [CpioEntry(d, 0o40755) for d in dirs]
+    entries += [CpioEntry("bin/busybox", 0o100755, busybox.read_bytes()),
+                CpioEntry("bin/sh", 0o120777, b"busybox"),
+                CpioEntry("dev/console", 0o20600, rdevmajor=5, rdevminor=1),
+                CpioEntry("init", 0o100755, recipe.init.read_bytes())]
+    return compress(write_cpio(sorted(entries, key=lambda e: e.name)), Compression.LZ4_LEGACY)
+
+
+def _dtb(run: Runner, work: Path) -> bytes:
+    """The device tree of the board the samples boot on (qemu's virt), for the vendor images."""
+    path = work / "virt.dtb"
+    run.run("qemu dumpdtb", ["qemu-system-aarch64", "-nodefaults", "-display", "none",
+                             "-machine", f"virt,dumpdtb={path}", "-cpu", "cortex-a57",
+                             "-m", "512"],
+            cwd=work, log=work / "dtb.log", timeout=T_TOOL)
+    return path.read_bytes()
+
+
+def _expected(recipe: Recipe, variant: Variant) -> dict:
+    modules: dict[str, dict] = {}
+    for g in recipe.system_dlkm:
+        e = g.expected[variant]
+        modules[g.name] = {"static": list(e.static), "runtime": e.runtime,
+                           "partition": Partition.SYSTEM_DLKM.value}
+    for m in recipe.shipped():
+        e = m.expected[variant]
+        modules[m.name] = {"static": list(e.static), "runtime": e.runtime,
+                           "partition": Partition.VENDOR_KERNEL_BOOT.value}
+    return {"modules": modules}
+
+
+@dataclass(frozen=True)
+class Ramdisks:
+    generic: bytes
+    dlkm: bytes
+
+
+def _variant_outputs(run: Runner, recipe: Recipe, variant: Variant, kernel: Kernel,
+                     gki: Kernel, kos: dict[str, Path], kmi: Sequence[str], generic: bytes,
+                     dtb: bytes, work: Path, out: Path) -> Ramdisks:
+    """One variant's images and side files in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "kernel").mkdir()
+    for name in GKI_OUTS:
+        shutil.copy2(kernel.out(name), out / "kernel" / name)
+    for name in ("vmlinux.symvers", "System.map"):
+        shutil.copy2(kernel.out(name), out / name)
+    (out / "kmi_symbol_list").write_text(format_kmi_symbol_list(kmi))
+    (out / "expected.json").write_text(json.dumps(_expected(recipe, variant), indent=2) + "\n")
+    vwork = work / variant.value
+    vwork.mkdir()
+    _system_dlkm(run, recipe, gki, kernel, vwork, out / "system_dlkm")
+    _dlkm_tree(run, recipe, kos, kernel, vwork, vwork / "dlkm")
+    # gzip here, lz4 for the generic ramdisk: the boot exercises both decompressors.
+    dlkm = compress(write_cpio(entries_from_tree(vwork / "dlkm")), Compression.GZIP)
+    write_boot_image(BootImage(header_version=4, kernel=kernel.out("Image.lz4").read_bytes(),
+                               ramdisk=generic, cmdline=recipe.cmdline), out / "boot.img")
+    bootconfig = "".join(f"{line}\n" for line in recipe.bootconfig).encode()
+    write_vendor_boot_image(VendorBootImage(
+        header_version=4, cmdline=recipe.vendor_cmdline, name="bvsample", dtb=dtb,
+        ramdisks=(VendorRamdisk(dlkm, RamdiskType.DLKM, "dlkm"),), bootconfig=bootconfig),
+        out / "vendor_kernel_boot.img")
+    return Ramdisks(generic, dlkm)
+
+
+def _v3_images(run: Runner, recipe: Recipe, kernel: Kernel, ramdisks: Ramdisks, dtb: bytes,
+               work: Path, out: Path) -> None:
+    """The same boot and vendor images as header v3, by Debian's mkbootimg (no bootconfig, one
+    vendor ramdisk: v3 has neither a bootconfig section nor a ramdisk table)."""
+    files = {"generic.cpio.lz4": ramdisks.generic, "dlkm.cpio.gz": ramdisks.dlkm, "virt.dtb": dtb}
+    for name, data in files.items():
+        (work / name).write_bytes(data)
+    log = work / "mkbootimg.log"
+    run.run("mkbootimg boot v3", [
+        "mkbootimg", "--header_version", "3", "--kernel", kernel.out("Image.lz4"),
+        "--ramdisk", work / "generic.cpio.lz4", "--cmdline", recipe.cmdline,
+        "-o", out / "boot-v3.img"], cwd=work, log=log, timeout=T_TOOL)
+    run.run("mkbootimg vendor_boot v3", [
+        "mkbootimg", "--header_version", "3", "--pagesize", "4096", "--board", "bvsample",
+        "--vendor_ramdisk", work / "dlkm.cpio.gz", "--vendor_cmdline", recipe.vendor_cmdline,
+        "--dtb", work / "virt.dtb", "--vendor_boot", out / "vendor_kernel_boot-v3.img"],
+        cwd=work, log=log, timeout=T_TOOL)
+
+
+def build(cache_root: Path, progress: Callable[[str], None]) -> Path:
+    """Build (or find in the cache) the sample images; return the output directory."""
+    recipe = load_recipe()
+    version = source_version(recipe.package)
+    final = cache_root / "samples" / recipe_key(RECIPE_DIR, version)
+    if final.is_dir():
+        return final
+    with locked(cache_root):
+        if final.is_dir():          # built by whoever held the lock before us
+            return final
+        remove_leftovers(cache_root)
+        start = time.monotonic()
+        run = Runner(progress)
+        _build(run, recipe, version, cache_root, final)
+        progress(f"sample images built in {time.monotonic() - start:.0f} s")
+    return final
+
+
+def _build(run: Runner, recipe: Recipe, version: str, cache: Path, final: Path) -> None:
+    # Kleaf's abi_symbollist.raw: all lists merged, one symbol a line.
+    kmi = sorted(read_kmi_symbol_lists(recipe.kmi_symbol_lists))
+    # The whitelist is named in .config by absolute path: give it a home that never moves.
+    whitelist = cache / "kmi" / f"abi_symbollist-{digest(*kmi)}.raw"
+    if not whitelist.exists():
+        whitelist.parent.mkdir(parents=True, exist_ok=True)
+        tmp = whitelist.with_name(f".tmp-{whitelist.name}")
+        tmp.write_text("".join(f"{s}\n" for s in kmi))
+        tmp.rename(whitelist)
+    pristine = source(run, cache, recipe.package, version)
+    src = patched_source(run, cache, pristine, recipe.patches)
+    replacement_src = patched_source(run, cache, pristine,
+                                     [*recipe.patches, recipe.replacement_patch])
+    busybox = agent.default_busybox()       # the same cached copy the runtime's agent uses
+
+    with tempfile.TemporaryDirectory(prefix="work-", dir=cache) as tmp:
+        work = Path(tmp)
+        trim = work / "trim_nonlisted_kmi.config"
+        trim.write_text("# Kleaf trim_nonlisted_kmi\nCONFIG_TRIM_UNUSED_KSYMS=y\n"
+                        f'CONFIG_UNUSED_KSYMS_WHITELIST="{whitelist}"\n')
+        gki, replacement = run.parallel([
+            lambda: build_kernel(run, cache, Variant.GKI, src, [recipe.config, trim], kmi),
+            lambda: build_kernel(run, cache, Variant.REPLACEMENT, replacement_src,
+                                 [recipe.config, recipe.replacement_config], []),
+        ])
+        assert isinstance(gki, Kernel) and isinstance(replacement, Kernel)
+        kernels = {Variant.GKI: gki, Variant.REPLACEMENT: replacement}
+        kos = device_modules(run, recipe, kernels, work / "modules")
+
+        run.say("assembling boot.img, vendor_kernel_boot.img (v4 and v3) for both kernels")
+        generic = _generic_ramdisk(recipe, busybox)
+        dtb = _dtb(run, work)
+        with staging(final) as out:
+            ramdisks = _variant_outputs(run, recipe, Variant.GKI, gki, gki, kos[Variant.GKI], kmi,
+                                        generic, dtb, work, out)
+            _v3_images(run, recipe, gki, ramdisks, dtb, work, out)
+            _variant_outputs(run, recipe, Variant.REPLACEMENT, replacement, gki,
+                             kos[Variant.REPLACEMENT], kmi, generic, dtb, work,
+                             out / "replacement")
+

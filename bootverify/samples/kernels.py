@@ -1,0 +1,223 @@
+"""The kernels of the sample images and the device modules built against them: Debian's
+linux-source extracted once, patched copies of it, `tinyconfig` + fragments built with O=, and
+`make M=` for each external module. Each kernel tree is cached by the content of its inputs.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootverify.errors import InfraError
+from bootverify.samples.recipe import DeviceModule, Recipe, Variant
+from bootverify.samples.steps import (
+    T_CONFIG,
+    T_EXTRACT,
+    T_KERNEL,
+    T_MODULE,
+    T_TOOL,
+    Runner,
+    digest,
+    staging,
+)
+
+TARBALL_DIR = Path("/usr/src")
+
+ARCH_ENV = {"ARCH": "arm64", "CROSS_COMPILE": "aarch64-linux-gnu-"}
+# Fixed build identity: the version string (and so the images) does not depend on when or where.
+KBUILD_ENV = {"KBUILD_BUILD_TIMESTAMP": "Mon Jan  1 00:00:00 UTC 2024",
+              "KBUILD_BUILD_USER": "bootverify", "KBUILD_BUILD_HOST": "samples"}
+KERNEL_TARGETS = ("Image.lz4", "Image.gz", "modules")
+# Kleaf's DEFAULT_GKI_OUTS, as paths in the kernel build tree (vmlinux.symvers is written here).
+GKI_OUTS = {"Image": "arch/arm64/boot/Image", "Image.lz4": "arch/arm64/boot/Image.lz4",
+            "Image.gz": "arch/arm64/boot/Image.gz", "vmlinux": "vmlinux",
+            "vmlinux.symvers": "vmlinux.symvers", "System.map": "System.map",
+            "modules.builtin": "modules.builtin",
+            "modules.builtin.modinfo": "modules.builtin.modinfo"}
+
+# Both kernels build at once (steps.PARALLEL), -j2 each.
+KERNEL_JOBS = 2
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A configured and built kernel tree (O= build directory) in the cache."""
+    variant: Variant
+    build: Path
+
+    @property
+    def release(self) -> str:
+        return (self.build / "include/config/kernel.release").read_text().strip()
+
+    def out(self, name: str) -> Path:
+        return self.build / GKI_OUTS[name]
+
+
+def source_version(package: str) -> str:
+    try:
+        proc = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True,
+                              text=True, timeout=T_TOOL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise InfraError(f"sample images: dpkg-query {package}: {e}") from None
+    if proc.returncode or not proc.stdout:
+        raise InfraError(f"sample images: {package} is not installed (apt-get install {package})")
+    return proc.stdout.strip()
+
+
+def source(run: Runner, cache: Path, package: str, version: str) -> Path:
+    """The package's tarball extracted once: cache/PACKAGE-VERSION/."""
+    final = cache / f"{package}-{version}"
+    if final.is_dir():
+        return final
+    tarball = TARBALL_DIR / f"{package}.tar.xz"
+    run.say(f"{package} {version}: extracting {tarball}")
+    with staging(final) as tmp:
+        run.run(f"extract {tarball.name}", ["tar", "-xf", tarball, "-C", tmp], cwd=tmp,
+                log=cache / "logs" / "extract.log", timeout=T_EXTRACT)
+        inner = tmp / package
+        for child in inner.iterdir():
+            child.rename(tmp / child.name)
+        inner.rmdir()
+    return final
+
+
+def patched_source(run: Runner, cache: Path, pristine: Path, patches: Sequence[Path]) -> Path:
+    """A hard-linked copy of the pristine tree with patches applied; the files they touch are
+    real copies, so the pristine tree stays pristine."""
+    final = cache / "sources" / f"{pristine.name}-{digest(*(p.read_bytes() for p in patches))}"
+    if final.is_dir():
+        return final
+    run.say(f"kernel source: applying {', '.join(p.name for p in patches)}")
+    with staging(final) as tmp:
+        tmp.rmdir()
+        log = final.parent / "logs" / f"{final.name}.log"
+        run.run("copy source", ["cp", "-al", pristine, tmp], cwd=final.parent, log=log,
+                timeout=T_EXTRACT)
+        for patch in patches:
+            for rel in re.findall(r"^\+\+\+ b/(\S+)", patch.read_text(), re.M):
+                target = tmp / rel
+                if target.stat().st_nlink > 1:
+                    data = target.read_bytes()
+                    target.unlink()
+                    target.write_bytes(data)
+            run.run(f"apply {patch.name}", ["patch", "-p1", "--batch", "--forward", "-i", patch],
+                    cwd=tmp, log=log, timeout=T_TOOL)
+    return final
+
+
+def _fragment_lines(fragment: Path) -> list[str]:
+    return [line for line in fragment.read_text().splitlines()
+            if line.startswith("CONFIG_") or re.fullmatch(r"# CONFIG_\w+ is not set", line)]
+
+
+def build_kernel(run: Runner, cache: Path, variant: Variant, src: Path,
+                 fragments: Sequence[Path], kmi: Sequence[str]) -> Kernel:
+    """tinyconfig + fragments, then `make Image.lz4 Image.gz modules`, cached by their content."""
+    key = digest(str(src), *(f.read_bytes() for f in fragments), *KERNEL_TARGETS,
+                  *(f"{k}={v}" for k, v in sorted(KBUILD_ENV.items())))
+    final = cache / "kernels" / f"{variant.value}-{key}"
+    if final.is_dir():
+        return Kernel(variant, final)
+    label = f"{variant.value} kernel"
+    env = {**ARCH_ENV, **KBUILD_ENV}
+    with staging(final) as build:
+        log = build / "build.log"
+        make = ["make", "-C", src, f"O={build}"]
+        run.say(f"{label}: configuring (tinyconfig + {', '.join(f.name for f in fragments)})")
+        run.run(f"{label}: tinyconfig", [*make, "tinyconfig"], cwd=build, log=log,
+                timeout=T_CONFIG, env=env)
+        run.run(f"{label}: merge config", [src / "scripts/kconfig/merge_config.sh", "-m", "-O",
+                                           build, build / ".config", *fragments],
+                cwd=src, log=log, timeout=T_CONFIG, env=env)
+        run.run(f"{label}: olddefconfig", [*make, "olddefconfig"], cwd=build, log=log,
+                timeout=T_CONFIG, env=env)
+        config = set((build / ".config").read_text().splitlines())
+        if lost := [line for f in fragments for line in _fragment_lines(f) if line not in config]:
+            raise InfraError(f"sample images: {label}: olddefconfig dropped fragment lines "
+                             f"(unmet dependencies?): {', '.join(lost)}")
+
+        def compiled(elapsed: float) -> str:
+            n = sum(1 for line in log.read_text(errors="replace").splitlines()
+                    if line.startswith("  CC "))
+            return f"{label}: {n} files compiled, {elapsed:.0f} s"
+
+        run.say(f"{label}: make -j{KERNEL_JOBS} {' '.join(KERNEL_TARGETS)}")
+        run.run(f"{label}: make", [*make, f"-j{KERNEL_JOBS}", *KERNEL_TARGETS], cwd=build,
+                log=log, timeout=T_KERNEL, env=env, report=compiled)
+        # With CONFIG_TRIM_UNUSED_KSYMS every build counts as a modules build, so modpost writes
+        # only Module.symvers; vmlinux.symvers is its vmlinux part (what `make vmlinux` writes).
+        rows = (build / "Module.symvers").read_text().splitlines(keepends=True)
+        (build / "vmlinux.symvers").write_text(
+            "".join(r for r in rows if r.split("\t")[2:3] == ["vmlinux"]))
+        if kmi:
+            _check_trimmed(label, build / "vmlinux.symvers", kmi)
+        run.say(f"{label}: built {Kernel(variant, build).release}")
+    return Kernel(variant, final)
+
+
+def _check_trimmed(label: str, symvers: Path, kmi: Sequence[str]) -> None:
+    """Kleaf's kmi_symbol_list_strict_mode: vmlinux exports exactly the list."""
+    exported = {row.split("\t")[1] for row in symvers.read_text().splitlines() if row}
+    listed = set(kmi)
+    if exported != listed:
+        raise InfraError(f"sample images: {label}: KMI trimming failed: exported but not listed "
+                         f"{sorted(exported - listed)}, listed but not exported "
+                         f"{sorted(listed - exported)}")
+
+
+def _build_device_module(run: Runner, m: DeviceModule, variant: Variant,
+                         kernels: dict[Variant, Kernel], work: Path) -> Path:
+    """`make -C <kernel> M=<dir> modules` for one module; returns the .ko."""
+    kernel = kernels[variant.other if m.other_kernel else variant]
+    mdir = work / variant.value / m.name
+    shutil.copytree(m.source, mdir)
+    args = [f"M={mdir}"]
+    if m.uses:
+        args.append("KBUILD_EXTRA_SYMBOLS=" + " ".join(
+            str(work / variant.value / u / "Module.symvers") for u in m.uses))
+    if m.modpost_warn:
+        args.append("KBUILD_MODPOST_WARN=1")
+    if m.allow_missing_namespace_imports:
+        args.append("CONFIG_MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS=y")
+    run.run(f"{variant.value}: build {m.name}", ["make", "-C", kernel.build, *args, "modules"],
+            cwd=mdir, log=mdir / "build.log", timeout=T_MODULE, env={**ARCH_ENV, **KBUILD_ENV})
+    if m.relicense:
+        relicense(mdir / m.file, m.relicense)
+    return mdir / m.file
+
+
+def relicense(ko: Path, license: str) -> None:
+    """Rewrite the modinfo license string in place, NUL-padded to the same length: modpost
+    refuses to link a non-GPL module against GPL-only exports, the kernel must see one anyway."""
+    data = ko.read_bytes()
+    found = list(re.finditer(rb"license=([^\0]*)\0", data))
+    if len(found) != 1 or len(license) > len(found[0].group(1)):
+        raise InfraError(f"sample images: {ko.name}: cannot rewrite its license to {license!r}")
+    old = found[0].group(1)
+    ko.write_bytes(data[:found[0].start(1)] + license.encode().ljust(len(old), b"\0") +
+                   data[found[0].end(1):])
+
+
+def device_modules(run: Runner, recipe: Recipe, kernels: dict[Variant, Kernel],
+                    work: Path) -> dict[Variant, dict[str, Path]]:
+    """All device modules for both kernels: variant -> name -> .ko. Built in rounds: a module
+    whose providers (`uses`) are built, with the Module.symvers they wrote."""
+    kos: dict[Variant, dict[str, Path]] = {v: {} for v in Variant}
+    pending = list(recipe.modules)
+    run.say(f"device modules: building {len(pending)} modules against each kernel")
+    while pending:
+        ready = [m for m in pending if all(u in kos[Variant.GKI] for u in m.uses)]
+        if not ready:
+            raise InfraError(f"sample images: modules using unknown providers: {pending}")
+        built = run.parallel([
+            (lambda m=m, v=v: (v, m.name, _build_device_module(run, m, v, kernels, work)))
+            for m in ready for v in Variant])
+        for v, name, ko in built:
+            kos[v][name] = ko
+        pending = [m for m in pending if m not in ready]
+    return kos
+
