@@ -64,7 +64,7 @@ from bootverify import samples  # noqa: E402
 from bootverify.cache import cache_dir  # noqa: E402
 from bootverify.readers.modules import module_name  # noqa: E402
 from bootverify.readers.ramdisk import CpioEntry  # noqa: E402
-from bootverify.runtime import agent, boot, loader, vm  # noqa: E402
+from bootverify.runtime import agent, boot, loader, protocol, vm  # noqa: E402
 from bootverify.runtime.kmsg import Outcome, RuntimeResult  # noqa: E402
 
 PGREP_TIMEOUT = 10.0
@@ -77,7 +77,8 @@ REFERENCE_LARGE = {"seconds": 228.0, "boots": 7,
 
 BARE_SCRIPT = f"{agent.AGENT_DIR}/bare"
 BARE_INIT = ('# bench_run: the baseline init, a plain shell (no mounts, no sysctls, no dmesg)\n'
-             'printf \'%s:ready\\n\' "@@bv$bv_nonce"\n'
+             f'printf \'%s:{protocol.READY}\\n\' '
+             f'"{protocol.MARKER_PREFIX}${protocol.NONCE_PARAM}"\n'
              f'exec {agent.BUSYBOX} sh\n')
 BARE_LOOP = ("read bv_t0 bv_x < /proc/uptime; "
              f"while read -r bv_p bv_a; do insmod $bv_p $bv_a || echo bvfail $bv_p; "

@@ -22,7 +22,7 @@ from bootverify.readers.bootimg import (BootImage, RamdiskType, VendorBootImage,
 from bootverify.readers.modules import ModulesDir
 from bootverify.readers.ramdisk import (Compression, CpioEntry, compress, read_cpio,
                                         unpack_initrd, write_cpio)
-from bootverify.runtime import agent, boot, console, kmsg, loader, vm
+from bootverify.runtime import agent, boot, console, kmsg, loader, protocol, vm
 from bootverify.runtime.kmsg import LinkProblem, LinkProblemKind as K, Outcome
 
 DATA = Path(__file__).parent / "data"
@@ -123,7 +123,7 @@ def test_classify_rules() -> None:
 def replay(log: Path) -> dict[str, kmsg.RuntimeResult]:
     """Classify every module of a recorded console log as the runner does."""
     text = log.read_text()
-    nonce = console.nonce_of(text)
+    nonce = protocol.nonce_of(text)
     assert nonce
     plan = {int(m.group(1)): m.group(2).split(" ", 1)
             for m in re.finditer(r"^=== bootverify: plan (\d+): (.*)$", text, re.MULTILINE)}
@@ -137,7 +137,7 @@ def replay(log: Path) -> dict[str, kmsg.RuntimeResult]:
         path, *params = plan[line]
         u = loader.ModuleUnit("vendor_ramdisk", Path(path).stem.replace("-", "_"), path,
                               params[0] if params else "", ())
-        o = loader.parse_load_output(x.lines, x.result)
+        o = protocol.parse_load_output(x.lines, x.result)
         if x.module is None:            # the log goes on with the next boot: hung or died
             died = bool(kmsg.crash_lines(x.lines))
             out[u.name] = kmsg.classify(name=u.name, path=path, errno=None,
@@ -239,7 +239,7 @@ def test_console_timeout_and_death(shell_console: console.Console) -> None:
 
 def test_transcript_of_a_recorded_log() -> None:
     text = (DATA / "debian-6.1.0-56.console.log").read_text()
-    ex = console.transcript(text, console.nonce_of(text) or "")
+    ex = console.transcript(text, protocol.nonce_of(text) or "")
     assert [x.module for x in ex if x.module is not None] == list(range(1, 13))
     bpf = next(x for x in ex if x.module == 8)              # test_bpf: the watchdog's report
     assert bpf.result.startswith("timeout:0:") and "test_bpf: #0 " in bpf.lines[0]
@@ -407,7 +407,7 @@ def test_parse_load_output() -> None:
              "4,242,3474532,-;nlmon: disagrees about version of symbol module_layout",
              " SUBSYSTEM=module",
              "6,243,3474600,c;second"]
-    o = loader.parse_load_output(lines, "finit:-8:4255")
+    o = protocol.parse_load_output(lines, "finit:-8:4255")
     assert (o.label, o.value, o.seconds) == ("finit", -8, 0.004255)
     assert o.kmsg == ("[    3.474532] nlmon: disagrees about version of symbol module_layout",
                       "[    3.474600] second")
@@ -415,13 +415,13 @@ def test_parse_load_output() -> None:
     u = loader.ModuleUnit("vendor_ramdisk", "nlmon", "/lib/modules/nlmon.ko", "", ())
     r = loader.classify_output(u, o, 0.1)
     assert (r.outcome, r.errno_name, r.seconds) == (Outcome.LINK_ERROR, "ENOEXEC", 0.004255)
-    killed = loader.parse_load_output(["6,1,1,-;Internal error: Oops: 96000005 [#1] SMP"],
+    killed = protocol.parse_load_output(["6,1,1,-;Internal error: Oops: 96000005 [#1] SMP"],
                                       "killed:11:2000")
     assert loader.classify_output(u, killed, 0.1).outcome is Outcome.CRASHED
-    hung = loader.parse_load_output(["6,1,1,-;nlmon: waiting"], "timeout:0:5000000")
+    hung = protocol.parse_load_output(["6,1,1,-;nlmon: waiting"], "timeout:0:5000000")
     r = loader.classify_output(u, hung, 5.1)
     assert (r.outcome, r.seconds, r.kmsg) == (Outcome.HUNG, 5.0, ("[    0.000001] nlmon: waiting",))
-    r = loader.classify_output(u, loader.parse_load_output([], "open:-2:100"), 0.1)
+    r = loader.classify_output(u, protocol.parse_load_output([], "open:-2:100"), 0.1)
     assert r.outcome is Outcome.SKIPPED and "No such file" in r.reason
 
 

@@ -56,9 +56,10 @@ from bootverify.errors import InfraError, InputError
 from bootverify.readers.modules import (MODULES_FILES, ModulesDir, find_modules, module_name,
                                         parse_modules_dir, read_modules_dir)
 from bootverify.readers.ramdisk import CpioEntry
-from bootverify.runtime import agent, boot, kmsg
+from bootverify.runtime import agent, boot, kmsg, protocol
 from bootverify.runtime.console import CommandTimeout, Console, GuestDied, boot_banner
 from bootverify.runtime.kmsg import Outcome, RuntimeResult
+from bootverify.runtime.protocol import Label, LoadOutput
 from bootverify.runtime.vm import VirtualMachine, VMConfig, Workspace, signals_as_interrupt
 
 MODULE_BASE_DIR = "/lib/modules"
@@ -314,58 +315,24 @@ def plan_for(handoff: boot.Handoff, cmdline: str,
 
 # --- running it ---
 
-RECORD = re.compile(r"^(?P<level>\d+),(?P<seq>\d+),(?P<usec>\d+),[^;]*;(?P<text>.*)$")
-RESULT = re.compile(r"^(?P<label>finit|open|killed|timeout):(?P<value>-?\d+):(?P<usec>\d+)$")
 HOST_MARGIN = 5.0             # the host waits this much longer than the guest's watchdog
-
-
-@dataclass(frozen=True)
-class LoadOutput:
-    """What the agent printed for one module, taken apart."""
-    label: str | None              # finit, open, killed, timeout; None: no mark (hung, died)
-    value: int | None              # finit_module's / openat's return (0 or -errno); a signal
-    seconds: float | None          # guest time around finit_module
-    kmsg: tuple[str, ...]          # the kernel log records of the load, as dmesg prints them
-    console: tuple[str, ...]       # other console lines (EMERG/ALERT, an oops as it happened)
-
-
-def kmsg_record_line(usec: int, text: str) -> str:
-    return f"[{usec // 1000000:5d}.{usec % 1000000:06d}] {text}"
-
-
-def parse_load_output(lines: Sequence[str], result: str = "") -> LoadOutput:
-    """A module's output (kernel log records, console lines) and its mark's result fields."""
-    records: list[str] = []
-    other: list[str] = []
-    for line in lines:
-        if m := RECORD.match(line):
-            records.append(kmsg_record_line(int(m.group("usec")), m.group("text")))
-        elif line.startswith(" ") and records:
-            continue                     # a record's dictionary line (SUBSYSTEM=..., DEVICE=...)
-        elif line.strip():
-            other.append(line)
-    r = RESULT.match(result)
-    if r is None:
-        return LoadOutput(None, None, None, tuple(records), tuple(other))
-    return LoadOutput(r.group("label"), int(r.group("value")), int(r.group("usec")) / 1e6,
-                      tuple(records), tuple(other))
 
 
 def classify_output(u: ModuleUnit, out: LoadOutput, host_seconds: float) -> RuntimeResult:
     """One module's verdict from what the agent printed for it."""
     seconds = out.seconds if out.seconds is not None else host_seconds
     common = dict(name=u.name, path=u.path, seconds=seconds, params=u.params, origin=u.origin)
-    if out.label == "open":
+    if out.label is Label.OPEN:
         assert out.value is not None
         return kmsg.skipped(name=u.name, path=u.path, origin=u.origin,
                             reason=f"could not open module: {kmsg.strerror(-out.value)}")
-    if out.label == "timeout":
+    if out.label is Label.TIMEOUT:
         return kmsg.classify(errno=None, kmsg=out.kmsg + out.console, timed_out=True,
                              **common)  # type: ignore[arg-type]
-    if out.label == "killed":
+    if out.label is Label.KILLED:
         return kmsg.classify(errno=None, kmsg=out.kmsg or out.console, killed_by=out.value,
                              **common)  # type: ignore[arg-type]
-    if out.label == "finit":
+    if out.label is Label.FINIT:
         assert out.value is not None
         return kmsg.classify(errno=-out.value, kmsg=out.kmsg, **common)  # type: ignore[arg-type]
     raise InfraError(f"{u.path}: the agent's loader gave no result "
@@ -376,7 +343,7 @@ def host_verdict(u: ModuleUnit, lines: Sequence[str], seconds: float, *,
                  timed_out: bool = False, vm_died: bool = False) -> RuntimeResult:
     """The verdict when the agent could not give one: the guest stopped answering (hung) or
     qemu exited (a panic); whatever the console showed for the module is the evidence."""
-    out = parse_load_output(lines)
+    out = protocol.parse_load_output(lines)
     return kmsg.classify(name=u.name, path=u.path, errno=None, kmsg=out.kmsg + out.console,
                          seconds=seconds, params=u.params, origin=u.origin,
                          timed_out=timed_out, vm_died=vm_died)
@@ -491,12 +458,10 @@ class Runner:
             chunks[-1].append(line)
         failures: list[str] = []
         for chunk in chunks:
-            command = " ".join(["bv_restore", str(int(self.module_timeout * 1000)),
-                                *map(str, chunk)])
-            r = console.run(command, COMMAND_TIMEOUT + self.module_timeout
+            r = console.run(protocol.restore_command(int(self.module_timeout * 1000), chunk),
+                            COMMAND_TIMEOUT + self.module_timeout
                             + RESTORE_PER_MODULE * len(chunk))
-            failures += [self.plan.unit_at(int(x.removeprefix("restore failed: "))).name
-                         for x in r.lines if x.startswith("restore failed: ")]
+            failures += [self.plan.unit_at(x).name for x in protocol.restore_failures(r.lines)]
             if r.status:
                 self.notes.append(f"restoring after a reboot stopped (status {r.status}): a "
                                   f"module that had loaded hung or crashed this time")
@@ -550,7 +515,7 @@ class Runner:
     def _batch(self, start: int) -> int:
         """Load from plan line `start` on until the end or a hang or crash; the next line."""
         console = self._console()
-        seq = console.start(f"bv_run {start} {int(self.module_timeout * 1000)}")
+        seq = console.start(protocol.run_command(start, int(self.module_timeout * 1000)))
         line = start
         while True:
             u = self.plan.unit_at(line) if line <= self.lines else None
@@ -574,7 +539,8 @@ class Runner:
                 return line
             if mark.line != line or u is None:
                 raise InfraError(f"the agent reported plan line {mark.line}, expected {line}")
-            result = classify_output(u, parse_load_output(mark.lines, mark.result), mark.seconds)
+            result = classify_output(u, protocol.parse_load_output(mark.lines, mark.result),
+                                     mark.seconds)
             if result.outcome in (Outcome.HUNG, Outcome.CRASHED):
                 return self._failed(line, result, result.outcome.value)
             if result.outcome is Outcome.LOADED:
