@@ -66,6 +66,7 @@ from bootverify.readers.modules import module_name  # noqa: E402
 from bootverify.readers.ramdisk import CpioEntry  # noqa: E402
 from bootverify.runtime import agent, boot, loader, protocol, vm  # noqa: E402
 from bootverify.runtime.kmsg import Outcome, RuntimeResult  # noqa: E402
+from bootverify.runtime.plan import LoadPlan, make_plan, plan_for  # noqa: E402
 
 PGREP_TIMEOUT = 10.0
 GOAL_LOOP = 1.15             # issue 4 §6: harness within 15% of the bare loop
@@ -109,7 +110,7 @@ def spread(xs: Sequence[float], unit: str = "s", scale: float = 1.0) -> str:
 class Guests:
     agent: boot.GuestBoot          # what `bootverify run` boots (plus /bootverify/bare)
     bare: boot.GuestBoot           # the same, init = /bootverify/bare
-    plan: loader.LoadPlan
+    plan: LoadPlan
 
 
 def make_guests(boot_img: Path, vendor_img: Path, *, system_dlkm: Path | None = None,
@@ -121,13 +122,13 @@ def make_guests(boot_img: Path, vendor_img: Path, *, system_dlkm: Path | None = 
     dlkm = {"system_dlkm": system_dlkm} if system_dlkm is not None else {}
     nonce = boot.new_nonce()
     cmdline = boot.guest_cmdline(h, nonce)
-    plan = loader.plan_for(h, cmdline, dlkm)
+    plan = plan_for(h, cmdline, dlkm)
     if keep is not None:
         wanted = set(keep)
         sets = [dataclasses.replace(s, config=dataclasses.replace(
                     s.config, load=tuple(p for p in s.config.load if module_name(p) in wanted)))
                 for s in plan.sets]
-        plan = loader.make_plan(sets, cmdline)
+        plan = make_plan(sets, cmdline)
     bare_entry = CpioEntry(BARE_SCRIPT, stat.S_IFREG | 0o755, BARE_INIT.encode())
     guest = boot.prepare(h, busybox=agent.read_busybox(), dlkm_dirs=dlkm, nonce=nonce,
                          extra_entries=[agent.plan_entry(plan.lines), bare_entry])
@@ -175,7 +176,7 @@ class TimedRunner(loader.Runner):
         return console
 
 
-def harness_loop(ws: vm.Workspace, plan: loader.LoadPlan, config: vm.VMConfig,
+def harness_loop(ws: vm.Workspace, plan: LoadPlan, config: vm.VMConfig,
                  module_timeout: float) -> dict:
     runner = TimedRunner(ws, plan, config=config, module_timeout=module_timeout)
     try:

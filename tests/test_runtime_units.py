@@ -23,6 +23,8 @@ from bootverify.readers.modules import ModulesDir
 from bootverify.readers.ramdisk import (Compression, CpioEntry, compress, read_cpio,
                                         unpack_initrd, write_cpio)
 from bootverify.runtime import agent, boot, console, kmsg, loader, protocol, vm
+from bootverify.runtime.plan import (LoadPlan, ModuleSet, ModuleUnit, cmdline_options, make_plan,
+                                     tree_modules_dir)
 from bootverify.runtime.kmsg import LinkProblem, LinkProblemKind as K, Outcome
 
 DATA = Path(__file__).parent / "data"
@@ -135,8 +137,8 @@ def replay(log: Path) -> dict[str, kmsg.RuntimeResult]:
         line = x.module if x.module is not None else last + 1
         last = line
         path, *params = plan[line]
-        u = loader.ModuleUnit("vendor_ramdisk", Path(path).stem.replace("-", "_"), path,
-                              params[0] if params else "", ())
+        u = ModuleUnit("vendor_ramdisk", Path(path).stem.replace("-", "_"), path,
+                       params[0] if params else "", ())
         o = protocol.parse_load_output(x.lines, x.result)
         if x.module is None:            # the log goes on with the next boot: hung or died
             died = bool(kmsg.crash_lines(x.lines))
@@ -360,8 +362,8 @@ def test_overlay_members() -> None:
 
 def _set(origin: str, guest_dir: str, files: Sequence[str], load: Sequence[str],
          dep: dict[str, tuple[str, ...]], blocklist: Sequence[str] = (),
-         options: dict[str, str] | None = None) -> loader.ModuleSet:
-    return loader.ModuleSet(origin, guest_dir, frozenset(files), ModulesDir(
+         options: dict[str, str] | None = None) -> ModuleSet:
+    return ModuleSet(origin, guest_dir, frozenset(files), ModulesDir(
         Path("/nonexistent"), tuple(load), dep, frozenset(blocklist), options or {}))
 
 
@@ -374,7 +376,7 @@ def test_plan_follows_libmodprobe() -> None:
               blocklist=["blocked"], options={"a": "p=1"})
     vd = _set("vendor_dlkm", "/vendor_dlkm/lib/modules", ["v.ko"], ["v.ko"],
               {"/vendor/lib/modules/v.ko": ("/lib/modules/b.ko",)})
-    plan = loader.make_plan([vr, vd], cmdline="a.q=2 console=ttyAMA0 x.y=\"1 2\"")
+    plan = make_plan([vr, vd], cmdline="a.q=2 console=ttyAMA0 x.y=\"1 2\"")
     assert plan.order == (("vendor_ramdisk", "a"), ("vendor_ramdisk", "blocked"),
                           ("vendor_ramdisk", "nodep"), ("vendor_ramdisk", "gone"),
                           ("vendor_ramdisk", "c"), ("vendor_dlkm", "v"))
@@ -388,18 +390,18 @@ def test_plan_follows_libmodprobe() -> None:
     v = plan.units[("vendor_dlkm", "v")]
     assert v.path == "/vendor_dlkm/lib/modules/v.ko"
     assert v.deps == (("vendor_ramdisk", "b"),)     # an absolute path into another set
-    assert loader.cmdline_options('a.q=2 b.c="x y" noval.k junk') == {"a": "q=2", "b": 'c="x y"'}
+    assert cmdline_options('a.q=2 b.c="x y" noval.k junk') == {"a": "q=2", "b": 'c="x y"'}
 
 
 def test_ramdisk_module_dir_is_first_stages_choice() -> None:
     def tree(*names: str) -> dict[str, CpioEntry]:
         return {n: CpioEntry(n, stat.S_IFREG | 0o644, b"x.ko\n") for n in names}
 
-    assert loader._tree_modules_dir(tree("lib/modules/6.1.25/modules.load",
-                                         "lib/modules/modules.load"), "6.1.25-android14") \
+    assert tree_modules_dir(tree("lib/modules/6.1.25/modules.load",
+                                 "lib/modules/modules.load"), "6.1.25-android14") \
         == "lib/modules/6.1.25"
-    assert loader._tree_modules_dir(tree("lib/modules/5.15.1/modules.load",
-                                         "lib/modules/modules.load"), "6.1.25") == "lib/modules"
+    assert tree_modules_dir(tree("lib/modules/5.15.1/modules.load",
+                                 "lib/modules/modules.load"), "6.1.25") == "lib/modules"
 
 
 def test_parse_load_output() -> None:
@@ -412,7 +414,7 @@ def test_parse_load_output() -> None:
     assert o.kmsg == ("[    3.474532] nlmon: disagrees about version of symbol module_layout",
                       "[    3.474600] second")
     assert o.console == (lines[0],)
-    u = loader.ModuleUnit("vendor_ramdisk", "nlmon", "/lib/modules/nlmon.ko", "", ())
+    u = ModuleUnit("vendor_ramdisk", "nlmon", "/lib/modules/nlmon.ko", "", ())
     r = loader.classify_output(u, o, 0.1)
     assert (r.outcome, r.errno_name, r.seconds) == (Outcome.LINK_ERROR, "ENOEXEC", 0.004255)
     killed = protocol.parse_load_output(["6,1,1,-;Internal error: Oops: 96000005 [#1] SMP"],
@@ -430,7 +432,7 @@ def test_parse_load_output() -> None:
 class FakeConsole:
     """Answers like the agent would, from a script: module name -> behaviour."""
 
-    def __init__(self, vm: "FakeVM", script: dict[str, str], plan: loader.LoadPlan) -> None:
+    def __init__(self, vm: "FakeVM", script: dict[str, str], plan: LoadPlan) -> None:
         self.vm, self.script, self.plan, self.seq = vm, script, plan, vm.first_seq - 1
         self.line = 0
 
@@ -474,7 +476,7 @@ class FakeConsole:
 class FakeVM:
     boots: list["FakeVM"] = []
     script: dict[str, str] = {}
-    plan: loader.LoadPlan
+    plan: LoadPlan
 
     def __init__(self, ws: object, config: object, log: object, first_seq: int = 1,
                  label: str = "") -> None:
@@ -505,7 +507,7 @@ def test_runner_recovers_from_hang_oops_and_panic(monkeypatch: pytest.MonkeyPatc
                                                         "d.ko", "p.ko", "n.ko", "e.ko", "z.ko"],
              {f: () for f in files} | {"d.ko": ("l.ko",), "e.ko": ("b.ko", "a.ko")},
              blocklist=["z"])
-    plan = FakeVM.plan = loader.make_plan([s])
+    plan = FakeVM.plan = make_plan([s])
     assert [plan.units[st.key].name for st in plan.steps] == list("ahcoldpnabez"[:8]) + \
         ["b", "e", "z"]
     assert plan.lines[0] == "/lib/modules/a.ko" and len(plan.lines) == 10
