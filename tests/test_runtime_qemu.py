@@ -31,6 +31,7 @@ import pytest
 
 from bootverify.errors import InfraError
 from bootverify.runtime import loader, vm
+from bootverify.runtime.runner import RunReport
 from bootverify.runtime.kmsg import LinkProblemKind, Outcome
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -52,7 +53,7 @@ DEBIAN_LOAD = ("dummy", "crc7", "ipip", "ghost", "loop", "nlmon", "cppc_cpufreq"
 
 @dataclass(frozen=True)
 class DebianRun:
-    report: loader.RunReport
+    report: RunReport
     progress: list[tuple[str, int, int]]
     log: str
 

@@ -22,9 +22,10 @@ from bootverify.readers.bootimg import (BootImage, RamdiskType, VendorBootImage,
 from bootverify.readers.modules import ModulesDir
 from bootverify.readers.ramdisk import (Compression, CpioEntry, compress, read_cpio,
                                         unpack_initrd, write_cpio)
-from bootverify.runtime import agent, boot, console, kmsg, loader, protocol, vm
+from bootverify.runtime import agent, boot, console, kmsg, protocol, vm
 from bootverify.runtime.plan import (LoadPlan, ModuleSet, ModuleUnit, cmdline_options, make_plan,
                                      tree_modules_dir)
+from bootverify.runtime.runner import Runner, classify_output
 from bootverify.runtime.kmsg import LinkProblem, LinkProblemKind as K, Outcome
 
 DATA = Path(__file__).parent / "data"
@@ -146,7 +147,7 @@ def replay(log: Path) -> dict[str, kmsg.RuntimeResult]:
                                         kmsg=o.kmsg + o.console, seconds=0,
                                         timed_out=not died, vm_died=died)
         else:
-            out[u.name] = loader.classify_output(u, o, 0.0)
+            out[u.name] = classify_output(u, o, 0.0)
     return out
 
 
@@ -415,15 +416,15 @@ def test_parse_load_output() -> None:
                       "[    3.474600] second")
     assert o.console == (lines[0],)
     u = ModuleUnit("vendor_ramdisk", "nlmon", "/lib/modules/nlmon.ko", "", ())
-    r = loader.classify_output(u, o, 0.1)
+    r = classify_output(u, o, 0.1)
     assert (r.outcome, r.errno_name, r.seconds) == (Outcome.LINK_ERROR, "ENOEXEC", 0.004255)
     killed = protocol.parse_load_output(["6,1,1,-;Internal error: Oops: 96000005 [#1] SMP"],
                                       "killed:11:2000")
-    assert loader.classify_output(u, killed, 0.1).outcome is Outcome.CRASHED
+    assert classify_output(u, killed, 0.1).outcome is Outcome.CRASHED
     hung = protocol.parse_load_output(["6,1,1,-;nlmon: waiting"], "timeout:0:5000000")
-    r = loader.classify_output(u, hung, 5.1)
+    r = classify_output(u, hung, 5.1)
     assert (r.outcome, r.seconds, r.kmsg) == (Outcome.HUNG, 5.0, ("[    0.000001] nlmon: waiting",))
-    r = loader.classify_output(u, protocol.parse_load_output([], "open:-2:100"), 0.1)
+    r = classify_output(u, protocol.parse_load_output([], "open:-2:100"), 0.1)
     assert r.outcome is Outcome.SKIPPED and "No such file" in r.reason
 
 
@@ -457,11 +458,9 @@ class FakeConsole:
         name = self.plan.unit_at(line).name
         how = self.script.get(name, "ok")
         if how == "hang":
-            self.vm.dead = True
             raise console.CommandTimeout("hang", seq, (f"6,1,1000000,-;{name}: waiting",),
                                          timeout)
         if how == "panic":
-            self.vm.dead = True
             raise console.GuestDied("died", seq, (f"[    1.1] Kernel panic - not syncing: {name}",),
                                     0.2)
         if how == "oops":
@@ -474,52 +473,47 @@ class FakeConsole:
 
 
 class FakeVM:
-    boots: list["FakeVM"] = []
-    script: dict[str, str] = {}
-    plan: LoadPlan
-
-    def __init__(self, ws: object, config: object, log: object, first_seq: int = 1,
-                 label: str = "") -> None:
+    def __init__(self, first_seq: int, label: str, script: dict[str, str],
+                 plan: LoadPlan) -> None:
         self.first_seq, self.label = first_seq, label
-        self.dead = False
         self.restored: list[list[int]] = []
-        self.console: FakeConsole | None = None
+        self.console = FakeConsole(self, script, plan)
         self.boot_seconds = 1.0
-        FakeVM.boots.append(self)
-
-    def start(self) -> FakeConsole:
-        self.console = FakeConsole(self, FakeVM.script, FakeVM.plan)
-        return self.console
-
-    def alive(self) -> bool:
-        return not self.dead
 
     def kill(self) -> None:
-        self.dead = True
+        pass
 
 
-def test_runner_recovers_from_hang_oops_and_panic(monkeypatch: pytest.MonkeyPatch) -> None:
-    FakeVM.boots, FakeVM.script = [], {"h": "hang", "o": "oops", "p": "panic", "l": "enoent",
-                                       "n": "enodev"}
-    monkeypatch.setattr(loader, "VirtualMachine", FakeVM)
+class FakeGuests:
+    """The runner's guest factory: a FakeVM per boot, all kept."""
+
+    def __init__(self, script: dict[str, str], plan: LoadPlan) -> None:
+        self.script, self.plan = script, plan
+        self.boots: list[FakeVM] = []
+
+    def __call__(self, *, first_seq: int, label: str) -> FakeVM:
+        self.boots.append(FakeVM(first_seq, label, self.script, self.plan))
+        return self.boots[-1]
+
+
+def test_runner_recovers_from_hang_oops_and_panic() -> None:
     files = [f"{n}.ko" for n in "abhcoldpnez"]
     s = _set("vendor_ramdisk", "/lib/modules", files, ["a.ko", "h.ko", "c.ko", "o.ko", "l.ko",
                                                         "d.ko", "p.ko", "n.ko", "e.ko", "z.ko"],
              {f: () for f in files} | {"d.ko": ("l.ko",), "e.ko": ("b.ko", "a.ko")},
              blocklist=["z"])
-    plan = FakeVM.plan = make_plan([s])
+    plan = make_plan([s])
     assert [plan.units[st.key].name for st in plan.steps] == list("ahcoldpnabez"[:8]) + \
         ["b", "e", "z"]
     assert plan.lines[0] == "/lib/modules/a.ko" and len(plan.lines) == 10
 
-    class WS:
-        guest = boot.GuestBoot(b"", b"", "", "6.1", "n")
-
+    guests = FakeGuests({"h": "hang", "o": "oops", "p": "panic", "l": "enoent", "n": "enodev"},
+                        plan)
     seen: list[tuple[str, int, int]] = []
-    runner = loader.Runner(WS(), plan, module_timeout=1,  # type: ignore[arg-type]
-                           progress=lambda r, d, t: seen.append((r.name, d, t)))
+    runner = Runner(plan, guests, module_timeout=1,  # type: ignore[arg-type]
+                    progress=lambda r, d, t: seen.append((r.name, d, t)))
     runner.run()
-    rep = runner.report(1.0)
+    rep = runner.report("6.1", "", 1.0)
     got = {r.name: r.outcome.value for r in rep.results}
     assert got == {"a": "loaded", "h": "hung", "c": "loaded", "o": "crashed", "l": "link-error",
                    "d": "loaded", "p": "crashed", "n": "init-error", "b": "loaded",
@@ -533,10 +527,10 @@ def test_runner_recovers_from_hang_oops_and_panic(monkeypatch: pytest.MonkeyPatc
     assert [b.reason for b in rep.boots] == ["first boot", "after hung h", "after crashed o",
                                              "after crashed p"]
     # each new VM first loads again what the modules still to come depend on: a, for e
-    assert [b.restored for b in FakeVM.boots] == [[], [[1]], [[1]], [[1]]]
+    assert [b.restored for b in guests.boots] == [[], [[1]], [[1]], [[1]]]
     assert [b.restored for b in rep.boots] == [0, 1, 1, 1]
     # sequence numbers keep growing across boots
-    assert FakeVM.boots[1].first_seq > 1
+    assert guests.boots[1].first_seq > 1
     assert [x[1] for x in seen] == list(range(1, 12)) and {x[2] for x in seen} == {11}
 
 

@@ -8,6 +8,10 @@ output. Kernel messages can still reach the console in the middle of it (the age
 EMERG and ALERT through, and an oops raises the level): they become output lines, which is why a
 module's kernel log is taken from the /dev/kmsg records finit copies, not from console order.
 CRs are dropped.
+
+The console log (the file a run's console output goes to) also gets a line per plan line before
+the first boot and a banner before each boot, so that a log read afterwards (`transcript`)
+tells the boots and modules apart.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import collections
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -228,12 +232,18 @@ class Exchange:
     result: str = ""
 
 
+PLAN_BANNER = "=== bootverify: plan"
+BOOT_BANNER = "=== bootverify: boot"
+
+
+def plan_banner(lines: Sequence[str]) -> str:
+    """The lines the console log starts with: the plan, one line each."""
+    return "".join(f"{PLAN_BANNER} {i}: {line}\n" for i, line in enumerate(lines, 1))
+
+
 def boot_banner(number: int, reason: str) -> str:
     """The line the console log gets before each boot's output."""
     return f"{BOOT_BANNER} {number} ({reason}) ===\n"
-
-
-BOOT_BANNER = "=== bootverify: boot"
 
 
 def transcript(text: str, nonce: str) -> list[Exchange]:
