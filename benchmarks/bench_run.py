@@ -131,13 +131,10 @@ def make_guests(boot_img: Path, vendor_img: Path, *, system_dlkm: Path | None = 
                 for s in plan.sets]
         plan = make_plan(sets, cmdline)
     bare_entry = CpioEntry(BARE_SCRIPT, stat.S_IFREG | 0o755, BARE_INIT.encode())
-    guest = boot.prepare(h, busybox=agent.read_busybox(), dlkm_dirs=dlkm, nonce=nonce,
+    guest = boot.prepare(h, cmdline, nonce, busybox=agent.read_busybox(), dlkm_dirs=dlkm,
                          extra_entries=[agent.plan_entry(plan.lines), bare_entry])
-    init_args = " ".join(agent.INIT_ARGS)
-    if not guest.cmdline.endswith(init_args):
-        raise RuntimeError(f"unexpected guest command line: {guest.cmdline}")
     bare = dataclasses.replace(
-        guest, cmdline=guest.cmdline[:-len(init_args)] + f"sh /{BARE_SCRIPT}")
+        guest, cmdline=boot.guest_cmdline(h, nonce, init_args=("sh", f"/{BARE_SCRIPT}")))
     return Guests(guest, bare, plan)
 
 

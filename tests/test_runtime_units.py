@@ -287,7 +287,7 @@ def test_guest_boot_is_what_a_bootloader_hands_over(tmp_path: Path, version: int
     b, v = _images(tmp_path, version)
     images = boot.read_images(b, v)
     h = boot.handoff(images)
-    g = boot.prepare(h, busybox=b"\x7fELF-busybox", nonce="abc123")
+    g = boot.prepare(h, boot.guest_cmdline(h, "abc123"), "abc123", busybox=b"\x7fELF-busybox")
     assert g.kernel == fake_image() and g.release == h.kernel.release
     # cmdline: boot, vendor, bootverify's, and the agent's arguments last
     assert g.cmdline.startswith("boot=1 vendor=1 console=ttyAMA0 ")

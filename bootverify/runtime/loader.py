@@ -44,9 +44,10 @@ def prepare_run(boot_img: Path | str, vendor_boot: Path | str | None, *,
             if v is not None}
     h = boot.handoff(images)
     nonce = nonce or boot.new_nonce()
-    plan = plan_for(h, boot.guest_cmdline(h, nonce, extra_params), dlkm)
-    guest = boot.prepare(h, busybox=agent.read_busybox(busybox), dlkm_dirs=dlkm, nonce=nonce,
-                         extra_params=extra_params, extra_entries=[agent.plan_entry(plan.lines)])
+    cmdline = boot.guest_cmdline(h, nonce, extra_params)
+    plan = plan_for(h, cmdline, dlkm)
+    guest = boot.prepare(h, cmdline, nonce, busybox=agent.read_busybox(busybox), dlkm_dirs=dlkm,
+                         extra_entries=[agent.plan_entry(plan.lines)])
     return guest, plan
 
 
