@@ -240,6 +240,22 @@ def test_console_timeout_and_death(shell_console: console.Console) -> None:
         shell_console.run("exit 3", 10)
 
 
+def test_protocol_lines_are_what_the_agent_reads_and_prints() -> None:
+    """The host's side of the wire, byte for byte (the agent's shell and finit are not Python)."""
+    assert protocol.command_line(7, "uname -r") == "bv_begin 7; uname -r; bv_end 7 $?"
+    assert protocol.run_command(3, 5000) == "bv_run 3 5000"
+    assert protocol.restore_command(5000, [1, 12]) == "bv_restore 5000 1 12"
+    assert protocol.restore_failures(["x", "restore failed: 12"]) == [12]
+    m = protocol.Markers("c0ffee")
+    assert m.module_line(3, "finit:-2:41") == "@@bvc0ffee:M3:finit:-2:41"
+    assert re.fullmatch(m.module(), "@@bvc0ffee:M3:finit:-2:41\r\r\n")
+    assert re.fullmatch(m.end(7), "@@bvc0ffee:7:E:1\r\n")
+    assert re.fullmatch(m.ready(), "@@bvc0ffee:ready\n")
+    assert [protocol.RESULT.match(f"{x}:0:1")["label"] for x in protocol.Label] == \
+        ["finit", "open", "killed", "timeout"]
+    assert protocol.nonce_of("... rdinit=/bootverify/busybox bv_nonce=c0ffee -- sh") == "c0ffee"
+
+
 def test_transcript_of_a_recorded_log() -> None:
     text = (DATA / "debian-6.1.0-56.console.log").read_text()
     ex = console.transcript(text, protocol.nonce_of(text) or "")
