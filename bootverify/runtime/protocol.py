@@ -9,10 +9,12 @@ command line. The agent joins `@@bv` and the nonce in the guest, so the text the
 never holds a marker, and neither the echo of a command nor the kernel's printing of its command
 line can look like one. Lines the agent prints, MARKER being `@@bv<nonce>`:
 
-    MARKER:ready                          once, when the agent's shell serves its prompt
+    MARKER:ready                          once, when the agent's shell is up
+    MARKER$                               its prompt (no newline), before each command
     MARKER:SEQ:B                          before command SEQ
     MARKER:SEQ:E:STATUS                   after it, STATUS its exit status as the shell had it
-    MARKER:M<line>:<label>:<value>:<usec> after plan line <line> was loaded (bv_run)
+    MARKER:M<line>:<label>:<value>:<usec> after each module of a `bv_run`, <line> its plan
+                                          line, <usec> the guest time around finit_module
 
 The host sends one line per command, `bv_begin SEQ; COMMAND; bv_end SEQ $?`; SEQ grows with
 every command, across boots too, so that a late line from an earlier command cannot end a later
