@@ -11,7 +11,7 @@ Each figure is measured against a named baseline in the same run, on the same ke
    overlay also holds /bootverify/bare, a plain shell script that prints the same ready line at
    once and then execs an interactive busybox shell (no mounts, no sysctls, no dmesg). Both are
    timed by the same code, alternating, median of --boots boots each after one untimed boot.
-2. Per-module cost of the load loop: bootverify's Runner (loader.py, as `bootverify run` drives
+2. Per-module cost of the load loop: bootverify's Runner (runner.py, as `bootverify run` drives
    it: one `bv_run` command, the guest walks the plan, the host reads and classifies every
    module's mark) from the agent's ready line to Runner.run()'s return, against a bare in-guest
    loop over the same plan lines in a fresh guest of the same image: one console command,
@@ -64,8 +64,10 @@ from bootverify import samples  # noqa: E402
 from bootverify.cache import cache_dir  # noqa: E402
 from bootverify.readers.modules import module_name  # noqa: E402
 from bootverify.readers.ramdisk import CpioEntry  # noqa: E402
-from bootverify.runtime import agent, boot, loader, vm  # noqa: E402
+from bootverify.runtime import agent, boot, loader, protocol, vm  # noqa: E402
 from bootverify.runtime.kmsg import Outcome, RuntimeResult  # noqa: E402
+from bootverify.runtime.plan import LoadPlan, make_plan, plan_for  # noqa: E402
+from bootverify.runtime.runner import Runner, RunReport  # noqa: E402
 
 PGREP_TIMEOUT = 10.0
 GOAL_LOOP = 1.15             # issue 4 §6: harness within 15% of the bare loop
@@ -77,7 +79,8 @@ REFERENCE_LARGE = {"seconds": 228.0, "boots": 7,
 
 BARE_SCRIPT = f"{agent.AGENT_DIR}/bare"
 BARE_INIT = ('# bench_run: the baseline init, a plain shell (no mounts, no sysctls, no dmesg)\n'
-             'printf \'%s:ready\\n\' "@@bv$bv_nonce"\n'
+             f'printf \'%s:{protocol.READY}\\n\' '
+             f'"{protocol.MARKER_PREFIX}${protocol.NONCE_PARAM}"\n'
              f'exec {agent.BUSYBOX} sh\n')
 BARE_LOOP = ("read bv_t0 bv_x < /proc/uptime; "
              f"while read -r bv_p bv_a; do insmod $bv_p $bv_a || echo bvfail $bv_p; "
@@ -108,7 +111,7 @@ def spread(xs: Sequence[float], unit: str = "s", scale: float = 1.0) -> str:
 class Guests:
     agent: boot.GuestBoot          # what `bootverify run` boots (plus /bootverify/bare)
     bare: boot.GuestBoot           # the same, init = /bootverify/bare
-    plan: loader.LoadPlan
+    plan: LoadPlan
 
 
 def make_guests(boot_img: Path, vendor_img: Path, *, system_dlkm: Path | None = None,
@@ -120,21 +123,18 @@ def make_guests(boot_img: Path, vendor_img: Path, *, system_dlkm: Path | None = 
     dlkm = {"system_dlkm": system_dlkm} if system_dlkm is not None else {}
     nonce = boot.new_nonce()
     cmdline = boot.guest_cmdline(h, nonce)
-    plan = loader.plan_for(h, cmdline, dlkm)
+    plan = plan_for(h, cmdline, dlkm)
     if keep is not None:
         wanted = set(keep)
         sets = [dataclasses.replace(s, config=dataclasses.replace(
                     s.config, load=tuple(p for p in s.config.load if module_name(p) in wanted)))
                 for s in plan.sets]
-        plan = loader.make_plan(sets, cmdline)
+        plan = make_plan(sets, cmdline)
     bare_entry = CpioEntry(BARE_SCRIPT, stat.S_IFREG | 0o755, BARE_INIT.encode())
-    guest = boot.prepare(h, busybox=agent.read_busybox(), dlkm_dirs=dlkm, nonce=nonce,
+    guest = boot.prepare(h, cmdline, nonce, busybox=agent.read_busybox(), dlkm_dirs=dlkm,
                          extra_entries=[agent.plan_entry(plan.lines), bare_entry])
-    init_args = " ".join(agent.INIT_ARGS)
-    if not guest.cmdline.endswith(init_args):
-        raise RuntimeError(f"unexpected guest command line: {guest.cmdline}")
     bare = dataclasses.replace(
-        guest, cmdline=guest.cmdline[:-len(init_args)] + f"sh /{BARE_SCRIPT}")
+        guest, cmdline=boot.guest_cmdline(h, nonce, init_args=("sh", f"/{BARE_SCRIPT}")))
     return Guests(guest, bare, plan)
 
 
@@ -161,30 +161,24 @@ def boot_times(g: Guests, boots: int, config: vm.VMConfig) -> dict:
 
 # --- 2. per-module cost of the load loop ---
 
-class TimedRunner(loader.Runner):
-    """loader.Runner noting when each boot's agent was ready (the load loop starts there)."""
-
-    ready_at: float | None = None
-
-    def _console(self):  # noqa: ANN202 - same as the base class
-        n = len(self.boots)
-        console = super()._console()
-        if len(self.boots) > n:
-            self.ready_at = time.monotonic()
-        return console
-
-
-def harness_loop(ws: vm.Workspace, plan: loader.LoadPlan, config: vm.VMConfig,
+def harness_loop(ws: vm.Workspace, plan: LoadPlan, config: vm.VMConfig,
                  module_timeout: float) -> dict:
-    runner = TimedRunner(ws, plan, config=config, module_timeout=module_timeout)
+    booter = vm.Booter(ws, config)
+    ready: list[float] = []          # when each boot's agent was ready (the load loop starts)
+
+    def boot_guest(*, first_seq: int, label: str) -> vm.VirtualMachine:
+        machine = booter(first_seq=first_seq, label=label)
+        ready.append(time.monotonic())
+        return machine
+
+    runner = Runner(plan, boot_guest, module_timeout=module_timeout)
     try:
         runner.run()
         end = time.monotonic()
     finally:
         runner.close()
-    assert runner.ready_at is not None
     results = list(runner.results.values())
-    return {"seconds": end - runner.ready_at, "boots": len(runner.boots),
+    return {"seconds": end - ready[-1], "boots": len(runner.boots),
             "guest_seconds": sum(r.seconds for r in results),
             "not_loaded": [f"{r.name}:{r.outcome.value}" for r in results
                            if r.outcome is not Outcome.LOADED]}
@@ -252,14 +246,14 @@ class Progress:
 
 
 def whole_run(g: Guests, config: vm.VMConfig, module_timeout: float, log: Path,
-              every: int) -> loader.RunReport:
+              every: int) -> RunReport:
     start = time.monotonic()
     with open(log, "w", encoding="utf-8") as f:
         return loader.run_plan(g.agent, g.plan, config=config, module_timeout=module_timeout,
                                progress=Progress(start, every), console_log=f)
 
 
-def describe_run(rep: loader.RunReport) -> dict:
+def describe_run(rep: RunReport) -> dict:
     outcomes = collections.Counter(r.outcome.value for r in rep.results)
     boot_s = sum(b.seconds for b in rep.boots)
     restore_s = sum(b.restore_seconds for b in rep.boots)
@@ -297,7 +291,7 @@ def debian_quick_list(root: Path, release: str, work: Path, n: int, config: vm.V
     g = make_guests(boot_img, vendor_img)
     start = time.monotonic()
     with vm.Workspace(g.agent) as ws:
-        runner = loader.Runner(ws, g.plan, config=config, module_timeout=module_timeout)
+        runner = Runner(g.plan, vm.Booter(ws, config), module_timeout=module_timeout)
         try:
             runner.run()
         finally:
@@ -463,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         say("interrupted")
         status = 130
     finally:
-        vm._cleanup_all()          # noqa: SLF001 - whatever a failure left: qemu killed, reaped
+        vm.cleanup_all()           # whatever a failure left: qemu killed, reaped
         if not args.keep:
             shutil.rmtree(args.work, ignore_errors=True)
         pids, dirs, others = leftovers()

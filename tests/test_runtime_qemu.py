@@ -31,6 +31,7 @@ import pytest
 
 from bootverify.errors import InfraError
 from bootverify.runtime import loader, vm
+from bootverify.runtime.runner import RunReport
 from bootverify.runtime.kmsg import LinkProblemKind, Outcome
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -52,7 +53,7 @@ DEBIAN_LOAD = ("dummy", "crc7", "ipip", "ghost", "loop", "nlmon", "cppc_cpufreq"
 
 @dataclass(frozen=True)
 class DebianRun:
-    report: loader.RunReport
+    report: RunReport
     progress: list[tuple[str, int, int]]
     log: str
 
@@ -231,7 +232,8 @@ def test_no_agent_prompt_is_infra_error_and_cleans_up(tmp_path: Path) -> None:
                                               release=debian.release(NEWEST), load=("dummy",))
     images = boot.read_images(boot_img, vendor_img)
     h = boot.handoff(images)
-    g = boot.guest_boot(h, b"not a cpio archive", boot.new_nonce())
+    nonce = boot.new_nonce()
+    g = boot.guest_boot(h, b"not a cpio archive", boot.guest_cmdline(h, nonce), nonce)
     with vm.Workspace(g) as ws:
         with pytest.raises(InfraError) as e:
             vm.VirtualMachine(ws, vm.VMConfig(boot_timeout=60)).start()

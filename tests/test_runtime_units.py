@@ -22,7 +22,10 @@ from bootverify.readers.bootimg import (BootImage, RamdiskType, VendorBootImage,
 from bootverify.readers.modules import ModulesDir
 from bootverify.readers.ramdisk import (Compression, CpioEntry, compress, read_cpio,
                                         unpack_initrd, write_cpio)
-from bootverify.runtime import agent, boot, console, kmsg, loader, vm
+from bootverify.runtime import agent, boot, console, kmsg, protocol, vm
+from bootverify.runtime.plan import (LoadPlan, ModuleSet, ModuleUnit, cmdline_options, make_plan,
+                                     tree_modules_dir)
+from bootverify.runtime.runner import Runner, classify_output
 from bootverify.runtime.kmsg import LinkProblem, LinkProblemKind as K, Outcome
 
 DATA = Path(__file__).parent / "data"
@@ -123,7 +126,7 @@ def test_classify_rules() -> None:
 def replay(log: Path) -> dict[str, kmsg.RuntimeResult]:
     """Classify every module of a recorded console log as the runner does."""
     text = log.read_text()
-    nonce = console.nonce_of(text)
+    nonce = protocol.nonce_of(text)
     assert nonce
     plan = {int(m.group(1)): m.group(2).split(" ", 1)
             for m in re.finditer(r"^=== bootverify: plan (\d+): (.*)$", text, re.MULTILINE)}
@@ -135,16 +138,16 @@ def replay(log: Path) -> dict[str, kmsg.RuntimeResult]:
         line = x.module if x.module is not None else last + 1
         last = line
         path, *params = plan[line]
-        u = loader.ModuleUnit("vendor_ramdisk", Path(path).stem.replace("-", "_"), path,
-                              params[0] if params else "", ())
-        o = loader.parse_load_output(x.lines, x.result)
+        u = ModuleUnit("vendor_ramdisk", Path(path).stem.replace("-", "_"), path,
+                       params[0] if params else "", ())
+        o = protocol.parse_load_output(x.lines, x.result)
         if x.module is None:            # the log goes on with the next boot: hung or died
             died = bool(kmsg.crash_lines(x.lines))
             out[u.name] = kmsg.classify(name=u.name, path=path, errno=None,
                                         kmsg=o.kmsg + o.console, seconds=0,
                                         timed_out=not died, vm_died=died)
         else:
-            out[u.name] = loader.classify_output(u, o, 0.0)
+            out[u.name] = classify_output(u, o, 0.0)
     return out
 
 
@@ -237,9 +240,25 @@ def test_console_timeout_and_death(shell_console: console.Console) -> None:
         shell_console.run("exit 3", 10)
 
 
+def test_protocol_lines_are_what_the_agent_reads_and_prints() -> None:
+    """The host's side of the wire, byte for byte (the agent's shell and finit are not Python)."""
+    assert protocol.command_line(7, "uname -r") == "bv_begin 7; uname -r; bv_end 7 $?"
+    assert protocol.run_command(3, 5000) == "bv_run 3 5000"
+    assert protocol.restore_command(5000, [1, 12]) == "bv_restore 5000 1 12"
+    assert protocol.restore_failures(["x", "restore failed: 12"]) == [12]
+    m = protocol.Markers("c0ffee")
+    assert m.module_line(3, "finit:-2:41") == "@@bvc0ffee:M3:finit:-2:41"
+    assert re.fullmatch(m.module(), "@@bvc0ffee:M3:finit:-2:41\r\r\n")
+    assert re.fullmatch(m.end(7), "@@bvc0ffee:7:E:1\r\n")
+    assert re.fullmatch(m.ready(), "@@bvc0ffee:ready\n")
+    assert [protocol.RESULT.match(f"{x}:0:1")["label"] for x in protocol.Label] == \
+        ["finit", "open", "killed", "timeout"]
+    assert protocol.nonce_of("... rdinit=/bootverify/busybox bv_nonce=c0ffee -- sh") == "c0ffee"
+
+
 def test_transcript_of_a_recorded_log() -> None:
     text = (DATA / "debian-6.1.0-56.console.log").read_text()
-    ex = console.transcript(text, console.nonce_of(text) or "")
+    ex = console.transcript(text, protocol.nonce_of(text) or "")
     assert [x.module for x in ex if x.module is not None] == list(range(1, 13))
     bpf = next(x for x in ex if x.module == 8)              # test_bpf: the watchdog's report
     assert bpf.result.startswith("timeout:0:") and "test_bpf: #0 " in bpf.lines[0]
@@ -284,7 +303,7 @@ def test_guest_boot_is_what_a_bootloader_hands_over(tmp_path: Path, version: int
     b, v = _images(tmp_path, version)
     images = boot.read_images(b, v)
     h = boot.handoff(images)
-    g = boot.prepare(h, busybox=b"\x7fELF-busybox", nonce="abc123")
+    g = boot.prepare(h, boot.guest_cmdline(h, "abc123"), "abc123", busybox=b"\x7fELF-busybox")
     assert g.kernel == fake_image() and g.release == h.kernel.release
     # cmdline: boot, vendor, bootverify's, and the agent's arguments last
     assert g.cmdline.startswith("boot=1 vendor=1 console=ttyAMA0 ")
@@ -360,8 +379,8 @@ def test_overlay_members() -> None:
 
 def _set(origin: str, guest_dir: str, files: Sequence[str], load: Sequence[str],
          dep: dict[str, tuple[str, ...]], blocklist: Sequence[str] = (),
-         options: dict[str, str] | None = None) -> loader.ModuleSet:
-    return loader.ModuleSet(origin, guest_dir, frozenset(files), ModulesDir(
+         options: dict[str, str] | None = None) -> ModuleSet:
+    return ModuleSet(origin, guest_dir, frozenset(files), ModulesDir(
         Path("/nonexistent"), tuple(load), dep, frozenset(blocklist), options or {}))
 
 
@@ -374,7 +393,7 @@ def test_plan_follows_libmodprobe() -> None:
               blocklist=["blocked"], options={"a": "p=1"})
     vd = _set("vendor_dlkm", "/vendor_dlkm/lib/modules", ["v.ko"], ["v.ko"],
               {"/vendor/lib/modules/v.ko": ("/lib/modules/b.ko",)})
-    plan = loader.make_plan([vr, vd], cmdline="a.q=2 console=ttyAMA0 x.y=\"1 2\"")
+    plan = make_plan([vr, vd], cmdline="a.q=2 console=ttyAMA0 x.y=\"1 2\"")
     assert plan.order == (("vendor_ramdisk", "a"), ("vendor_ramdisk", "blocked"),
                           ("vendor_ramdisk", "nodep"), ("vendor_ramdisk", "gone"),
                           ("vendor_ramdisk", "c"), ("vendor_dlkm", "v"))
@@ -388,18 +407,18 @@ def test_plan_follows_libmodprobe() -> None:
     v = plan.units[("vendor_dlkm", "v")]
     assert v.path == "/vendor_dlkm/lib/modules/v.ko"
     assert v.deps == (("vendor_ramdisk", "b"),)     # an absolute path into another set
-    assert loader.cmdline_options('a.q=2 b.c="x y" noval.k junk') == {"a": "q=2", "b": 'c="x y"'}
+    assert cmdline_options('a.q=2 b.c="x y" noval.k junk') == {"a": "q=2", "b": 'c="x y"'}
 
 
 def test_ramdisk_module_dir_is_first_stages_choice() -> None:
     def tree(*names: str) -> dict[str, CpioEntry]:
         return {n: CpioEntry(n, stat.S_IFREG | 0o644, b"x.ko\n") for n in names}
 
-    assert loader._tree_modules_dir(tree("lib/modules/6.1.25/modules.load",
-                                         "lib/modules/modules.load"), "6.1.25-android14") \
+    assert tree_modules_dir(tree("lib/modules/6.1.25/modules.load",
+                                 "lib/modules/modules.load"), "6.1.25-android14") \
         == "lib/modules/6.1.25"
-    assert loader._tree_modules_dir(tree("lib/modules/5.15.1/modules.load",
-                                         "lib/modules/modules.load"), "6.1.25") == "lib/modules"
+    assert tree_modules_dir(tree("lib/modules/5.15.1/modules.load",
+                                 "lib/modules/modules.load"), "6.1.25") == "lib/modules"
 
 
 def test_parse_load_output() -> None:
@@ -407,21 +426,21 @@ def test_parse_load_output() -> None:
              "4,242,3474532,-;nlmon: disagrees about version of symbol module_layout",
              " SUBSYSTEM=module",
              "6,243,3474600,c;second"]
-    o = loader.parse_load_output(lines, "finit:-8:4255")
+    o = protocol.parse_load_output(lines, "finit:-8:4255")
     assert (o.label, o.value, o.seconds) == ("finit", -8, 0.004255)
     assert o.kmsg == ("[    3.474532] nlmon: disagrees about version of symbol module_layout",
                       "[    3.474600] second")
     assert o.console == (lines[0],)
-    u = loader.ModuleUnit("vendor_ramdisk", "nlmon", "/lib/modules/nlmon.ko", "", ())
-    r = loader.classify_output(u, o, 0.1)
+    u = ModuleUnit("vendor_ramdisk", "nlmon", "/lib/modules/nlmon.ko", "", ())
+    r = classify_output(u, o, 0.1)
     assert (r.outcome, r.errno_name, r.seconds) == (Outcome.LINK_ERROR, "ENOEXEC", 0.004255)
-    killed = loader.parse_load_output(["6,1,1,-;Internal error: Oops: 96000005 [#1] SMP"],
+    killed = protocol.parse_load_output(["6,1,1,-;Internal error: Oops: 96000005 [#1] SMP"],
                                       "killed:11:2000")
-    assert loader.classify_output(u, killed, 0.1).outcome is Outcome.CRASHED
-    hung = loader.parse_load_output(["6,1,1,-;nlmon: waiting"], "timeout:0:5000000")
-    r = loader.classify_output(u, hung, 5.1)
+    assert classify_output(u, killed, 0.1).outcome is Outcome.CRASHED
+    hung = protocol.parse_load_output(["6,1,1,-;nlmon: waiting"], "timeout:0:5000000")
+    r = classify_output(u, hung, 5.1)
     assert (r.outcome, r.seconds, r.kmsg) == (Outcome.HUNG, 5.0, ("[    0.000001] nlmon: waiting",))
-    r = loader.classify_output(u, loader.parse_load_output([], "open:-2:100"), 0.1)
+    r = classify_output(u, protocol.parse_load_output([], "open:-2:100"), 0.1)
     assert r.outcome is Outcome.SKIPPED and "No such file" in r.reason
 
 
@@ -430,7 +449,7 @@ def test_parse_load_output() -> None:
 class FakeConsole:
     """Answers like the agent would, from a script: module name -> behaviour."""
 
-    def __init__(self, vm: "FakeVM", script: dict[str, str], plan: loader.LoadPlan) -> None:
+    def __init__(self, vm: "FakeVM", script: dict[str, str], plan: LoadPlan) -> None:
         self.vm, self.script, self.plan, self.seq = vm, script, plan, vm.first_seq - 1
         self.line = 0
 
@@ -455,11 +474,9 @@ class FakeConsole:
         name = self.plan.unit_at(line).name
         how = self.script.get(name, "ok")
         if how == "hang":
-            self.vm.dead = True
             raise console.CommandTimeout("hang", seq, (f"6,1,1000000,-;{name}: waiting",),
                                          timeout)
         if how == "panic":
-            self.vm.dead = True
             raise console.GuestDied("died", seq, (f"[    1.1] Kernel panic - not syncing: {name}",),
                                     0.2)
         if how == "oops":
@@ -472,52 +489,47 @@ class FakeConsole:
 
 
 class FakeVM:
-    boots: list["FakeVM"] = []
-    script: dict[str, str] = {}
-    plan: loader.LoadPlan
-
-    def __init__(self, ws: object, config: object, log: object, first_seq: int = 1,
-                 label: str = "") -> None:
+    def __init__(self, first_seq: int, label: str, script: dict[str, str],
+                 plan: LoadPlan) -> None:
         self.first_seq, self.label = first_seq, label
-        self.dead = False
         self.restored: list[list[int]] = []
-        self.console: FakeConsole | None = None
+        self.console = FakeConsole(self, script, plan)
         self.boot_seconds = 1.0
-        FakeVM.boots.append(self)
-
-    def start(self) -> FakeConsole:
-        self.console = FakeConsole(self, FakeVM.script, FakeVM.plan)
-        return self.console
-
-    def alive(self) -> bool:
-        return not self.dead
 
     def kill(self) -> None:
-        self.dead = True
+        pass
 
 
-def test_runner_recovers_from_hang_oops_and_panic(monkeypatch: pytest.MonkeyPatch) -> None:
-    FakeVM.boots, FakeVM.script = [], {"h": "hang", "o": "oops", "p": "panic", "l": "enoent",
-                                       "n": "enodev"}
-    monkeypatch.setattr(loader, "VirtualMachine", FakeVM)
+class FakeGuests:
+    """The runner's guest factory: a FakeVM per boot, all kept."""
+
+    def __init__(self, script: dict[str, str], plan: LoadPlan) -> None:
+        self.script, self.plan = script, plan
+        self.boots: list[FakeVM] = []
+
+    def __call__(self, *, first_seq: int, label: str) -> FakeVM:
+        self.boots.append(FakeVM(first_seq, label, self.script, self.plan))
+        return self.boots[-1]
+
+
+def test_runner_recovers_from_hang_oops_and_panic() -> None:
     files = [f"{n}.ko" for n in "abhcoldpnez"]
     s = _set("vendor_ramdisk", "/lib/modules", files, ["a.ko", "h.ko", "c.ko", "o.ko", "l.ko",
                                                         "d.ko", "p.ko", "n.ko", "e.ko", "z.ko"],
              {f: () for f in files} | {"d.ko": ("l.ko",), "e.ko": ("b.ko", "a.ko")},
              blocklist=["z"])
-    plan = FakeVM.plan = loader.make_plan([s])
+    plan = make_plan([s])
     assert [plan.units[st.key].name for st in plan.steps] == list("ahcoldpnabez"[:8]) + \
         ["b", "e", "z"]
     assert plan.lines[0] == "/lib/modules/a.ko" and len(plan.lines) == 10
 
-    class WS:
-        guest = boot.GuestBoot(b"", b"", "", "6.1", "n")
-
+    guests = FakeGuests({"h": "hang", "o": "oops", "p": "panic", "l": "enoent", "n": "enodev"},
+                        plan)
     seen: list[tuple[str, int, int]] = []
-    runner = loader.Runner(WS(), plan, module_timeout=1,  # type: ignore[arg-type]
-                           progress=lambda r, d, t: seen.append((r.name, d, t)))
+    runner = Runner(plan, guests, module_timeout=1,  # type: ignore[arg-type]
+                    progress=lambda r, d, t: seen.append((r.name, d, t)))
     runner.run()
-    rep = runner.report(1.0)
+    rep = runner.report("6.1", "", 1.0)
     got = {r.name: r.outcome.value for r in rep.results}
     assert got == {"a": "loaded", "h": "hung", "c": "loaded", "o": "crashed", "l": "link-error",
                    "d": "loaded", "p": "crashed", "n": "init-error", "b": "loaded",
@@ -531,10 +543,10 @@ def test_runner_recovers_from_hang_oops_and_panic(monkeypatch: pytest.MonkeyPatc
     assert [b.reason for b in rep.boots] == ["first boot", "after hung h", "after crashed o",
                                              "after crashed p"]
     # each new VM first loads again what the modules still to come depend on: a, for e
-    assert [b.restored for b in FakeVM.boots] == [[], [[1]], [[1]], [[1]]]
+    assert [b.restored for b in guests.boots] == [[], [[1]], [[1]], [[1]]]
     assert [b.restored for b in rep.boots] == [0, 1, 1, 1]
     # sequence numbers keep growing across boots
-    assert FakeVM.boots[1].first_seq > 1
+    assert guests.boots[1].first_seq > 1
     assert [x[1] for x in seen] == list(range(1, 12)) and {x[2] for x in seen} == {11}
 
 

@@ -70,6 +70,7 @@ from bootverify import debpkg
 from bootverify.errors import InfraError, InputError
 from bootverify.readers.modules import ELF64_HEADER, ELF64_LE, ELF_MAGIC
 from bootverify.readers.ramdisk import CpioEntry, write_cpio
+from bootverify.runtime.protocol import MARKER_PREFIX, NONCE_PARAM  # noqa: F401 (as before)
 
 BUSYBOX_PACKAGE = "busybox-static:arm64"
 BUSYBOX_IN_PACKAGE = "bin/busybox"
@@ -79,8 +80,6 @@ BUSYBOX = f"/{AGENT_DIR}/busybox"
 FINIT = f"/{AGENT_DIR}/finit"
 INIT = f"/{AGENT_DIR}/init"
 PLAN = f"/{AGENT_DIR}/plan"
-MARKER_PREFIX = "@@bv"
-NONCE_PARAM = "bv_nonce"
 
 # What the kernel command line gets so that the agent runs as PID 1. `--` must come last: the
 # kernel passes what follows it to init as arguments.

@@ -122,22 +122,23 @@ def _overlay_start(n: int) -> int:
     return 4 + (-(n + 4)) % 4
 
 
-def guest_cmdline(h: Handoff, nonce: str, extra_params: Sequence[str] = ()) -> str:
-    """The images' command line, then bootverify's parameters, then the agent's arguments."""
-    params, init_args = agent.agent_cmdline(nonce)
+def guest_cmdline(h: Handoff, nonce: str, extra_params: Sequence[str] = (),
+                  init_args: Sequence[str] | None = None) -> str:
+    """The images' command line, then bootverify's parameters, then the agent's arguments
+    (`init_args`: what PID 1 runs instead of the agent's init, e.g. a baseline shell)."""
+    params, agent_init = agent.agent_cmdline(nonce)
     ours = [*AGENT_PARAMS, *extra_params, params]
     if h.bootconfig:
         ours.append("bootconfig")
-    return " ".join(c for c in (h.cmdline, " ".join(ours), init_args) if c)
+    init = agent_init if init_args is None else " ".join(("--", *init_args))
+    return " ".join(c for c in (h.cmdline, " ".join(ours), init) if c)
 
 
-def guest_boot(h: Handoff, overlay: bytes, nonce: str,
-               extra_params: Sequence[str] = ()) -> GuestBoot:
-    """The handoff plus bootverify's overlay and command line."""
+def guest_boot(h: Handoff, overlay: bytes, cmdline: str, nonce: str) -> GuestBoot:
+    """The handoff plus bootverify's overlay and command line (guest_cmdline's, with `nonce`)."""
     ramdisk = h.ramdisk
     initrd = ramdisk + bytes(_overlay_start(len(ramdisk))) + overlay + h.bootconfig
-    return GuestBoot(h.kernel.image, initrd, guest_cmdline(h, nonce, extra_params),
-                     h.kernel.release, nonce)
+    return GuestBoot(h.kernel.image, initrd, cmdline, h.kernel.release, nonce)
 
 
 def dlkm_entries(dirs: Mapping[str, Path]) -> list[CpioEntry]:
@@ -155,9 +156,11 @@ def dlkm_entries(dirs: Mapping[str, Path]) -> list[CpioEntry]:
     return out
 
 
-def prepare(h: Handoff, *, busybox: bytes, dlkm_dirs: Mapping[str, Path] | None = None,
-            nonce: str | None = None, extra_params: Sequence[str] = (),
+def prepare(h: Handoff, cmdline: str, nonce: str, *, busybox: bytes,
+            dlkm_dirs: Mapping[str, Path] | None = None,
             extra_entries: Sequence[CpioEntry] = ()) -> GuestBoot:
-    """Everything qemu needs for one run (`extra_entries`: more overlay members, the plan)."""
+    """Everything qemu needs for one run: `cmdline` is guest_cmdline's with `nonce` (made first:
+    the load plan reads module parameters from it); `extra_entries` are more overlay members,
+    the plan."""
     overlay = agent.build_overlay(busybox, [*dlkm_entries(dlkm_dirs or {}), *extra_entries])
-    return guest_boot(h, overlay, nonce or new_nonce(), extra_params)
+    return guest_boot(h, overlay, cmdline, nonce)

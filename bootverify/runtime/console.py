@@ -1,22 +1,17 @@
 """Driving the agent's shell over the guest's serial console (pexpect).
 
-Protocol: every command goes out as one line
+The protocol's words and markers are protocol.py's. Every command goes out as one line between
+a begin and an end marker; a command that loads modules (`bv_run`) also prints a mark after each
+module: `wait_mark` returns at each of those, so the host can time every module while the guest
+goes through the list without waiting for the host in between. Everything between two marks is
+output. Kernel messages can still reach the console in the middle of it (the agent lets only
+EMERG and ALERT through, and an oops raises the level): they become output lines, which is why a
+module's kernel log is taken from the /dev/kmsg records finit copies, not from console order.
+CRs are dropped.
 
-    bv_begin SEQ; COMMAND; bv_end SEQ $?
-
-and the agent's shell functions print `@@bv<nonce>:SEQ:B` before and `@@bv<nonce>:SEQ:E:STATUS`
-after it, STATUS being the command's exit status as the shell computed it. A command that loads
-modules (`bv_run`) also prints `@@bv<nonce>:M<line>:<result>` after each module: `wait_mark`
-returns at each of those, so the host can time every module while the guest goes through the
-list without waiting for the host in between. The nonce reaches the guest on the kernel command
-line and the markers are joined from pieces in the guest, so neither the echo of a command (the
-agent turns echo off anyway) nor the kernel's printing of its command line can look like a
-marker; SEQ grows with every command, so a late line from an earlier one cannot end a later one.
-Everything between two marks is output. Kernel messages can still reach the console in the
-middle of it (the agent lets only EMERG and ALERT through, and an oops raises the level): they
-become output lines, which is why a module's kernel log is taken from the /dev/kmsg records the
-loader copies, not from console order (loader.py). Lines end "\\r\\r\\n" on the host (the guest
-tty and the host pty both add a CR); CRs are dropped.
+The console log (the file a run's console output goes to) also gets a line per plan line before
+the first boot and a banner before each boot, so that a log read afterwards (`transcript`)
+tells the boots and modules apart.
 """
 
 from __future__ import annotations
@@ -24,14 +19,14 @@ from __future__ import annotations
 import collections
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
 import pexpect
 
 from bootverify.errors import InfraError
-from bootverify.runtime.agent import MARKER_PREFIX
+from bootverify.runtime import protocol
 
 TAIL_LINES = 40          # console lines kept for error messages
 QUIET = 2.0              # past the timeout, output must keep coming at least this often
@@ -114,8 +109,7 @@ class Console:
     def __init__(self, child: pexpect.spawn, nonce: str, log: TextIO | None = None,
                  first_seq: int = 1) -> None:
         self.child = child
-        self.marker = MARKER_PREFIX + nonce
-        self._m = re.escape(self.marker)
+        self.markers = protocol.Markers(nonce)
         self.tail = _Tail(log)
         child.logfile_read = self.tail
         child.delaybeforesend = None      # pexpect sleeps 50 ms before each send by default
@@ -131,7 +125,7 @@ class Console:
         lines when it does not come or qemu exits."""
         start = time.monotonic()
         try:
-            self.child.expect(self._m + r":ready\r*\n", timeout=timeout)
+            self.child.expect(self.markers.ready(), timeout=timeout)
         except pexpect.TIMEOUT:
             raise InfraError(self._failure(f"no agent prompt within {timeout:.0f} s")) from None
         except pexpect.EOF:
@@ -153,16 +147,15 @@ class Console:
             raise ValueError("one command line at a time")
         self._started = self._last = time.monotonic()
         self._fresh = True
-        self.child.sendline(f"bv_begin {seq}; {text}; bv_end {seq} $?")
+        self.child.sendline(protocol.command_line(seq, text))
         return seq
 
     def wait_mark(self, seq: int, timeout: float, grace: float = 0.0) -> Mark:
-        """The next module mark (`...:M<line>:<status>`) or the end of command `seq`, whichever
+        """The next module mark (`...:M<line>:<result>`) or the end of command `seq`, whichever
         comes first, with the output before it. If output is still arriving when `timeout` runs
         out (a long kernel log being printed), wait on while it keeps coming, `grace` seconds at
         most. Raises CommandTimeout or GuestDied."""
-        patterns = [re.compile(self._m + r":M(\d+):(\S*)\r*\n"),
-                    re.compile(self._m + f":{seq}:E:(-?\\d+)\r*\n")]
+        patterns = [re.compile(self.markers.module()), re.compile(self.markers.end(seq))]
         deadline = self._last + timeout
         hard = deadline + grace
         seen = 0
@@ -210,7 +203,7 @@ class Console:
                 assert mark.status is not None
                 return CommandResult(seq, mark.status, tuple(lines),
                                      time.monotonic() - self._started)
-            lines.append(f"{self.marker}:M{mark.line}:{mark.result}")
+            lines.append(self.markers.module_line(mark.line, mark.result))
 
     def _pending(self) -> str:
         """After a TIMEOUT or EOF pexpect leaves everything read since the last match in before."""
@@ -221,7 +214,7 @@ class Console:
         marker (the prompt and anything older go)."""
         if self._fresh:
             self._fresh = False
-            begin = re.search(self._m + f":{seq}:B\r*\n", text)
+            begin = re.search(self.markers.begin(seq), text)
             if begin:
                 text = text[begin.end():]
         return split_lines(text)
@@ -239,49 +232,48 @@ class Exchange:
     result: str = ""
 
 
+PLAN_BANNER = "=== bootverify: plan"
+BOOT_BANNER = "=== bootverify: boot"
+
+
+def plan_banner(lines: Sequence[str]) -> str:
+    """The lines the console log starts with: the plan, one line each."""
+    return "".join(f"{PLAN_BANNER} {i}: {line}\n" for i, line in enumerate(lines, 1))
+
+
 def boot_banner(number: int, reason: str) -> str:
     """The line the console log gets before each boot's output."""
     return f"{BOOT_BANNER} {number} ({reason}) ===\n"
 
 
-BOOT_BANNER = "=== bootverify: boot"
-
-
 def transcript(text: str, nonce: str) -> list[Exchange]:
     """The commands and modules of a recorded console log, with their output (for logs read
     afterwards: tests, reports)."""
-    m = re.escape(MARKER_PREFIX + nonce)
-    marker = re.compile(m + r":(?:(\d+):(B|E:(-?\d+))|M(\d+):(\S*))\r*\n|^"
-                        + re.escape(BOOT_BANNER) + ".*\n", re.MULTILINE)
+    marker = re.compile(protocol.Markers(nonce).any() + "|^" + re.escape(BOOT_BANNER) + ".*\n",
+                        re.MULTILINE)
     out: list[Exchange] = []
     open_seq: int | None = None
     start = 0
     for x in marker.finditer(text):
         piece = split_lines(text[start:x.start()])
-        if x.group(4) is not None:                      # a module mark
+        if x["line"] is not None:                       # a module mark
             if open_seq is not None:
-                out.append(Exchange(open_seq, int(x.group(4)), None, piece, x.group(5)))
+                out.append(Exchange(open_seq, int(x["line"]), None, piece, x["result"]))
                 start = x.end()
             continue
-        if x.group(1) is None:                          # a new boot: what was open ends here
+        if x["seq"] is None:                            # a new boot: what was open ends here
             if open_seq is not None:
                 out.append(Exchange(open_seq, None, None, piece))
                 open_seq = None
             continue
-        seq = int(x.group(1))
-        if x.group(2) == "B":
+        seq = int(x["seq"])
+        if x["status"] is None:                         # a begin marker
             if open_seq is not None:
                 out.append(Exchange(open_seq, None, None, piece))
             open_seq, start = seq, x.end()
         elif open_seq == seq:
-            out.append(Exchange(seq, None, int(x.group(3)), piece))
+            out.append(Exchange(seq, None, int(x["status"]), piece))
             open_seq = None
     if open_seq is not None:
         out.append(Exchange(open_seq, None, None, split_lines(text[start:])))
     return out
-
-
-def nonce_of(text: str) -> str | None:
-    """The protocol nonce of a recorded console log (from the kernel command line)."""
-    found = re.search(r"\bbv_nonce=([0-9a-f]+)", text)
-    return found.group(1) if found else None

@@ -89,7 +89,8 @@ _live_vms: set[VirtualMachine] = set()
 _live_dirs: set[Path] = set()
 
 
-def _cleanup_all() -> None:
+def cleanup_all() -> None:
+    """Kill and reap every qemu of this process and remove its temp dirs (also run at exit)."""
     with _live_lock:
         vms, dirs = list(_live_vms), list(_live_dirs)
     for vm in vms:
@@ -98,7 +99,7 @@ def _cleanup_all() -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
-atexit.register(_cleanup_all)
+atexit.register(cleanup_all)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -234,9 +235,6 @@ class VirtualMachine:
         self.boot_seconds = time.monotonic() - start
         return self.console
 
-    def alive(self) -> bool:
-        return self.child is not None and self.child.isalive()
-
     def kill(self) -> None:
         """Kill qemu and reap it; safe to call twice, and from atexit."""
         child, self.child = self.child, None
@@ -263,6 +261,20 @@ class VirtualMachine:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+@dataclass(frozen=True)
+class Booter:
+    """Boots `ws`'s guest in a new VirtualMachine at each call, returning it once the agent is
+    ready (what runner.Runner takes to get its guests)."""
+    ws: Workspace
+    config: VMConfig = VMConfig()
+    log: TextIO | None = None
+
+    def __call__(self, *, first_seq: int = 1, label: str = "") -> VirtualMachine:
+        machine = VirtualMachine(self.ws, self.config, self.log, first_seq, label)
+        machine.start()
+        return machine
 
 
 @contextlib.contextmanager

@@ -1,0 +1,285 @@
+"""Run a load plan: boot guests as needed and have the agent load the plan, module by module.
+
+The load order is fixed before the boot (every module is tried whatever happened to its
+dependencies), so the guest walks /bootverify/plan by itself (`bv_run`), one finit_module at a
+time, printing for each module the kernel log records its load wrote (read from /dev/kmsg by
+finit from a position taken just before the load: exactly that load's lines) and its mark (the
+result: return value, guest microseconds). The host reads the marks as they come and times each
+module from the previous mark; no host round trip sits between modules.
+
+Recovery: a module whose init has not returned after `module_timeout` is `hung` (finit's
+watchdog prints what the module logged so far; the host gives up a little later if even that
+does not come); one whose load oopses, BUGs or panics is `crashed`. Either way the guest is
+killed, a new one boots, loads again (quietly, in as few commands as fit a console line) the
+loaded modules that the modules still to come depend on, and goes on from the next line. The
+run always gets through the list.
+
+Each `bv_run` is one boot of a guest. Guests come from a `BootGuest` callable given to the
+`Runner` (vm.Booter for qemu; tests give a scripted stand-in), and where the run stands between
+two modules is one `Position`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from bootverify.errors import InfraError
+from bootverify.runtime import kmsg, protocol
+from bootverify.runtime.console import CommandTimeout, Console, GuestDied, boot_banner
+from bootverify.runtime.kmsg import Outcome, RuntimeResult
+from bootverify.runtime.plan import Key, LoadPlan, ModuleUnit
+from bootverify.runtime.protocol import Label, LoadOutput
+
+DEFAULT_MODULE_TIMEOUT = 30.0
+COMMAND_TIMEOUT = 30.0        # ordinary agent commands (restore is given more)
+RESTORE_CHUNK = 3000          # characters per restore command line (the tty takes 4095)
+RESTORE_PER_MODULE = 1.0      # seconds allowed per module loaded again after a reboot
+HOST_MARGIN = 5.0             # the host waits this much longer than the guest's watchdog
+
+
+class Guest(Protocol):
+    """A booted guest whose agent is ready (vm.VirtualMachine)."""
+    console: Console | None
+    boot_seconds: float | None     # qemu start to the agent's ready line (host wall)
+
+    def kill(self) -> None: ...
+
+
+class BootGuest(Protocol):
+    """Boots a new guest: its console numbers commands from `first_seq` on, and `label` goes
+    into the console log before the boot's output."""
+
+    def __call__(self, *, first_seq: int, label: str) -> Guest: ...
+
+
+@dataclass(frozen=True)
+class BootRecord:
+    seconds: float                 # qemu start to the agent's ready line (host wall)
+    reason: str                    # "first boot", "after hung x", "after crashed x"
+    restored: int = 0              # modules loaded again after the reboot
+    restore_seconds: float = 0.0
+    restore_failures: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunReport:
+    results: tuple[RuntimeResult, ...]     # one per module, in load order
+    boots: tuple[BootRecord, ...]
+    release: str
+    cmdline: str
+    notes: tuple[str, ...] = ()
+    seconds: float = 0.0                   # the whole run, host wall
+
+    def by_name(self) -> dict[str, RuntimeResult]:
+        return {r.name: r for r in self.results}
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a run stands between two modules."""
+    line: int = 1                          # the next plan line to load
+    step: int = 0                          # the next of plan.steps to get its verdict
+    loaded: frozenset[int] = frozenset()   # the plan lines that loaded, in any boot
+    seq: int = 0                           # the last command number used: they grow across
+                                           # boots, so a late line cannot end a later command
+    boot_reason: str = "first boot"        # why the next guest boots
+
+
+Progress = Callable[[RuntimeResult, int, int], None]    # (result, done, total)
+
+
+def classify_output(u: ModuleUnit, out: LoadOutput, host_seconds: float) -> RuntimeResult:
+    """One module's verdict from what the agent printed for it."""
+    seconds = out.seconds if out.seconds is not None else host_seconds
+    common = dict(name=u.name, path=u.path, seconds=seconds, params=u.params, origin=u.origin)
+    if out.label is Label.OPEN:
+        assert out.value is not None
+        return kmsg.skipped(name=u.name, path=u.path, origin=u.origin,
+                            reason=f"could not open module: {kmsg.strerror(-out.value)}")
+    if out.label is Label.TIMEOUT:
+        return kmsg.classify(errno=None, kmsg=out.kmsg + out.console, timed_out=True,
+                             **common)  # type: ignore[arg-type]
+    if out.label is Label.KILLED:
+        return kmsg.classify(errno=None, kmsg=out.kmsg or out.console, killed_by=out.value,
+                             **common)  # type: ignore[arg-type]
+    if out.label is Label.FINIT:
+        assert out.value is not None
+        return kmsg.classify(errno=-out.value, kmsg=out.kmsg, **common)  # type: ignore[arg-type]
+    raise InfraError(f"{u.path}: the agent's loader gave no result "
+                     f"({' / '.join(out.console[-3:])})")
+
+
+def host_verdict(u: ModuleUnit, lines: Sequence[str], seconds: float, *,
+                 timed_out: bool = False, vm_died: bool = False) -> RuntimeResult:
+    """The verdict when the agent could not give one: the guest stopped answering (hung) or
+    qemu exited (a panic); whatever the console showed for the module is the evidence."""
+    out = protocol.parse_load_output(lines)
+    return kmsg.classify(name=u.name, path=u.path, errno=None, kmsg=out.kmsg + out.console,
+                         seconds=seconds, params=u.params, origin=u.origin,
+                         timed_out=timed_out, vm_died=vm_died)
+
+
+class Runner:
+    """Drives one run of `plan` through guests from `boot_guest`; `run()` once, then `close()`
+    (kills the last guest) and `report()`."""
+
+    def __init__(self, plan: LoadPlan, boot_guest: BootGuest, *,
+                 module_timeout: float = DEFAULT_MODULE_TIMEOUT,
+                 progress: Progress | None = None) -> None:
+        self.plan = plan
+        self.boot_guest = boot_guest
+        self.module_timeout = module_timeout
+        self.progress = progress
+        self.position = Position()
+        self.guest: Guest | None = None
+        self.results: dict[Key, RuntimeResult] = {}
+        self.boots: list[BootRecord] = []
+        self.notes: list[str] = []
+
+    @property
+    def _watchdog_ms(self) -> int:
+        return int(self.module_timeout * 1000)
+
+    def run(self) -> None:
+        if not self.plan.lines:
+            self.boot_and_restore()         # nothing to load: still boot, to the agent
+        while self.position.line <= len(self.plan.lines):
+            self._batch()
+        self._record_skips()
+
+    def close(self) -> None:
+        self._kill_guest()
+
+    def report(self, release: str, cmdline: str, seconds: float) -> RunReport:
+        return RunReport(tuple(self.results.values()), tuple(self.boots), release, cmdline,
+                         tuple(self.plan.notes) + tuple(self.notes), seconds)
+
+    # -- guests --
+
+    def boot_and_restore(self) -> Console:
+        """Boot a new guest and load again what the modules still to come depend on."""
+        self._kill_guest()
+        pos = self.position
+        guest = self.boot_guest(first_seq=pos.seq + 1,
+                                label=boot_banner(len(self.boots) + 1, pos.boot_reason))
+        self.guest = guest
+        assert guest.console is not None and guest.boot_seconds is not None
+        restored, seconds, failures = self._restore(guest.console)
+        self.boots.append(BootRecord(guest.boot_seconds, pos.boot_reason, restored, seconds,
+                                     failures))
+        return guest.console
+
+    def _kill_guest(self) -> None:
+        if self.guest is not None:
+            self.guest.kill()
+            if self.guest.console is not None:
+                self.position = replace(self.position,
+                                        seq=max(self.position.seq, self.guest.console.seq))
+            self.guest = None
+
+    def _restore(self, console: Console) -> tuple[int, float, tuple[str, ...]]:
+        """Load again (quietly) what the modules still to come depend on.
+
+        Not everything loaded before: that would make a run with many hangs or crashes
+        quadratic (Debian's ~3,700 modules took ~20 ms each to load again after every hang);
+        for the kernel's linking, which is what a later module's verdict depends on, its
+        modules.dep dependencies are what matters."""
+        lines = self.plan.needed_from(self.position.line, self.position.loaded)
+        if not lines:
+            return 0, 0.0, ()
+        start = time.monotonic()
+        chunks: list[list[int]] = [[]]
+        for line in lines:
+            if sum(len(str(x)) + 1 for x in chunks[-1]) > RESTORE_CHUNK:
+                chunks.append([])
+            chunks[-1].append(line)
+        failures: list[str] = []
+        for chunk in chunks:
+            r = console.run(protocol.restore_command(self._watchdog_ms, chunk),
+                            COMMAND_TIMEOUT + self.module_timeout
+                            + RESTORE_PER_MODULE * len(chunk))
+            failures += [self.plan.unit_at(x).name for x in protocol.restore_failures(r.lines)]
+            if r.status:
+                self.notes.append(f"restoring after a reboot stopped (status {r.status}): a "
+                                  f"module that had loaded hung or crashed this time")
+        if failures:
+            self.notes.append(f"after a reboot {len(failures)} module(s) did not load again: "
+                              f"{', '.join(failures)}")
+        return len(lines), time.monotonic() - start, tuple(failures)
+
+    # -- the walk --
+
+    def _batch(self) -> None:
+        """Boot, then load from the position's line on until the end or a hang or crash."""
+        console = self.boot_and_restore()
+        seq = console.start(protocol.run_command(self.position.line, self._watchdog_ms))
+        total = len(self.plan.lines)
+        while True:
+            line = self.position.line
+            u = self.plan.unit_at(line) if line <= total else None
+            try:
+                mark = console.wait_mark(seq, self.module_timeout + HOST_MARGIN,
+                                         grace=2 * self.module_timeout + HOST_MARGIN)
+            except CommandTimeout as e:
+                if u is None:
+                    raise InfraError(f"the agent did not finish the plan: {e}") from None
+                return self._failed(host_verdict(u, e.lines, e.seconds, timed_out=True), "hung")
+            except GuestDied as e:
+                if u is None:
+                    raise InfraError(f"the guest died after the plan: {e}") from None
+                return self._failed(host_verdict(u, e.lines, e.seconds, vm_died=True),
+                                    "crashed")
+            if mark.line is None:
+                if u is not None:
+                    raise InfraError(f"the agent stopped at plan line {line} of {total} "
+                                     f"(status {mark.status}): {' / '.join(mark.lines[-3:])}")
+                return
+            if mark.line != line or u is None:
+                raise InfraError(f"the agent reported plan line {mark.line}, expected {line}")
+            result = classify_output(u, protocol.parse_load_output(mark.lines, mark.result),
+                                     mark.seconds)
+            if result.outcome in (Outcome.HUNG, Outcome.CRASHED):
+                return self._failed(result, result.outcome.value)
+            self._record_load(result)
+
+    def _failed(self, result: RuntimeResult, how: str) -> None:
+        """A hang or crash: kill the guest (the next batch boots a new one), go on after it."""
+        self._kill_guest()
+        self.position = replace(self.position, boot_reason=f"after {how} {result.name}")
+        self._record_load(result)
+
+    def _record(self, key: Key, result: RuntimeResult) -> None:
+        self.results[key] = result
+        self.position = replace(self.position, step=self.position.step + 1)
+        if self.progress is not None:
+            self.progress(result, len(self.results), len(self.plan.steps))
+
+    def _record_skips(self) -> None:
+        """Record the not-loaded steps up to the next step that loads."""
+        steps = self.plan.steps
+        while self.position.step < len(steps) and steps[self.position.step].line is None:
+            st = steps[self.position.step]
+            u = self.plan.units[st.key]
+            self._record(st.key, kmsg.skipped(name=u.name, path=u.path, origin=u.origin,
+                                              reason=st.skip))
+
+    def _record_load(self, result: RuntimeResult) -> None:
+        """Record the verdict of the position's plan line and move to the next line."""
+        self._record_skips()
+        line = self.position.line
+        st = self.plan.steps[self.position.step]
+        assert st.line == line, (st, line)
+        failed = [d for d in self.plan.units[st.key].deps
+                  if d in self.results and self.results[d].outcome is not Outcome.LOADED]
+        if failed:
+            why = ", ".join(f"{d[1]} ({self.results[d].outcome.value})" for d in failed)
+            result = replace(result, reason="; ".join(
+                r for r in (result.reason, f"dependency did not load: {why}") if r),
+                failed_dependencies=tuple(d[1] for d in failed))
+        loaded = {line} if result.outcome is Outcome.LOADED else set()
+        self.position = replace(self.position, line=line + 1,
+                                loaded=self.position.loaded | loaded)
+        self._record(st.key, result)
