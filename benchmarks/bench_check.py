@@ -20,7 +20,6 @@ README's Performance section.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -36,17 +35,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _load_helpers():
-    name = "bootverify_tests_debian"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "debian.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+sys.path.insert(0, str(REPO / "tests"))      # tests/ is not a package: its helpers by path
 
-
-debian = _load_helpers()
+import debian_kernels  # noqa: E402  (tests/debian_kernels.py: Debian's kernels, fetched and cached)
 
 
 def _children_cpu() -> float:
@@ -78,25 +69,25 @@ def summary(times: list[float], cpu: list[float]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5, help="timed runs per row (median reported)")
-    ap.add_argument("--abi", default=debian.NEWEST, help="Debian kernel ABI, e.g. 6.1.0-56")
+    ap.add_argument("--abi", default=debian_kernels.NEWEST, help="Debian kernel ABI, e.g. 6.1.0-56")
     ap.add_argument("--modules-dir", type=Path, help="instead of the ABI's lib/modules/<release>")
     ap.add_argument("--symvers", type=Path, help="instead of the ABI's Module.symvers")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
 
-    mdir = args.modules_dir or debian.modules_dir(args.abi)
-    symvers = args.symvers or debian.module_symvers(args.abi)
-    n_modules = len(debian.module_files(mdir))
+    mdir = args.modules_dir or debian_kernels.modules_dir(args.abi)
+    symvers = args.symvers or debian_kernels.module_symvers(args.abi)
+    n_modules = len(debian_kernels.module_files(mdir))
 
     load = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="bv-bench-"))
     try:
-        root, version = debian.scratch_root(mdir, work / "root")
+        root, version = debian_kernels.scratch_root(mdir, work / "root")
         cfgdir = work / "depmod.d"
         cfgdir.mkdir()
         depmod_cmd = ["depmod", "-n", "-b", str(root), "-C", str(cfgdir), "-e", "-E", str(symvers),
                       version]
-        check_cmd = debian.check_command([mdir], symvers=symvers,
+        check_cmd = debian_kernels.check_command([mdir], symvers=symvers,
                                          json_out=str(work / "report.json"))
         base_env = dict(os.environ)
         base_env.pop("BOOTVERIFY_CACHE", None)
@@ -105,12 +96,12 @@ def main(argv: list[str] | None = None) -> int:
             return dict(base_env, BOOTVERIFY_CACHE=str(cache))
 
         # Untimed: page cache, and a parity sanity check so both rows did the same work.
-        depmod_found = debian.run_depmod(mdir, symvers=symvers, scratch=work / "warmup")
+        depmod_found = debian_kernels.run_depmod(mdir, symvers=symvers, scratch=work / "warmup")
         warm_cache = work / "cache-warmup"
         timed(check_cmd, env_for(warm_cache))
         report = json.loads((work / "report.json").read_text())
-        check_found = debian.findings_from_report(report)
-        parity = all(not debian.describe_difference(k, getattr(depmod_found, k),
+        check_found = debian_kernels.findings_from_report(report)
+        parity = all(not debian_kernels.describe_difference(k, getattr(depmod_found, k),
                                                     getattr(check_found, k))
                      for k in ("unresolved", "crc_mismatch"))
         shutil.rmtree(warm_cache)
@@ -139,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bootverify check vs depmod: {n_modules} modules of {mdir}")
     print(f"symbols: {symvers}")
     print(f"{platform.python_implementation()} {platform.python_version()}, "
-          f"{debian.depmod_version()}, {os.cpu_count()} CPUs (load average at start "
+          f"{debian_kernels.depmod_version()}, {os.cpu_count()} CPUs (load average at start "
           f"{load[0]:.2f}, at end {os.getloadavg()[0]:.2f}), {args.runs} runs per row; "
           f"parity on this tree: {'same pairs' if parity else 'DIFFERENT PAIRS'} "
           f"({len(depmod_found.unresolved)} unresolved, {len(depmod_found.crc_mismatch)} "
@@ -160,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             "modules": n_modules, "modules_dir": str(mdir), "symvers": str(symvers),
             "runs": args.runs, "cpus": os.cpu_count(), "loadavg_start": load[0],
             "python": platform.python_version(),
-            "depmod": debian.depmod_version(), "parity": parity,
+            "depmod": debian_kernels.depmod_version(), "parity": parity,
             "figures": figures,
             "ratios": {name: fig["median"] / base for name, fig in figures.items()},
         }, indent=2) + "\n")

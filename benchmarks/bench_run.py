@@ -57,7 +57,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))      # tests/ is not a package: its helpers by path
 
-import debian  # noqa: E402  (tests/debian.py: Debian's kernels, fetched and cached)
+import debian_kernels  # noqa: E402  (tests/debian_kernels.py: Debian's kernels, fetched and cached)
 import packing  # noqa: E402  (tests/packing.py: pack_debian_images, qemu_pids, temp_dirs)
 
 from bootverify import samples  # noqa: E402
@@ -333,9 +333,9 @@ def samples_section(args: argparse.Namespace, config: vm.VMConfig, out: dict) ->
 
 
 def debian_section(args: argparse.Namespace, config: vm.VMConfig, out: dict) -> None:
-    abi = debian.NEWEST
-    release = debian.release(abi)
-    root = debian.image_root(abi)
+    abi = debian_kernels.NEWEST
+    release = debian_kernels.release(abi)
+    root = debian_kernels.image_root(abi)
     say(f"== (b) Debian {release}: load average {loadavg()}")
     work = args.work / "debian-quick"
     start = time.monotonic()

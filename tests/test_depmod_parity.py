@@ -5,7 +5,7 @@
   unresolved    <-> "PATH needs unknown symbol SYM"
   crc-mismatch  <-> "PATH disagrees about version of symbol SYM"   (module_layout included)
 for (a) Debian's 6.1.0-56 modules against their own Module.symvers and (b) the 6.1.0-54 modules
-(one stable update older; see tests/debian.py for why 54) against 56's Module.symvers; and, with
+(one stable update older; see tests/debian_kernels.py for why 54) against 56's Module.symvers; and, with
 names only, the unresolved pairs of `depmod -e -F System.map`.
 
 On Debian's modules depmod's rules and the kernel's coincide (checked on 54 and 56: no weak
@@ -21,7 +21,6 @@ gives the same report.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -31,26 +30,15 @@ from pathlib import Path
 
 import pytest
 
+import debian_kernels
 
-def _load_helpers():
-    # tests/ is not a package and `debian` is also python-debian's top-level name: load by path.
-    name = "bootverify_tests_debian"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("debian.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-debian = _load_helpers()
 
 TIMEOUT = 900  # downloads (two linux-image packages, ~60 MB each) happen inside the first tests
 
 
 def assert_parity(depmod, check, *, kinds=("unresolved", "crc_mismatch")):
     problems = [
-        debian.describe_difference(kind, getattr(depmod, kind), getattr(check, kind))
+        debian_kernels.describe_difference(kind, getattr(depmod, kind), getattr(check, kind))
         for kind in kinds
     ]
     problems = [p for p in problems if p]
@@ -59,30 +47,30 @@ def assert_parity(depmod, check, *, kinds=("unresolved", "crc_mismatch")):
 
 @pytest.fixture(scope="module")
 def symvers() -> Path:
-    return debian.module_symvers(debian.NEWEST)
+    return debian_kernels.module_symvers(debian_kernels.NEWEST)
 
 
 @pytest.fixture(scope="module")
 def newest_modules() -> Path:
-    return debian.modules_dir(debian.NEWEST)
+    return debian_kernels.modules_dir(debian_kernels.NEWEST)
 
 
 @pytest.fixture(scope="module")
 def older_modules() -> Path:
-    return debian.modules_dir(debian.OLDER)
+    return debian_kernels.modules_dir(debian_kernels.OLDER)
 
 
 @pytest.fixture(scope="module")
 def newest_check(tmp_path_factory, newest_modules, symvers):
     """check on 56's modules vs 56's Module.symvers, cold; returns (run, cache dir)."""
     cache = tmp_path_factory.mktemp("bvcache-56")
-    return debian.run_check([newest_modules], symvers=symvers, cache=cache), cache
+    return debian_kernels.run_check([newest_modules], symvers=symvers, cache=cache), cache
 
 
 @pytest.mark.debian
 @pytest.mark.timeout(TIMEOUT)
 def test_same_abi_matches_depmod(newest_modules, symvers, newest_check):
-    depmod = debian.run_depmod(newest_modules, symvers=symvers)
+    depmod = debian_kernels.run_depmod(newest_modules, symvers=symvers)
     assert not depmod.other_warnings
     run, _ = newest_check
     assert_parity(depmod, run.findings)
@@ -92,10 +80,10 @@ def test_same_abi_matches_depmod(newest_modules, symvers, newest_check):
 @pytest.mark.timeout(TIMEOUT)
 def test_same_abi_reports_every_module_and_no_failure(newest_modules, newest_check):
     run, _ = newest_check
-    on_disk = {str(p.resolve()) for p in debian.module_files(newest_modules)}
+    on_disk = {str(p.resolve()) for p in debian_kernels.module_files(newest_modules)}
     reported = {str(Path(m["path"]).resolve()) for m in run.report["modules"]}
     assert reported == on_disk
-    assert run.report["kernel_release"] == debian.release(debian.NEWEST)
+    assert run.report["kernel_release"] == debian_kernels.release(debian_kernels.NEWEST)
     # Debian's own modules on their own kernel: nothing may be predicted to fail to load.
     failing = [(m["name"], m["static"]["problems"][:3]) for m in run.report["modules"]
                if m["static"]["verdict"] == "fail"]
@@ -107,7 +95,7 @@ def test_same_abi_reports_every_module_and_no_failure(newest_modules, newest_che
 @pytest.mark.timeout(TIMEOUT)
 def test_warm_cache_gives_the_same_report(newest_modules, symvers, newest_check):
     cold, cache = newest_check
-    warm = debian.run_check([newest_modules], symvers=symvers, cache=cache)
+    warm = debian_kernels.run_check([newest_modules], symvers=symvers, cache=cache)
     assert warm.returncode == cold.returncode
     assert warm.report == cold.report
 
@@ -115,15 +103,15 @@ def test_warm_cache_gives_the_same_report(newest_modules, symvers, newest_check)
 @pytest.mark.debian
 @pytest.mark.timeout(TIMEOUT)
 def test_older_abi_matches_depmod(older_modules, symvers, tmp_path):
-    depmod = debian.run_depmod(older_modules, symvers=symvers)
+    depmod = debian_kernels.run_depmod(older_modules, symvers=symvers)
     assert not depmod.other_warnings
-    # The premise of this case (see tests/debian.py): 54 and 56 really differ.
+    # The premise of this case (see tests/debian_kernels.py): 54 and 56 really differ.
     assert depmod.unresolved and depmod.crc_mismatch
-    run = debian.run_check([older_modules], symvers=symvers, cache=tmp_path / "cache")
+    run = debian_kernels.run_check([older_modules], symvers=symvers, cache=tmp_path / "cache")
     assert_parity(depmod, run.findings)
     # module_layout's CRC changed between the ABIs: the kernel refuses every module.
     mods = run.report["modules"]
-    assert len(mods) == len(debian.module_files(older_modules))
+    assert len(mods) == len(debian_kernels.module_files(older_modules))
     no_layout = [m["name"] for m in mods
                  if not any(p["kind"] == "crc-mismatch" and p["symbol"] == "module_layout"
                             for p in m["static"]["problems"])]
@@ -138,10 +126,10 @@ def test_packaged_placeholder_system_map_is_refused(newest_modules, tmp_path):
     """Debian's linux-image ships a one-line placeholder System.map (the real one is in the ~800 MB
     -dbg package). depmod -F takes it and calls every kernel symbol unknown; check must refuse
     it as bad input (exit 2, one line naming the file) rather than report nonsense."""
-    sysmap = debian.packaged_system_map(debian.NEWEST)
-    assert debian.is_placeholder_system_map(sysmap)
-    proc = subprocess.run(debian.check_command([newest_modules], system_map=sysmap),
-                          capture_output=True, text=True, timeout=debian.CHECK_TIMEOUT,
+    sysmap = debian_kernels.packaged_system_map(debian_kernels.NEWEST)
+    assert debian_kernels.is_placeholder_system_map(sysmap)
+    proc = subprocess.run(debian_kernels.check_command([newest_modules], system_map=sysmap),
+                          capture_output=True, text=True, timeout=debian_kernels.CHECK_TIMEOUT,
                           env=dict(os.environ, BOOTVERIFY_CACHE=str(tmp_path / "cache")))
     assert proc.returncode == 2, proc.stderr
     assert not proc.stdout
@@ -158,19 +146,19 @@ def _hidden(names: list[str]) -> set[str]:
 @pytest.mark.parametrize("which", ["newest-trimmed-map", "older-full-map"])
 def test_system_map_matches_depmod(which, newest_modules, older_modules, symvers, tmp_path):
     """Names only: `check --system-map` vs `depmod -e -F`. Debian packages a placeholder
-    System.map, so the map is written from Module.symvers (tests/debian.py: write_system_map);
+    System.map, so the map is written from Module.symvers (tests/debian_kernels.py: write_system_map);
     for 56's own modules ~4% of the exports lose their __ksymtab_ line (their function line
     stays) so that there is something to find."""
     if which == "newest-trimmed-map":
-        mdir, hidden = newest_modules, _hidden(debian.vmlinux_exports(symvers))
+        mdir, hidden = newest_modules, _hidden(debian_kernels.vmlinux_exports(symvers))
     else:
         mdir, hidden = older_modules, set()
-    sysmap = debian.write_system_map(symvers, tmp_path / "System.map", hidden)
-    depmod = debian.run_depmod(mdir, system_map=sysmap)
+    sysmap = debian_kernels.write_system_map(symvers, tmp_path / "System.map", hidden)
+    depmod = debian_kernels.run_depmod(mdir, system_map=sysmap)
     assert not depmod.other_warnings
     assert depmod.unresolved, "the case needs unknown symbols to compare"
     assert not depmod.crc_mismatch  # -F has no CRCs
-    run = debian.run_check([mdir], system_map=sysmap, cache=tmp_path / "cache")
+    run = debian_kernels.run_check([mdir], system_map=sysmap, cache=tmp_path / "cache")
     assert not run.findings.crc_mismatch, "a System.map has no CRCs to disagree with"
     assert_parity(depmod, run.findings, kinds=("unresolved",))
     assert run.returncode == 1
@@ -255,8 +243,8 @@ def test_where_depmod_and_the_kernel_part_ways(tmp_path):
     symvers = tmp_path / "Module.symvers"
     symvers.write_text(CRAFTED_SYMVERS)
 
-    depmod = debian.run_depmod(mdir, symvers=symvers, scratch=tmp_path / "depmod")
-    run = debian.run_check([mdir], symvers=symvers, cache=tmp_path / "cache")
+    depmod = debian_kernels.run_depmod(mdir, symvers=symvers, scratch=tmp_path / "depmod")
+    run = debian_kernels.run_check([mdir], symvers=symvers, cache=tmp_path / "cache")
     a, b = (str((mdir / f"{n}.ko").resolve()) for n in "ab")
 
     same_unresolved = {(a, "missing_sym"), (a, "mod_only_sym")}

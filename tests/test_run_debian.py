@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import debian  # noqa: E402  (tests/debian.py: Debian's kernels, fetched and cached)
-from bootverify.readers.modules import module_name  # noqa: E402
-from packing import assert_clean, closure, pack_debian_images  # noqa: E402
+import debian_kernels
+from bootverify.readers.modules import module_name
+from packing import assert_clean, closure, pack_debian_images
 
 pytestmark = [pytest.mark.qemu, pytest.mark.debian]
 
@@ -52,15 +51,15 @@ def v3_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.timeout(RUN_TIMEOUT + 120)
 def test_own_abi_modules_load_or_fail_for_runtime_reasons_only(v3_images: Path) -> None:
-    root = debian.image_root(debian.NEWEST)
+    root = debian_kernels.image_root(debian_kernels.NEWEST)
     images = pack_debian_images(v3_images / "img", kernel_root=root,
-                                release=debian.release(debian.NEWEST), load=LOAD,
+                                release=debian_kernels.release(debian_kernels.NEWEST), load=LOAD,
                                 header_version=3)
-    rc, report = _bootverify_run(images, debian.module_symvers(debian.NEWEST), v3_images)
+    rc, report = _bootverify_run(images, debian_kernels.module_symvers(debian_kernels.NEWEST), v3_images)
     assert_clean()
     modules = {m["name"]: m for m in report["modules"]}
     assert set(LOAD) <= set(modules)
-    assert report["kernel_release"] == debian.release(debian.NEWEST)
+    assert report["kernel_release"] == debian_kernels.release(debian_kernels.NEWEST)
     disagreeing = {n: (m["agreement"], m["why"]) for n, m in modules.items()
                    if m["agreement"] in ("missed", "unconfirmed")}
     assert disagreeing == {}
@@ -74,16 +73,16 @@ def test_own_abi_modules_load_or_fail_for_runtime_reasons_only(v3_images: Path) 
 
 @pytest.mark.timeout(RUN_TIMEOUT + 120)
 def test_older_abi_modules_every_predicted_failure_confirmed(v3_images: Path) -> None:
-    root = debian.image_root(debian.NEWEST)
-    release = debian.release(debian.NEWEST)
+    root = debian_kernels.image_root(debian_kernels.NEWEST)
+    release = debian_kernels.release(debian_kernels.NEWEST)
     load = ("dummy", "veth", "ipip", "isofs", "nlmon")
     # the same modules and dependencies, every file from the older ABI
     newest = {module_name(p): p for p in (root / "lib/modules" / release).rglob("*.ko")}
-    older = {p.name: p for p in debian.modules_dir(debian.OLDER).rglob("*.ko")}
+    older = {p.name: p for p in debian_kernels.modules_dir(debian_kernels.OLDER).rglob("*.ko")}
     foreign = {name: older[path.name] for name, path in closure(newest, load).items()}
     images = pack_debian_images(v3_images / "old", kernel_root=root, release=release, load=load,
                                 foreign=foreign, header_version=3)
-    rc, report = _bootverify_run(images, debian.module_symvers(debian.NEWEST), v3_images)
+    rc, report = _bootverify_run(images, debian_kernels.module_symvers(debian_kernels.NEWEST), v3_images)
     assert_clean()
     assert rc == 1 and {m["name"] for m in report["modules"]} == set(foreign)
     for m in report["modules"]:

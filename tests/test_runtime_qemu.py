@@ -34,13 +34,12 @@ from bootverify.runtime import loader, vm
 from bootverify.runtime.runner import RunReport
 from bootverify.runtime.kmsg import LinkProblemKind, Outcome
 
-sys.path.insert(0, str(Path(__file__).parent))
-import debian  # noqa: E402  (tests/debian.py: Debian's kernels, fetched and cached)
-from packing import assert_clean, pack_debian_images, qemu_pids  # noqa: E402
+import debian_kernels
+from packing import assert_clean, pack_debian_images, qemu_pids
 
 pytestmark = pytest.mark.qemu
 
-NEWEST, OLDER = debian.NEWEST, debian.OLDER
+NEWEST, OLDER = debian_kernels.NEWEST, debian_kernels.OLDER
 
 
 # --- Debian's kernel ---
@@ -60,11 +59,11 @@ class DebianRun:
 
 @pytest.fixture(scope="session")
 def debian_run(tmp_path_factory: pytest.TempPathFactory) -> DebianRun:
-    root = debian.image_root(NEWEST)
-    older = debian.modules_dir(OLDER)
+    root = debian_kernels.image_root(NEWEST)
+    older = debian_kernels.modules_dir(OLDER)
     out = tmp_path_factory.mktemp("debian-images")
     boot_img, vendor_img = pack_debian_images(
-        out, kernel_root=root, release=debian.release(NEWEST), load=DEBIAN_LOAD,
+        out, kernel_root=root, release=debian_kernels.release(NEWEST), load=DEBIAN_LOAD,
         foreign={"nlmon": next(older.rglob("nlmon.ko"))}, no_deps=("vxlan",),
         blocklist=("loop",), options={"crc7": "bogus=1"}, cmdline="androidboot.selinux=permissive",
         vendor_cmdline="androidboot.console=ttyAMA0")
@@ -141,7 +140,7 @@ def test_debian_v3_images_written_by_mkbootimg(tmp_path: Path) -> None:
     if not shutil.which("mkbootimg"):
         pytest.skip("Debian's mkbootimg is not installed")
     boot_img, vendor_img = pack_debian_images(
-        tmp_path, kernel_root=debian.image_root(NEWEST), release=debian.release(NEWEST),
+        tmp_path, kernel_root=debian_kernels.image_root(NEWEST), release=debian_kernels.release(NEWEST),
         load=("ipip", "crc7"), header_version=3, cmdline="androidboot.v3=1",
         vendor_cmdline="androidboot.vendor=1")
     report = loader.run_images(boot_img, vendor_img, module_timeout=30)
@@ -227,9 +226,9 @@ def test_no_agent_prompt_is_infra_error_and_cleans_up(tmp_path: Path) -> None:
     """A kernel that never reaches the agent (no initrd it can use: the overlay is replaced by
     junk): InfraError naming the last console lines; nothing left behind."""
     from bootverify.runtime import boot
-    root = debian.image_root(NEWEST)
+    root = debian_kernels.image_root(NEWEST)
     boot_img, vendor_img = pack_debian_images(tmp_path, kernel_root=root,
-                                              release=debian.release(NEWEST), load=("dummy",))
+                                              release=debian_kernels.release(NEWEST), load=("dummy",))
     images = boot.read_images(boot_img, vendor_img)
     h = boot.handoff(images)
     nonce = boot.new_nonce()
@@ -245,9 +244,9 @@ def test_no_agent_prompt_is_infra_error_and_cleans_up(tmp_path: Path) -> None:
 @pytest.mark.debian
 @pytest.mark.timeout(120)
 def test_exception_in_progress_callback_cleans_up(tmp_path: Path) -> None:
-    root = debian.image_root(NEWEST)
+    root = debian_kernels.image_root(NEWEST)
     boot_img, vendor_img = pack_debian_images(tmp_path, kernel_root=root,
-                                              release=debian.release(NEWEST),
+                                              release=debian_kernels.release(NEWEST),
                                               load=("dummy", "crc7"))
 
     def boom(*_: object) -> None:
@@ -274,9 +273,9 @@ RUN_CHILD = textwrap.dedent("""
 def test_signal_mid_run_cleans_up(tmp_path: Path, sig: signal.Signals) -> None:
     """Ctrl-C (SIGINT) or SIGTERM while a module loads: the process ends, qemu and the temp dir
     go with it."""
-    root = debian.image_root(NEWEST)
+    root = debian_kernels.image_root(NEWEST)
     boot_img, vendor_img = pack_debian_images(tmp_path, kernel_root=root,
-                                              release=debian.release(NEWEST),
+                                              release=debian_kernels.release(NEWEST),
                                               load=("dummy", "test_bpf"))
     child = subprocess.Popen([sys.executable, "-c", RUN_CHILD, str(boot_img), str(vendor_img)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
