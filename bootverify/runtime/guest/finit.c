@@ -66,8 +66,8 @@ static unsigned long atou(const char *s)
 	return n;
 }
 
-/* Output lines are built in a buffer and written with one write(), so that a kernel message
- * on the console cannot land inside one. */
+/* Each output line is built in a buffer and written with one write(): the host reads it
+ * from the console that an oops is printed on too, and a line in pieces could be split. */
 static char *put(char *p, char *end, const char *s, long max)
 {
 	while (*s && p < end && max--)
@@ -150,6 +150,7 @@ static void copy_kmsg(int kmsg)
 			sys_write(1, rec, r);
 }
 
+/* O_NOFOLLOW | O_CLOEXEC: as libmodprobe's Insmod() opens a module. */
 static void load(const char *path, const char *params)
 {
 	int fd = sys_open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
@@ -260,13 +261,13 @@ int main(int argc, char **argv)
 
 	while (p < end) {
 		path = p;
-		params = "";
+		params = NULL;
 		for (; p < end && *p != '\n'; p++)
-			if (*p == ' ' && !*params) {
+			if (*p == ' ' && !params) {
 				*p = '\0';	/* the first space ends PATH */
 				params = p + 1;
 			}
-		*p++ = '\0';
+		*p++ = '\0';		/* at the end: read_plan()'s extra byte */
 		line++;
 		if (!*path || line < from)
 			continue;
@@ -278,7 +279,7 @@ int main(int argc, char **argv)
 		if (kmsg >= 0)
 			announce(kmsg, path);
 		start = now_ns();
-		status = run(path, params, watchdog_ms, &label, &value);
+		status = run(path, params ? params : "", watchdog_ms, &label, &value);
 		usec = (now_ns() - start) / 1000;
 		if (*mark && kmsg >= 0)
 			copy_kmsg(kmsg);
