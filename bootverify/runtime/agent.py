@@ -10,10 +10,10 @@ The overlay is one uncompressed cpio archive, unpacked after the device's ramdis
   takes bin/busybox from there. Nothing is installed on the host; the Dockerfile bakes the
   cache in. A busybox given by path is checked to be a static aarch64 ELF executable.
 - /bootverify/bin/*: symlinks to busybox for the applets the agent (and a human) uses.
-- /bootverify/finit: bootverify's module loader, a static C program of about 2.6 KiB built
-  against the kernel's nolibc: guest/finit.c, built by guest/Makefile with aarch64-linux-gnu-gcc
-  and the nolibc of Debian's linux-source-6.1. The binary ships prebuilt next to its source,
-  guest/finit.toolchain says what built it, and a test rebuilds it and compares the bytes.
+- /bootverify/finit: bootverify's module loader, guest/finit.c, a static C program of about
+  2.6 KiB against the kernel's nolibc, built by guest/Makefile with aarch64-linux-gnu-gcc and the
+  nolibc of Debian's linux-source-6.1. It ships prebuilt next to its source; guest/finit.toolchain
+  says what built it, and a test rebuilds it and compares the bytes.
   `finit PLAN FROM TO WATCHDOG_MS MARK [LINE...]` goes through the plan file's lines FROM..TO
   (TO 0: to the end; with LINEs, only those), one module at a time:
   1. writes `bootverify: loading PATH` into /dev/kmsg (debug level: in the log, not on the
