@@ -140,8 +140,8 @@ static void announce(int kmsg, const char *path)
 
 /* Each read returns one record; -EPIPE: the ring overwrote records not read yet, and the
  * reader moved on to the oldest one left; -EAGAIN (O_NONBLOCK): no more. The buffer is on the
- * stack, whose page is written after every fork anyway: in .bss it measured 1-2 ms a module
- * slower on TCG (more pages to copy-on-write after each fork). */
+ * stack, whose page is written after every fork anyway: in .bss it would be one more page to
+ * copy-on-write per module. */
 static void copy_kmsg(int kmsg)
 {
 	char rec[KMSG_RECORD_MAX];
