@@ -9,13 +9,16 @@ import re
 import shutil
 import stat
 import struct
+import subprocess
 from collections.abc import Sequence
+from importlib.resources import as_file
 from pathlib import Path
 
 import pexpect
 import pytest
 
 from craft import fake_image
+from bootverify.cache import cache_dir
 from bootverify.errors import InputError
 from bootverify.readers.bootimg import (BootImage, RamdiskType, VendorBootImage, VendorRamdisk,
                                         write_boot_image, write_vendor_boot_image)
@@ -29,6 +32,9 @@ from bootverify.runtime.runner import Runner, classify_output
 from bootverify.runtime.kmsg import LinkProblem, LinkProblemKind as K, Outcome
 
 DATA = Path(__file__).parent / "data"
+LINUX_SOURCE = Path("/usr/src/linux-source-6.1.tar.xz")
+# The first build makes nolibc's sysroot from linux-source-6.1: about a minute alone.
+FINIT_BUILD_TIMEOUT = 600
 
 
 # --- kmsg: the table ---
@@ -344,17 +350,29 @@ def test_dlkm_dirs_go_where_android_mounts_them(tmp_path: Path) -> None:
 
 # --- agent ---
 
-def test_finit_helper_is_a_minimal_static_elf() -> None:
-    elf = agent.finit_elf()
-    agent.check_static_aarch64(elf, "finit")
-    entry = struct.unpack_from("<Q", elf, 24)[0]
-    assert entry - agent.ELF_BASE == 120 and elf[120:] == agent.FINIT_CODE
+def test_finit_is_a_static_aarch64_elf() -> None:
+    agent.check_static_aarch64(agent.FINIT_BINARY, "finit")
 
 
-def test_finit_code_is_the_assembly_source() -> None:
-    if not shutil.which("aarch64-linux-gnu-as"):
-        pytest.skip("aarch64-linux-gnu-as not installed")
-    assert agent.scratch_assemble_check() is True
+@pytest.mark.timeout(FINIT_BUILD_TIMEOUT + 60)
+def test_finit_is_built_from_its_source(tmp_path: Path) -> None:
+    """guest/Makefile makes the shipped bytes of guest/finit.c with the toolchain it records."""
+    for tool in ("aarch64-linux-gnu-gcc", "make"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} not installed: finit cannot be rebuilt")
+    if not LINUX_SOURCE.exists():
+        pytest.skip(f"{LINUX_SOURCE} (linux-source-6.1, for nolibc) not installed")
+    with as_file(agent.GUEST) as guest:
+        make = ["make", "-C", str(guest), f"OUT={tmp_path}", f"CACHE={cache_dir()}"]
+        subprocess.run([*make, "toolchain"], check=True, capture_output=True, timeout=60)
+        shipped, installed = ((d / "finit.toolchain").read_text() for d in (guest, tmp_path))
+        if installed != shipped:
+            pytest.skip("finit was built with another toolchain, the bytes may differ: "
+                        + "; ".join(f"{a} (installed: {b})" for a, b in
+                                    zip(shipped.splitlines(), installed.splitlines()) if a != b))
+        r = subprocess.run(make, capture_output=True, text=True, timeout=FINIT_BUILD_TIMEOUT)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert (tmp_path / "finit").read_bytes() == agent.FINIT_BINARY
 
 
 def test_busybox_must_be_static_aarch64(tmp_path: Path) -> None:
