@@ -39,8 +39,8 @@ The overlay is one uncompressed cpio archive, unpacked after the device's ramdis
   is what keeps the per-module cost near a bare in-guest loop's on TCG, where every fork+exec
   costs ~15 ms and every console byte ~0.1 ms. The watchdog lets a hanging module's messages
   reach the host before the host gives up on the guest.
-- /bootverify/plan: the modules to load, one `PATH PARAMS` line each, in load order (written by
-  loader.py); `bv_run N WATCHDOG_MS` loads them from line N on.
+- /bootverify/plan: the modules to load, one `PATH PARAMS` line each, in load order (plan.py's
+  LoadPlan.lines); `bv_run N WATCHDOG_MS` loads them from line N on.
 - /bootverify/init: the shell script guest/init (`INIT_SCRIPT`), run as PID 1. The kernel is told
   `rdinit=/bootverify/busybox` and, after `--` on the command line, `sh /bootverify/init`, so
   no binfmt_script support is needed. It mounts proc, sys and dev, keeps the console quiet
@@ -50,7 +50,7 @@ The overlay is one uncompressed cpio archive, unpacked after the device's ramdis
 - /dev/console, /dev/null, /dev/kmsg nodes, and /proc, /sys, /tmp directories, for ramdisks that
   lack them (the kernel opens /dev/console before running rdinit).
 
-The console protocol (console.py): a per-run nonce arrives as `bv_nonce=` on the kernel command
+The console protocol (protocol.py; console.py drives it): a per-run nonce arrives as `bv_nonce=` on the kernel command
 line, so in the init's environment; markers are `@@bv<nonce>:<seq>:B` and `...:<seq>:E:<status>`
 around each command, and `...:M<line>:<label>:<value>:<usec>` after each module of the plan,
 printed by shell functions and by finit from "$M", joined in the guest: the text the host sends
@@ -69,7 +69,7 @@ from bootverify import debpkg
 from bootverify.errors import InfraError, InputError
 from bootverify.readers.modules import ELF64_HEADER, ELF64_LE, ELF_MAGIC
 from bootverify.readers.ramdisk import CpioEntry, write_cpio
-from bootverify.runtime.protocol import MARKER_PREFIX, NONCE_PARAM  # noqa: F401 (as before)
+from bootverify.runtime.protocol import NONCE_PARAM
 
 BUSYBOX_PACKAGE = "busybox-static:arm64"
 BUSYBOX_IN_PACKAGE = "bin/busybox"
