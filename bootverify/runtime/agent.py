@@ -50,11 +50,12 @@ The overlay is one uncompressed cpio archive, unpacked after the device's ramdis
 - /dev/console, /dev/null, /dev/kmsg nodes, and /proc, /sys, /tmp directories, for ramdisks that
   lack them (the kernel opens /dev/console before running rdinit).
 
-The console protocol (protocol.py; console.py drives it): a per-run nonce arrives as `bv_nonce=` on the kernel command
-line, so in the init's environment; markers are `@@bv<nonce>:<seq>:B` and `...:<seq>:E:<status>`
-around each command, and `...:M<line>:<label>:<value>:<usec>` after each module of the plan,
-printed by shell functions and by finit from "$M", joined in the guest: the text the host sends
-never holds `@@bv<nonce>`, so the echo of a command cannot look like a marker.
+The console protocol (protocol.py; console.py drives it): a per-run nonce arrives as
+`bv_nonce=` on the kernel command line, so in the init's environment; markers are
+`@@bv<nonce>:<seq>:B` and `...:<seq>:E:<status>` around each command, and
+`...:M<line>:<label>:<value>:<usec>` after each module of the plan, printed by shell functions and
+by finit from "$M", joined in the guest: the text the host sends never holds `@@bv<nonce>`, so
+the echo of a command cannot look like a marker.
 """
 
 from __future__ import annotations
