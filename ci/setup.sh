@@ -11,8 +11,8 @@ set -eu
 # (fixdep, kconfig, modpost), and what kbuild and the recipe call.
 BUILD="linux-source-6.1 gcc-aarch64-linux-gnu gcc libc6-dev make flex bison bc libssl-dev \
 libelf-dev patch xz-utils"
-# What bootverify runs: the guest, AOSP's mkbootimg (v3 images), ramdisk and module tools.
-RUNTIME="qemu-system-arm mkbootimg lz4 cpio kmod procps"
+# What bootverify runs: the guest, ramdisk and module tools. AOSP's mkbootimg comes apart below.
+RUNTIME="qemu-system-arm lz4 cpio kmod procps"
 # The virtualenv and pip's TLS to PyPI.
 PYTHON="python3-venv ca-certificates"
 APT_PACKAGES="$BUILD $RUNTIME $PYTHON"
@@ -28,11 +28,33 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     dpkg --add-architecture arm64
     need_update=1
 fi
+# AOSP's mkbootimg 34 (boot and vendor boot v4, ramdisk tables, bootconfig) is in bookworm's
+# backports; bookworm itself has 29, which writes up to v3 only. Trixie and later have 34.
+MKBOOTIMG_MIN=1:34
+BACKPORTS=/etc/apt/sources.list.d/bootverify-backports.sources
+mkbootimg_version=$(dpkg-query -W -f='${Version}' mkbootimg 2>/dev/null || true)
+if [ -z "$mkbootimg_version" ] || dpkg --compare-versions "$mkbootimg_version" lt "$MKBOOTIMG_MIN"
+then
+    if grep -qx 'VERSION_CODENAME=bookworm' /etc/os-release && [ ! -f "$BACKPORTS" ] &&
+        ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' \
+            'Suites: bookworm-backports' 'Components: main' \
+            'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' > "$BACKPORTS"
+        need_update=1
+    fi
+    need_mkbootimg=1
+fi
 if [ -n "$missing" ] || [ -n "${need_update:-}" ]; then
     apt-get update -q
 fi
 if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+fi
+if [ -n "${need_mkbootimg:-}" ]; then
+    target=$(grep -qx 'VERSION_CODENAME=bookworm' /etc/os-release && echo bookworm-backports ||
+        true)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        ${target:+-t "$target"} mkbootimg
 fi
 
 # The venv is rebuilt only when pyproject.toml changes.

@@ -13,7 +13,9 @@ recipe, this builder and the source package version, so a second `build` returns
 
 Output directory (returned by `build`):
     boot.img, vendor_kernel_boot.img        header v4, written by bootverify.readers.bootimg
-    boot-v3.img, vendor_kernel_boot-v3.img  header v3, written by Debian's mkbootimg
+    boot-v3.img, vendor_kernel_boot-v3.img  header v3, written by AOSP's mkbootimg
+    boot-v4-mkbootimg.img,                  header v4 by AOSP's mkbootimg 34; the vendor image
+    vendor_kernel_boot-v4-mkbootimg.img     has a platform and a DLKM fragment, a board id
     vmlinux.symvers, System.map, kmi_symbol_list, expected.json
     system_dlkm/                            the GKI kernel's own modules, modules.load, modules.dep
     kernel/                                 Kleaf's DEFAULT_GKI_OUTS (Image, Image.lz4, ...)

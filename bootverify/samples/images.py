@@ -162,22 +162,46 @@ def _variant_outputs(run: Runner, recipe: Recipe, variant: Variant, kernel: Kern
     return Ramdisks(generic, dlkm)
 
 
-def _v3_images(run: Runner, recipe: Recipe, kernel: Kernel, ramdisks: Ramdisks, dtb: bytes,
-               work: Path, out: Path) -> None:
-    """The same boot and vendor images as header v3, by Debian's mkbootimg (no bootconfig, one
-    vendor ramdisk: v3 has neither a bootconfig section nor a ramdisk table)."""
-    files = {"generic.cpio.lz4": ramdisks.generic, "dlkm.cpio.gz": ramdisks.dlkm, "virt.dtb": dtb}
+# AOSP's own writer (mkbootimg 34) for a second opinion on every header field: the same
+# payloads as v3 (no bootconfig, one vendor ramdisk, which v3 has no table for) and as v4, where
+# the vendor ramdisk table gets two fragments, as on a device: a platform one (a stand-in for
+# the first-stage files a device ships there) and the DLKM one with a board id.
+MKBOOTIMG_BOARD_ID = "0x0000b007"
+PLATFORM_FILE = CpioEntry("system/etc/ramdisk/build.prop", 0o100644,
+                          b"ro.bootverify.sample=platform fragment\n")
+
+
+def _mkbootimg_images(run: Runner, recipe: Recipe, kernel: Kernel, ramdisks: Ramdisks,
+                      dtb: bytes, work: Path, out: Path) -> None:
+    """boot-v3.img / vendor_kernel_boot-v3.img and boot-v4-mkbootimg.img /
+    vendor_kernel_boot-v4-mkbootimg.img, written by AOSP's mkbootimg."""
+    platform = compress(write_cpio([CpioEntry("system", 0o40755),
+                                    CpioEntry("system/etc", 0o40755),
+                                    CpioEntry("system/etc/ramdisk", 0o40755), PLATFORM_FILE]),
+                        Compression.GZIP)
+    bootconfig = "".join(f"{line}\n" for line in recipe.bootconfig)
+    files = {"generic.cpio.lz4": ramdisks.generic, "dlkm.cpio.gz": ramdisks.dlkm,
+             "platform.cpio.gz": platform, "virt.dtb": dtb, "bootconfig": bootconfig.encode()}
     for name, data in files.items():
         (work / name).write_bytes(data)
     log = work / "mkbootimg.log"
-    run.run("mkbootimg boot v3", [
-        "mkbootimg", "--header_version", "3", "--kernel", kernel.out("Image.lz4"),
-        "--ramdisk", work / "generic.cpio.lz4", "--cmdline", recipe.cmdline,
-        "-o", out / "boot-v3.img"], cwd=work, log=log, timeout=T_TOOL)
+    for version, suffix in (("3", "-v3"), ("4", "-v4-mkbootimg")):
+        run.run(f"mkbootimg boot v{version}", [
+            "mkbootimg", "--header_version", version, "--kernel", kernel.out("Image.lz4"),
+            "--ramdisk", work / "generic.cpio.lz4", "--cmdline", recipe.cmdline,
+            "-o", out / f"boot{suffix}.img"], cwd=work, log=log, timeout=T_TOOL)
+    common = ["mkbootimg", "--pagesize", "4096", "--board", "bvsample",
+              "--vendor_cmdline", recipe.vendor_cmdline, "--dtb", work / "virt.dtb"]
     run.run("mkbootimg vendor_boot v3", [
-        "mkbootimg", "--header_version", "3", "--pagesize", "4096", "--board", "bvsample",
-        "--vendor_ramdisk", work / "dlkm.cpio.gz", "--vendor_cmdline", recipe.vendor_cmdline,
-        "--dtb", work / "virt.dtb", "--vendor_boot", out / "vendor_kernel_boot-v3.img"],
+        *common, "--header_version", "3", "--vendor_ramdisk", work / "dlkm.cpio.gz",
+        "--vendor_boot", out / "vendor_kernel_boot-v3.img"], cwd=work, log=log, timeout=T_TOOL)
+    run.run("mkbootimg vendor_boot v4", [
+        *common, "--header_version", "4", "--vendor_bootconfig", work / "bootconfig",
+        "--ramdisk_type", "platform", "--ramdisk_name", "",
+        "--vendor_ramdisk_fragment", work / "platform.cpio.gz",
+        "--ramdisk_type", "dlkm", "--ramdisk_name", "dlkm", "--board_id0", MKBOOTIMG_BOARD_ID,
+        "--vendor_ramdisk_fragment", work / "dlkm.cpio.gz",
+        "--vendor_boot", out / "vendor_kernel_boot-v4-mkbootimg.img"],
         cwd=work, log=log, timeout=T_TOOL)
 
 
@@ -235,7 +259,7 @@ def _build(run: Runner, recipe: Recipe, version: str, cache: Path, final: Path) 
         with staging(final) as out:
             ramdisks = _variant_outputs(run, recipe, Variant.GKI, gki, gki, kos[Variant.GKI], kmi,
                                         generic, dtb, work, out)
-            _v3_images(run, recipe, gki, ramdisks, dtb, work, out)
+            _mkbootimg_images(run, recipe, gki, ramdisks, dtb, work, out)
             _variant_outputs(run, recipe, Variant.REPLACEMENT, replacement, gki,
                              kos[Variant.REPLACEMENT], kmi, generic, dtb, work,
                              out / "replacement")
