@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from bootverify.errors import InputError
+from bootverify.errors import InputError, reading
 
 BOOT_MAGIC = b"ANDROID!"
 VENDOR_BOOT_MAGIC = b"VNDRBOOT"
@@ -84,7 +84,7 @@ def _unpack(layout: Layout, data: bytes, path: object, what: str) -> dict[str, o
     s = _struct(layout)
     if len(data) < s.size:
         raise InputError(path, f"truncated {what} header ({len(data)} of {s.size} bytes)")
-    return dict(zip((name for name, _ in layout), s.unpack_from(data)))
+    return dict(zip((name for name, _ in layout), s.unpack_from(data), strict=True))
 
 
 def _pack(layout: Layout, values: dict[str, object]) -> bytes:
@@ -196,10 +196,8 @@ def layout(img: BootImage | VendorBootImage) -> list[Section]:
 
 def read_boot_image(path: Path | str) -> BootImage | VendorBootImage:
     """Read a boot.img or vendor(_kernel)_boot.img, telling them apart by magic."""
-    try:
+    with reading(path):
         data = Path(path).read_bytes()
-    except OSError as e:
-        raise InputError(path, e.strerror or str(e)) from None
     return parse_boot_image(data, path)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import lz4.block
 import lz4.frame
 
-from bootverify.errors import InputError
+from bootverify.errors import InputError, reading
 
 
 class Compression(enum.Enum):
@@ -256,7 +256,7 @@ def entries_from_tree(root: Path, prefix: str = "",
         for name in [*dirnames, *sorted(filenames)]:
             p = Path(dirpath) / name
             arc = str(Path(prefix) / rel / name).lstrip("/").removeprefix("./")
-            try:
+            with reading(p):
                 st = p.lstat()
                 if stat.S_ISLNK(st.st_mode) and follow_symlinks and p.is_file():
                     st = p.stat()
@@ -266,6 +266,4 @@ def entries_from_tree(root: Path, prefix: str = "",
                     out.append(CpioEntry(arc, st.st_mode))
                 elif stat.S_ISREG(st.st_mode):
                     out.append(CpioEntry(arc, st.st_mode, p.read_bytes()))
-            except OSError as e:
-                raise InputError(p, f"cannot read: {e.strerror}") from None
     return out

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootverify.errors import InputError
+from bootverify.errors import InputError, reading
 
 KERNEL_OWNER = "vmlinux"
 KSYMTAB_PREFIX = "__ksymtab_"
@@ -57,11 +57,10 @@ class KernelExports:
 
 def _read_text(path: Path | str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        with reading(path):
+            return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InputError(path, "not a text file") from None
-    except OSError as e:
-        raise InputError(path, e.strerror or str(e)) from None
 
 
 def parse_symvers(text: str, path: object) -> list[Export]:
