@@ -304,7 +304,7 @@ def resolve_symbol(m: ModuleFacts, sym: str, p: _Provider | None, kernel: Kernel
         checks += (check_version(m, sym, p.crc, p.owner),
                    verify_namespace_is_imported(m, sym, p.namespace),
                    gki_is_module_unprotected_symbol(m, sym, p, kernel))
-    return [problem for problem in checks if problem]
+    return list(filter(None, checks))
 
 
 def simplify_symbols(m: ModuleFacts, kernel: KernelInterface, providers: Mapping[str, _Provider],
