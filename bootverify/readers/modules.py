@@ -214,6 +214,12 @@ class _Elf:
         return "big" if self.data[EI_DATA] == ELFDATA2MSB else "little"
 
     @functools.cached_property
+    def defined(self) -> list[Symbol]:
+        """The symbols that are not SHN_UNDEF: the export tables' labels are among these, and
+        the three facts made of them walk this short list, not every symbol again."""
+        return [s for s in self.symbols if s[1] != SHN_UNDEF]
+
+    @functools.cached_property
     def _by_index(self) -> dict[int, _Section]:
         return {s.index: s for s in self.sections.values()}
 
@@ -222,7 +228,7 @@ class _Elf:
         in one of the fact sections."""
         by_index = self._by_index
         return [(name[len(prefix):], by_index[shndx].offset + value)
-                for name, shndx, _, value in self.symbols
+                for name, shndx, _, value in self.defined
                 if name.startswith(prefix) and shndx in by_index]
 
 
@@ -300,8 +306,7 @@ def _exports(elf: _Elf) -> tuple[ModuleExport, ...]:
     namespaces, crcs = _namespaces(elf), _crcs(elf)
     return tuple(
         ModuleExport(sym, shndx == gpl_index, namespaces.get(sym, ""), crcs.get(sym))
-        for name, shndx, _, _ in elf.symbols
-        if name.startswith(KSYMTAB_PREFIX) and shndx != SHN_UNDEF
+        for name, shndx, _, _ in elf.defined if name.startswith(KSYMTAB_PREFIX)
         for sym in (name[len(KSYMTAB_PREFIX):],))
 
 
