@@ -19,9 +19,10 @@ import io
 import mmap
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from bootverify.errors import InputError
 
@@ -36,7 +37,10 @@ FACT_SECTIONS = (".symtab", ".modinfo", "__versions", *EXPORT_SECTIONS)
 MODULE_SUFFIXES = (".ko",)
 
 ELF_MAGIC = b"\x7fELF"
-ELF64_LE = (2, 1)                        # e_ident[EI_CLASS] ELFCLASS64, [EI_DATA] ELFDATA2LSB
+EI_CLASS, EI_DATA = 4, 5                 # e_ident[] indexes
+ELFCLASS32, ELFCLASS64 = 1, 2
+ELFDATA2LSB, ELFDATA2MSB = 1, 2
+ELF64_LE = (ELFCLASS64, ELFDATA2LSB)
 ET_REL = 1
 ELF64_HEADER = struct.Struct("<16sHHIQQQIHHHHHH")
 ELF64_SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -44,6 +48,12 @@ ELF64_SYM = struct.Struct("<IBBHQQ")
 SHN_UNDEF = 0
 SHT_NOBITS = 8          # .bss and the like take no space in the file
 STB_WEAK = 2
+# include/linux/module.h struct modversion_info { unsigned long crc; char name[MODULE_NAME_LEN]; }
+# (MODULE_NAME_LEN = 64 - sizeof(unsigned long)), by (EI_CLASS, EI_DATA)
+MODVERSION_INFO = {(ELFCLASS64, ELFDATA2LSB): struct.Struct("<Q56s"),
+                   (ELFCLASS64, ELFDATA2MSB): struct.Struct(">Q56s"),
+                   (ELFCLASS32, ELFDATA2LSB): struct.Struct("<I60s"),
+                   (ELFCLASS32, ELFDATA2MSB): struct.Struct(">I60s")}
 
 
 @dataclass(frozen=True)
@@ -185,70 +195,155 @@ def _pyelftools_tables(data: bytes, path: object) -> tuple[dict[str, _Section], 
     return sections, symbols
 
 
-def parse_module(data: bytes | mmap.mmap, path: str) -> ModuleFacts:
-    """The facts of one module; data may be an mmap, of which only the tables are touched."""
+# --- the facts, one function each, from the tables either backend gave ---
+
+@dataclass(frozen=True)
+class _Elf:
+    """One module's bytes (maybe an mmap) and the tables its facts are read from."""
+    data: bytes | mmap.mmap
+    path: str
+    sections: Mapping[str, _Section]
+    symbols: list[Symbol]
+
+    def section(self, name: str) -> bytes:
+        s = self.sections.get(name)
+        return self.data[s.offset:s.offset + s.size] if s else b""
+
+    @property
+    def byteorder(self) -> Literal["little", "big"]:
+        return "big" if self.data[EI_DATA] == ELFDATA2MSB else "little"
+
+    @functools.cached_property
+    def defined(self) -> list[Symbol]:
+        """The symbols that are not SHN_UNDEF: the export tables' labels are among these, and
+        the three facts made of them walk this short list, not every symbol again."""
+        return [s for s in self.symbols if s[1] != SHN_UNDEF]
+
+    @functools.cached_property
+    def _by_index(self) -> dict[int, _Section]:
+        return {s.index: s for s in self.sections.values()}
+
+    def labels(self, prefix: str) -> list[tuple[str, int]]:
+        """(name without prefix, file offset) of each symbol named prefix+NAME that labels data
+        in one of the fact sections."""
+        by_index = self._by_index
+        return [(name[len(prefix):], by_index[shndx].offset + value)
+                for name, shndx, _, value in self.defined
+                if name.startswith(prefix) and shndx in by_index]
+
+
+def _read_tables(data: bytes | mmap.mmap, path: str) -> _Elf:
     if data[:len(ELF_MAGIC)] != ELF_MAGIC:
         raise InputError(path, "not an ELF file (bad magic): not a kernel module")
     if len(data) < 16:
         raise InputError(path, "truncated ELF header")
-    if (data[4], data[5]) == ELF64_LE:
+    if (data[EI_CLASS], data[EI_DATA]) == ELF64_LE:
         sections, symbols = _elf64le_tables(data, path)
     else:
         sections, symbols = _pyelftools_tables(data, path)
+    return _Elf(data, path, sections, symbols)
 
-    def section(name: str) -> bytes:
-        s = sections.get(name)
-        return data[s.offset:s.offset + s.size] if s else b""
 
-    modinfo: dict[str, list[str]] = {}
-    for item in section(".modinfo").split(b"\0"):
+@dataclass(frozen=True)
+class _Modinfo:
+    """.modinfo: NUL-separated tag=value strings (modpost, MODULE_INFO())."""
+    tags: Mapping[str, Sequence[str]]
+
+    def get(self, tag: str) -> str:
+        """kernel/module/main.c get_modinfo(): the first entry wins."""
+        return self.tags.get(tag, ("",))[0]
+
+    def every(self, tag: str) -> tuple[str, ...]:
+        """get_next_modinfo(): all entries, in order (import_ns= repeats)."""
+        return tuple(self.tags.get(tag, ()))
+
+
+def _modinfo(elf: _Elf) -> _Modinfo:
+    tags: dict[str, list[str]] = {}
+    for item in elf.section(".modinfo").split(b"\0"):
         key, sep, value = item.decode("utf-8", "replace").partition("=")
         if sep:
-            modinfo.setdefault(key, []).append(value)
+            tags.setdefault(key, []).append(value)
+    return _Modinfo(tags)
 
-    by_index = {s.index: s for s in sections.values()}
-    gpl_index = sections[KSYMTAB_GPL_SECTION].index if KSYMTAB_GPL_SECTION in sections else -1
-    namespaces = {name[len(KSTRTABNS_PREFIX):]: _cstring(data, by_index[shndx].offset + value)
-                  for name, shndx, _, value in symbols
-                  if name.startswith(KSTRTABNS_PREFIX) and shndx in by_index}
-    # The target's byte order and word size (EI_DATA, EI_CLASS): CRCs are u32 in __kcrctab,
-    # struct modversion_info is { unsigned long crc; char name[64 - sizeof(unsigned long)]; }.
-    order = "big" if data[5] == 2 else "little"
-    modversion_info = struct.Struct((">" if order == "big" else "<")
-                                    + ("Q56s" if data[4] == 2 else "I60s"))
-    crcs = {name[len(KCRCTAB_PREFIX):]: int.from_bytes(
-                data[by_index[shndx].offset + value:by_index[shndx].offset + value + 4], order)
-            for name, shndx, _, value in symbols
-            if name.startswith(KCRCTAB_PREFIX) and shndx in by_index}
-    exports = tuple(
+
+def _name(modinfo: _Modinfo, path: str) -> str:
+    """modinfo name= (modpost writes it), else kmod's rule on the file name."""
+    return (modinfo.get("name") or module_name(path)).replace("-", "_")
+
+
+def _depends(modinfo: _Modinfo) -> tuple[str, ...]:
+    """modinfo depends=: the modules modpost found providing its symbols, comma-separated."""
+    return tuple(d.replace("-", "_") for d in modinfo.get("depends").split(",") if d)
+
+
+def _undefined(elf: _Elf) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """SHN_UNDEF symbols, (strong, weak): simplify_symbols() lets only STB_WEAK stay unresolved."""
+    undefined = [(name, bind) for name, shndx, bind, _ in elf.symbols
+                 if shndx == SHN_UNDEF and name]
+    return (tuple(sorted(n for n, bind in undefined if bind != STB_WEAK)),
+            tuple(sorted(n for n, bind in undefined if bind == STB_WEAK)))
+
+
+def _namespaces(elf: _Elf) -> dict[str, str]:
+    """include/linux/export.h: `__kstrtabns_SYM` labels SYM's namespace in __ksymtab_strings."""
+    return {sym: _cstring(elf.data, offset)
+            for sym, offset in elf.labels(KSTRTABNS_PREFIX)}
+
+
+def _crcs(elf: _Elf) -> dict[str, int]:
+    """include/linux/export-internal.h SYMBOL_CRC(): `__crc_SYM` labels SYM's u32 CRC in
+    __kcrctab(_gpl), in the target's byte order."""
+    order = elf.byteorder
+    return {sym: int.from_bytes(elf.data[offset:offset + 4], order)
+            for sym, offset in elf.labels(KCRCTAB_PREFIX)}
+
+
+def _exports(elf: _Elf) -> tuple[ModuleExport, ...]:
+    """`__ksymtab_SYM` in __ksymtab or __ksymtab_gpl (GPL-only), with its namespace and CRC."""
+    gpl = elf.sections.get(KSYMTAB_GPL_SECTION)
+    gpl_index = gpl.index if gpl else -1
+    namespaces, crcs = _namespaces(elf), _crcs(elf)
+    return tuple(
         ModuleExport(sym, shndx == gpl_index, namespaces.get(sym, ""), crcs.get(sym))
-        for name, shndx, _, _ in symbols
-        if name.startswith(KSYMTAB_PREFIX) and shndx != SHN_UNDEF
+        for name, shndx, _, _ in elf.defined if name.startswith(KSYMTAB_PREFIX)
         for sym in (name[len(KSYMTAB_PREFIX):],))
-    undefined = [(name, bind) for name, shndx, bind, _ in symbols if shndx == SHN_UNDEF and name]
 
-    raw_versions = section("__versions")
-    if len(raw_versions) % modversion_info.size:
-        raise InputError(path, f"__versions is {len(raw_versions)} bytes, not a multiple of "
-                               f"{modversion_info.size}")
-    versions = {raw.split(b"\0", 1)[0].decode("utf-8", "replace"): crc
-                for crc, raw in modversion_info.iter_unpack(raw_versions)}
 
-    def one(key: str) -> str:
-        return modinfo.get(key, [""])[0]      # get_modinfo(): the first entry wins
+def _versions(elf: _Elf) -> dict[str, int]:
+    """__versions: the CRCs the module was built against, an array of struct modversion_info
+    in the target's word size and byte order."""
+    entry = MODVERSION_INFO[elf.data[EI_CLASS], elf.data[EI_DATA]]
+    raw = elf.section("__versions")
+    if len(raw) % entry.size:
+        raise InputError(elf.path, f"__versions is {len(raw)} bytes, not a multiple of "
+                                   f"{entry.size}")
+    return {name.split(b"\0", 1)[0].decode("utf-8", "replace"): crc
+            for crc, name in entry.iter_unpack(raw)}
 
+
+def _signed(data: bytes | mmap.mmap) -> bool:
+    """kernel/module/signing.c module_sig_check(): the signature ends in MODULE_SIG_STRING."""
+    return data[-len(MODULE_SIGNATURE_MAGIC):] == MODULE_SIGNATURE_MAGIC
+
+
+def parse_module(data: bytes | mmap.mmap, path: str) -> ModuleFacts:
+    """The facts of one module; data may be an mmap, of which only the tables are touched."""
+    elf = _read_tables(data, path)
+    modinfo = _modinfo(elf)
+    undefined, weak_undefined = _undefined(elf)
     return ModuleFacts(
         path=path,
-        name=(one("name") or module_name(path)).replace("-", "_"),
-        undefined=tuple(sorted(n for n, bind in undefined if bind != STB_WEAK)),
-        weak_undefined=tuple(sorted(n for n, bind in undefined if bind == STB_WEAK)),
-        exports=exports,
-        versions=versions,
-        vermagic=one("vermagic"),
-        depends=tuple(d.replace("-", "_") for d in one("depends").split(",") if d),
-        license=one("license"),
-        import_ns=tuple(modinfo.get("import_ns", [])),
-        signed=data[-len(MODULE_SIGNATURE_MAGIC):] == MODULE_SIGNATURE_MAGIC,
+        name=_name(modinfo, path),
+        undefined=undefined,
+        weak_undefined=weak_undefined,
+        exports=_exports(elf),
+        versions=_versions(elf),
+        vermagic=modinfo.get("vermagic"),
+        depends=_depends(modinfo),
+        license=modinfo.get("license"),
+        import_ns=modinfo.every("import_ns"),
+        signed=_signed(data),
     )
 
 
