@@ -10,10 +10,17 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bootverify.readers.bootimg import (BootImage, RamdiskType, VendorBootImage, VendorRamdisk,
-                                        write_boot_image, write_vendor_boot_image)
+from bootverify.readers.bootimg import (
+    BootImage,
+    RamdiskType,
+    VendorBootImage,
+    VendorRamdisk,
+    read_vendor_boot,
+    write_boot_image,
+    write_vendor_boot_image,
+)
 from bootverify.readers.modules import module_name, read_module
-from bootverify.readers.ramdisk import Compression, CpioEntry, compress, write_cpio
+from bootverify.readers.ramdisk import Compression, CpioEntry, compress, unpack_initrd, write_cpio
 from bootverify.runtime import vm
 
 DEPMOD_TIMEOUT = 300
@@ -105,6 +112,28 @@ def pack_debian_images(out: Path, *, kernel_root: Path, release: str, load: Sequ
                                             bootconfig=b"androidboot.hardware = bvdebian\n"),
                             vendor_img)
     return boot_img, vendor_img
+
+
+def sample_modules(vendor_img: Path) -> dict[str, bytes]:
+    """A vendor boot image's lib/modules/ files: name (relative to it) -> content."""
+    tree = unpack_initrd(read_vendor_boot(vendor_img).ramdisk, vendor_img)
+    return {name.removeprefix("lib/modules/"): e.data for name, e in tree.items()
+            if name.startswith("lib/modules/") and e.is_file}
+
+
+def repack_vendor_modules(vendor_img: Path, out: Path, modules: Mapping[str, bytes],
+                          bootconfig: bytes | None = None) -> Path:
+    """`vendor_img` (v4) with one DLKM fragment holding exactly `modules` as lib/modules/ (name
+    -> content, the module directory's text files included), and `bootconfig` if given."""
+    v = read_vendor_boot(vendor_img)
+    tree = [CpioEntry("lib", stat.S_IFDIR | 0o755), CpioEntry("lib/modules", stat.S_IFDIR | 0o755)]
+    tree += [CpioEntry(f"lib/modules/{name}", stat.S_IFREG | 0o644, data)
+             for name, data in modules.items()]
+    dlkm = VendorRamdisk(compress(write_cpio(tree), Compression.LZ4_LEGACY), RamdiskType.DLKM,
+                         "dlkm")
+    write_vendor_boot_image(VendorBootImage(
+        4, v.cmdline, (dlkm,), v.dtb, v.bootconfig if bootconfig is None else bootconfig), out)
+    return out
 
 
 def qemu_pids(owner_pid: int) -> list[int]:
