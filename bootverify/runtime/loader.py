@@ -1,5 +1,5 @@
 """The runtime half, end to end: read the images, make the load plan and the guest, boot it in
-qemu, load every module as Android's first stage would (plan.py), recover from hangs and crashes
+qemu, load every module as Android would (bootverify/plan/), recover from hangs and crashes
 (runner.py), classify every outcome (kmsg.py)."""
 
 from __future__ import annotations
