@@ -564,3 +564,19 @@ def test_guest_memory_follows_the_initrd_unless_given():
     assert vm.guest_memory_mb(vm.VMConfig(), small) == 1024 + 16 * 3
     assert vm.guest_memory_mb(vm.VMConfig(), large) == 1024 + 16 * 94
     assert vm.guest_memory_mb(vm.VMConfig(memory_mb=512), large) == 512
+
+
+def test_runner_records_not_found_and_unlisted_modules() -> None:
+    s = _set("vendor_ramdisk", "/lib/modules", ["a.ko", "b.ko", "stray.ko"],
+             ["a.ko", "wifi.ko", "b.ko"], {"a.ko": ("gone.ko",), "b.ko": ()})
+    plan = make_plan([s])
+    runner = Runner(plan, FakeGuests({}, plan), module_timeout=1)  # type: ignore[arg-type]
+    runner.run()
+    rep = runner.report("6.1", "", 1.0)
+    got = {r.name: r.outcome for r in rep.results}
+    assert got == {"gone": Outcome.NOT_FOUND, "a": Outcome.LOADED, "wifi": Outcome.NOT_FOUND,
+                   "b": Outcome.LOADED, "stray": Outcome.UNLISTED}
+    assert [r.name for r in rep.results] == ["gone", "a", "wifi", "b", "stray"]
+    r = rep.by_name()
+    assert "dependency did not load: gone (not-found)" in r["a"].reason
+    assert r["stray"].reason == "in no load list (/lib/modules/modules.load)"
