@@ -107,8 +107,8 @@ class Modprobe:
             how, note = Disposition.BLOCKLISTED, "blocklisted (modules.blocklist)"
         elif entry is None:
             how = Disposition.NOT_FOUND
-            note = (f"not in {s.guest_dir}/modules.dep ("
-                    + ("its .ko is in the image" if where else "and no such .ko") + ")")
+            note = f"not in {s.guest_dir}/modules.dep, " + (
+                "though its .ko is in the image" if where else "and no such .ko")
         else:
             how, note = Disposition.NOT_FOUND, f"{entry[0]}: not in the image"
         self.units[key] = ModuleUnit(origin, name, self._guest_path(where), "", (), how, note)
