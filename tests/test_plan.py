@@ -153,6 +153,9 @@ def test_not_found_blocklisted_unlisted():
     # a blocklisted module's own deps are not loaded (ModuleExists refuses it first)
     assert d["stray"] is d["dep_of_blk"] is Disposition.UNLISTED
     assert loads(p) == ["a"]                               # still tried: the kernel has a say
+    # but a blocklisted hard dep fails it (LoadWithAliases, strict), even when it links
+    v = device_verdict(p, outcomes(p, blk="skipped"))
+    assert v.stops_at == "a" and "(a needs blk: blocklisted" in v.reason
     assert [s.skip for s in p.steps if p.units[s.key].name == "vendor_wifi"] == [
         "vendor_wifi.ko: not in the image"]
 

@@ -53,9 +53,6 @@ from bootverify.readers.ramdisk import CpioEntry
 __all__ = ["Disposition", "Key", "Listed", "LoadPlan", "ModuleSet", "ModuleUnit", "Step",
            "make_plan", "plan_for", "ramdisk_module_set", "dir_module_set"]
 
-SKIP_REASONS = {Disposition.BLOCKLISTED: "blocklisted (modules.blocklist)"}
-
-
 def _steps(units: Mapping[Key, ModuleUnit], order: Sequence[Key],
            unlisted: Sequence[Key]) -> tuple[Step, ...]:
     """InsmodWithDeps' order: hard deps, soft pre-deps, the module, soft post-deps; then the
@@ -76,7 +73,7 @@ def _steps(units: Mapping[Key, ModuleUnit], order: Sequence[Key],
             loads += 1
             out.append(Step(k, loads))
         else:
-            out.append(Step(k, None, SKIP_REASONS.get(u.disposition, u.note)))
+            out.append(Step(k, None, u.note))
         for d in u.post:
             visit(d)
 
