@@ -62,11 +62,11 @@ import packing  # noqa: E402  (tests/packing.py: pack_debian_images, qemu_pids, 
 
 from bootverify import samples  # noqa: E402
 from bootverify.cache import cache_dir  # noqa: E402
+from bootverify.plan import LoadPlan, make_plan, plan_for  # noqa: E402
 from bootverify.readers.modules import module_name  # noqa: E402
 from bootverify.readers.ramdisk import CpioEntry  # noqa: E402
 from bootverify.runtime import agent, boot, loader, protocol, vm  # noqa: E402
 from bootverify.runtime.kmsg import Outcome, RuntimeResult  # noqa: E402
-from bootverify.runtime.plan import LoadPlan, make_plan, plan_for  # noqa: E402
 from bootverify.runtime.runner import Runner, RunReport  # noqa: E402
 
 PGREP_TIMEOUT = 10.0
@@ -123,13 +123,14 @@ def make_guests(boot_img: Path, vendor_img: Path, *, system_dlkm: Path | None = 
     dlkm = {"system_dlkm": system_dlkm} if system_dlkm is not None else {}
     nonce = boot.new_nonce()
     cmdline = boot.guest_cmdline(h, nonce)
-    plan = plan_for(h, cmdline, dlkm)
+    plan = plan_for(h.ramdisk_tree(), h.kernel.release, h.kernel.image, h.bootconfig, cmdline,
+                    dlkm)
     if keep is not None:
         wanted = set(keep)
         sets = [dataclasses.replace(s, config=dataclasses.replace(
                     s.config, load=tuple(p for p in s.config.load if module_name(p) in wanted)))
                 for s in plan.sets]
-        plan = make_plan(sets, cmdline)
+        plan = make_plan(sets, cmdline, plan.boot)
     bare_entry = CpioEntry(BARE_SCRIPT, stat.S_IFREG | 0o755, BARE_INIT.encode())
     guest = boot.prepare(h, cmdline, nonce, busybox=agent.read_busybox(), dlkm_dirs=dlkm,
                          extra_entries=[agent.plan_entry(plan.lines), bare_entry])

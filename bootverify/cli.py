@@ -1,7 +1,8 @@
 """Command line: the one place that turns errors into messages and exit codes.
 
-Exit codes: 0 nothing failed, 1 a module fails (predicted or observed) or static and runtime
-disagree, 2 bad input or broken infrastructure (one line on stderr, no traceback).
+Exit codes: 0 nothing failed, 1 a module fails (predicted or observed), the device would not
+boot, a module set has .ko files and no load list, or static and runtime disagree, 2 bad input
+or broken infrastructure (one line on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from bootverify.android import BootMode
 from bootverify.cache import cache_dir
 from bootverify.errors import InfraError, InputError
 from bootverify.readers import bootimg
@@ -87,6 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bootverify.report import junit, run_json, run_text
     from bootverify.runtime.loader import run_images
     from bootverify.runtime.vm import VMConfig
+    from bootverify.verdict import device_verdict
     dlkm_dirs = [d for d in (args.system_dlkm, args.vendor_dlkm) if d]
     report = run_check(check_inputs(args, dlkm_dirs), cache_dir() / "check")
     given = {"boot_timeout": args.boot_timeout, "memory_mb": args.memory}
@@ -100,18 +103,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         runtime = run_images(args.boot, args.vendor_kernel_boot,
                              system_dlkm=args.system_dlkm, vendor_dlkm=args.vendor_dlkm,
                              busybox=args.busybox, config=config, progress=_progress,
-                             console_log=console, **timeout)
+                             console_log=console, boot_mode=args.boot_mode, **timeout)
     verdicts = crosscheck(report.modules, list(runtime.results))
+    assert runtime.plan is not None
+    device = device_verdict(runtime.plan, {(r.origin, r.name): r.outcome.value
+                                           for r in runtime.results})
+    mode = runtime.plan.boot.mode.value if runtime.plan.boot else None
     if args.json:
-        doc = run_json(report, verdicts, str(args.console_log))
+        doc = run_json(report, verdicts, str(args.console_log), device, mode, runtime.notes)
         write_output(args.json, lambda out: write_json(doc, out))
     if args.junit:
-        write_output(args.junit, lambda out: junit(verdicts, out))
+        write_output(args.junit, lambda out: junit(verdicts, out, device))
     if args.json != "-":
-        run_text(verdicts, sys.stdout)
+        run_text(verdicts, sys.stdout, device, runtime.notes)
         print(f"kernel {runtime.release}, {len(runtime.boots)} boot(s), {runtime.seconds:.1f} s; "
               f"console log: {args.console_log}")
-    return EXIT_FAIL if failed(verdicts) else EXIT_OK
+    return EXIT_FAIL if failed(verdicts) or device.failed else EXIT_OK
 
 
 # --- kmi-diff ---
@@ -181,15 +188,28 @@ def cmd_images_build(args: argparse.Namespace) -> int:
 RUN_DESCRIPTION = """\
 Boot boot.img + vendor_kernel_boot.img in qemu-system-aarch64 as a bootloader would (initrd =
 vendor ramdisks, generic ramdisk, bootverify's agent, bootconfig; cmdline = boot + vendor +
-console=ttyAMA0 ...), then load every module as Android's first stage does: modules.load order
-(then --system-dlkm, then --vendor-dlkm), dependencies first, modules.blocklist and
-modules.options honoured, one module at a time.
+console=ttyAMA0 ...), then load every module as Android does (AOSP libmodprobe and
+first_stage_init): first stage the vendor ramdisk's module directory (uname -r, else
+major.minor, else /lib/modules), second stage --system-dlkm, then --vendor-dlkm; each directory's load list for the boot mode (modules.load,
+modules.load.recovery, modules.load.charger: from bootconfig/cmdline androidboot.mode, or
+--boot-mode), modules.alias, modules.dep (hard deps first), modules.softdep (pre, post),
+modules.options and the cmdline's mod.param=, modules.blocklist; one module at a time (a
+bootconfig asking for parallel loading is noted). It goes on after a failure: every module gets
+an outcome, and the report says first where the device itself would have stopped.
+
+The device verdict (first line; JSON "android"; JUnit testcase android-boot): boots, or stops
+in first-stage at MODULE (the first failing load-list entry: LOG(FATAL), reboot to the
+bootloader; not strict with androidboot.first_stage_console), or stops because the vendor
+ramdisk has .ko files and no load list. Second-stage failures do not stop the boot (init rc
+goes on) but fail the run.
 
 Runtime outcome per module, from finit_module's errno and the kernel log:
   loaded, link-error (unknown symbol, disagrees about version, protected symbol, namespace not
   imported, version magic, invalid format, duplicate export), init-error (with errno),
   hung (no answer within --module-timeout: the VM is killed and booted again), crashed (oops,
-  BUG or panic: booted again), skipped (blocklisted).
+  BUG or panic: booted again), skipped (blocklisted), not-found (in the load list, or a hard
+  dependency, but not in modules.dep or not in the image: a failure), unlisted (a .ko in no load
+  list: never loaded; its static verdict is still shown).
 
 Agreement with the static analysis (the same inputs as `bootverify check`):
   confirmed     failure predicted and observed, same symbols
@@ -197,11 +217,12 @@ Agreement with the static analysis (the same inputs as `bootverify check`):
   missed        a link error the analysis did not predict (a defect: please report)
   unconfirmed   a predicted link failure that did not happen
   runtime-only  init error, hang or crash: not a linking problem
-  skipped       blocklisted
+  skipped       not given to the kernel (blocklisted, not-found, unlisted)
   ok            predicted to load, and loaded
 
-Exit status: 0 every module loaded (blocklisted ones aside) and nothing disagrees; 1 any
-failure or disagreement; 2 bad input or infrastructure failure (qemu missing, no agent prompt).
+Exit status: 0 the device boots, every listed module loaded (blocklisted ones aside) and
+nothing disagrees; 1 the device would stop, a module fails, a module set has .ko files and no
+load list, or a disagreement; 2 bad input or infrastructure failure (qemu missing, no agent prompt).
 """
 
 
@@ -241,6 +262,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--vendor-dlkm", type=Path, metavar="DIR",
                    help="further modules with their own modules.load, loaded last")
     add_kernel_args(p)
+    p.add_argument("--boot-mode", choices=[m.value for m in BootMode], type=BootMode,
+                   help="load the list of this mode (modules.load, modules.load.recovery, "
+                        "modules.load.charger) instead of the one bootconfig/cmdline choose")
     p.add_argument("--busybox", type=Path, metavar="PATH",
                    help="static arm64 busybox for the agent (default: Debian's busybox-static, "
                         "fetched once into the cache)")

@@ -7,7 +7,8 @@ Agreement per module:
                 other symbols): a defect of the analysis, reported loudly;
 - unconfirmed   failure predicted, but it linked (it loaded, or got as far as its init);
 - runtime-only  init error, hang or crash: not a linking problem, nothing to predict;
-- skipped       blocklisted (or not run), nothing observed;
+- skipped       not handed to the kernel (blocklisted, not-found, unlisted): nothing observed;
+                the static verdict stands alone;
 - ok            predicted to load, and loaded.
 """
 
@@ -51,6 +52,11 @@ def _symbols_agree(prediction: Prediction, runtime: RuntimeResult) -> bool:
 
 
 RUNTIME_ONLY_OUTCOMES = frozenset({Outcome.INIT_ERROR, Outcome.HUNG, Outcome.CRASHED})
+# Never given to the kernel: nothing to compare.
+NOT_LOADED_OUTCOMES = frozenset({Outcome.SKIPPED, Outcome.NOT_FOUND, Outcome.UNLISTED})
+# Not a failure of its own: blocklisted on purpose, or in no list (a set with .ko files and no
+# load list at all is a failure of the run: verdict.py).
+NOT_FAILED_OUTCOMES = frozenset({Outcome.LOADED, Outcome.SKIPPED, Outcome.UNLISTED})
 
 
 def agree(prediction: Prediction | None, runtime: RuntimeResult,
@@ -65,6 +71,9 @@ def agree(prediction: Prediction | None, runtime: RuntimeResult,
 
     if outcome is Outcome.SKIPPED:
         return result(Agreement.SKIPPED, runtime.reason)
+    if outcome in NOT_LOADED_OUTCOMES:
+        static = f"; static: {verdict.value}" if prediction else ""
+        return result(Agreement.SKIPPED, f"{outcome.value}: {runtime.reason}{static}")
     if outcome is Outcome.LINK_ERROR:
         observed = ", ".join(f"{p.kind.value} {p.symbol}".strip() for p in runtime.problems)
         if prediction is None:
@@ -104,6 +113,7 @@ def crosscheck(predictions: tuple[Prediction, ...],
 
 
 def failed(verdicts: list[ModuleVerdict]) -> bool:
-    """Exit 1: a module did not load (blocklisted ones aside) or the halves disagree."""
+    """Exit 1 (with the device verdict's failures): a module did not load (blocklisted and
+    unlisted ones aside) or the halves disagree."""
     return any(v.agreement in DISAGREEMENTS or
-               v.runtime.outcome not in (Outcome.LOADED, Outcome.SKIPPED) for v in verdicts)
+               v.runtime.outcome not in NOT_FAILED_OUTCOMES for v in verdicts)

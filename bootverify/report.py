@@ -2,9 +2,11 @@
 
 JSON contract (`bootverify check`): {"kernel_release", "kmi_trimmed", "modules": [{"name",
 "path", "static": {"verdict", "problems": [{"kind", "symbol", "detail", "fatal"}]}}]}.
-`bootverify run` adds "console_log" and per module "runtime": {"outcome", "errno",
-"errno_name", "problems": [{"kind", "symbol", "detail"}], "kmsg", "message", "reason",
-"origin", "seconds"}, "agreement" and "why" (see crosscheck).
+`bootverify run` adds "android": {"verdict": "boots"|"stops", "stage": "first-stage"|
+"second-stage"|null, "stops_at": MODULE|null, "reason", "failures": [TEXT]} (verdict.py),
+"boot_mode", "notes", "console_log" and per module "runtime": {"outcome", "errno", "errno_name",
+"problems": [{"kind", "symbol", "detail"}], "kmsg", "message", "reason", "origin", "seconds"},
+"agreement" and "why" (see crosscheck).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, TextIO
 from bootverify.crosscheck import DISAGREEMENTS, Agreement, ModuleVerdict
 from bootverify.runtime.kmsg import Outcome, RuntimeResult
 from bootverify.static.analysis import Prediction, StaticReport
+from bootverify.verdict import Boots, DeviceVerdict
 
 
 def problem_summary(p: Prediction) -> str:
@@ -71,7 +74,18 @@ def write_json(doc: dict[str, Any], out: TextIO) -> None:
 
 # --- `bootverify run`: static + runtime + agreement ---
 
-def run_text(verdicts: Sequence[ModuleVerdict], out: TextIO) -> None:
+def device_line(device: DeviceVerdict) -> str:
+    where = f" in {device.stage}" if device.stage else ""
+    at = f" at {device.stops_at}" if device.stops_at else ""
+    return f"ANDROID: {device.verdict.upper()}{where}{at}: {device.reason}"
+
+
+def run_text(verdicts: Sequence[ModuleVerdict], out: TextIO, device: DeviceVerdict,
+             notes: Sequence[str] = ()) -> None:
+    """The device verdict first, then the notes, then one row a module."""
+    out.write(device_line(device) + "\n")
+    out.writelines(f"  note: {n}\n" for n in notes)
+    out.write("\n")
     rows = [(v.name, v.prediction.verdict.value if v.prediction else "-",
              v.runtime.outcome.value + (f" ({v.runtime.errno_name})" if v.runtime.errno else ""),
              f"{v.runtime.seconds:.2f}", v.agreement.value, v.why or "-") for v in verdicts]
@@ -97,9 +111,18 @@ def runtime_json(r: RuntimeResult) -> dict[str, Any]:
             "origin": r.origin, "seconds": round(r.seconds, 3)}
 
 
+def device_json(device: DeviceVerdict) -> dict[str, Any]:
+    return {"verdict": device.verdict, "stage": device.stage, "stops_at": device.stops_at,
+            "reason": device.reason, "failures": list(device.failures)}
+
+
 def run_json(report: StaticReport, verdicts: Sequence[ModuleVerdict],
-             console_log: str | None) -> dict[str, Any]:
+             console_log: str | None, device: DeviceVerdict, boot_mode: str | None,
+             notes: Sequence[str] = ()) -> dict[str, Any]:
     return {
+        "android": device_json(device),
+        "boot_mode": boot_mode,
+        "notes": list(notes),
         "kernel_release": report.kernel_release,
         "kmi_trimmed": report.kmi_trimmed,
         "console_log": console_log,
@@ -111,14 +134,25 @@ def run_json(report: StaticReport, verdicts: Sequence[ModuleVerdict],
     }
 
 
-def junit(verdicts: Sequence[ModuleVerdict], out: TextIO) -> None:
-    """One testcase per module: a failure when it did not load or the halves disagree."""
-    suite = ET.Element("testsuite", name="bootverify", tests=str(len(verdicts)))
+def junit(verdicts: Sequence[ModuleVerdict], out: TextIO,
+          device: DeviceVerdict | None = None) -> None:
+    """Testcase `android-boot` (a failure when the device would not boot), then one testcase per
+    module: a failure when it did not load or the halves disagree; skipped when it was not
+    given to the kernel on purpose (blocklisted) or is in no load list."""
+    suite = ET.Element("testsuite", name="bootverify",
+                       tests=str(len(verdicts) + (device is not None)))
     failures = skipped = 0
+    if device is not None:
+        case = ET.SubElement(suite, "testcase", name="android-boot", time="0.000",
+                             classname="bootverify.android")
+        if device.verdict is Boots.STOPS:
+            ET.SubElement(case, "failure", type=f"stops/{device.stage}",
+                          message=device.reason).text = "\n".join(device.failures)
+            failures += 1
     for v in verdicts:
         case = ET.SubElement(suite, "testcase", name=v.name, time=f"{v.runtime.seconds:.3f}",
                              classname=f"bootverify.{v.runtime.origin or 'modules'}")
-        if v.runtime.outcome is Outcome.SKIPPED:
+        if v.runtime.outcome in (Outcome.SKIPPED, Outcome.UNLISTED):
             ET.SubElement(case, "skipped", message=v.why)
             skipped += 1
         elif v.runtime.outcome is not Outcome.LOADED or v.agreement in DISAGREEMENTS:

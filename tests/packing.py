@@ -10,10 +10,17 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bootverify.readers.bootimg import (BootImage, RamdiskType, VendorBootImage, VendorRamdisk,
-                                        write_boot_image, write_vendor_boot_image)
+from bootverify.readers.bootimg import (
+    BootImage,
+    RamdiskType,
+    VendorBootImage,
+    VendorRamdisk,
+    read_vendor_boot,
+    write_boot_image,
+    write_vendor_boot_image,
+)
 from bootverify.readers.modules import module_name, read_module
-from bootverify.readers.ramdisk import Compression, CpioEntry, compress, write_cpio
+from bootverify.readers.ramdisk import Compression, CpioEntry, compress, unpack_initrd, write_cpio
 from bootverify.runtime import vm
 
 DEPMOD_TIMEOUT = 300
@@ -32,9 +39,9 @@ def closure(index: Mapping[str, Path], names: Sequence[str]) -> dict[str, Path]:
     return want
 
 
-def modules_dep(files: Mapping[str, Path], release: str) -> str:
-    """kmod's modules.dep for these files, as a flat module directory (symlinked, not copied:
-    the whole Debian set is ~300 MB)."""
+def depmod(files: Mapping[str, Path], release: str) -> dict[str, str]:
+    """kmod's modules.dep, modules.softdep and modules.alias for these files, as a flat module
+    directory (symlinked, not copied: the whole Debian set is ~300 MB)."""
     with tempfile.TemporaryDirectory(prefix="bv-depmod-") as tmp:
         mdir = Path(tmp) / "lib" / "modules" / release
         mdir.mkdir(parents=True)
@@ -42,24 +49,27 @@ def modules_dep(files: Mapping[str, Path], release: str) -> str:
             (mdir / p.name).symlink_to(p.resolve())
         subprocess.run(["depmod", "-b", tmp, release], check=True, capture_output=True,
                        timeout=DEPMOD_TIMEOUT)
-        return (mdir / "modules.dep").read_text()
+        return {name: (mdir / name).read_text()
+                for name in ("modules.dep", "modules.softdep", "modules.alias")}
 
 
 def pack_debian_images(out: Path, *, kernel_root: Path, release: str, load: Sequence[str],
                        foreign: Mapping[str, Path] = {}, no_deps: Sequence[str] = (),
                        blocklist: Sequence[str] = (), options: Mapping[str, str] = {},
                        header_version: int = 4, cmdline: str = "",
-                       vendor_cmdline: str = "") -> tuple[Path, Path]:
+                       vendor_cmdline: str = "", softdeps: bool = False) -> tuple[Path, Path]:
     """boot.img (Debian's kernel, a placeholder generic ramdisk) and vendor_kernel_boot.img with
     the modules of `load` (names; foreign ones from other files) and their dependencies in a DLKM
     fragment: lib/modules/{*.ko, modules.load, modules.dep, modules.blocklist, modules.options}.
-    Names in `load` that are neither in the kernel nor in `foreign` are listed but not shipped."""
+    Names in `load` that are neither in the kernel nor in `foreign` are listed but not shipped.
+    `softdeps`: depmod's modules.softdep and modules.alias too."""
     moddir = kernel_root / "lib" / "modules" / release
     index = {module_name(p): p for p in moddir.rglob("*.ko")}
     shipped = [n for n in load if module_name(n) in index]
     files = {**closure(index, shipped), **{module_name(k): v for k, v in foreign.items()}}
     dep_lines = []
-    for line in modules_dep(files, release).splitlines():
+    generated = depmod(files, release)
+    for line in generated["modules.dep"].splitlines():
         target = line.split(":")[0]
         dep_lines.append(f"{target}:" if module_name(target) in no_deps else line)
     tree = [CpioEntry("lib", stat.S_IFDIR | 0o755), CpioEntry("lib/modules", stat.S_IFDIR | 0o755)]
@@ -72,6 +82,8 @@ def pack_debian_images(out: Path, *, kernel_root: Path, release: str, load: Sequ
         "modules.blocklist": "".join(f"blocklist {n}\n" for n in blocklist),
         "modules.options": "".join(f"options {k} {v}\n" for k, v in options.items()),
     }
+    if softdeps:
+        text |= {k: generated[k] for k in ("modules.softdep", "modules.alias")}
     tree += [CpioEntry(f"lib/modules/{k}", stat.S_IFREG | 0o644, v.encode())
              for k, v in text.items()]
     dlkm = compress(write_cpio(tree), Compression.LZ4_LEGACY)
@@ -105,6 +117,28 @@ def pack_debian_images(out: Path, *, kernel_root: Path, release: str, load: Sequ
                                             bootconfig=b"androidboot.hardware = bvdebian\n"),
                             vendor_img)
     return boot_img, vendor_img
+
+
+def sample_modules(vendor_img: Path) -> dict[str, bytes]:
+    """A vendor boot image's lib/modules/ files: name (relative to it) -> content."""
+    tree = unpack_initrd(read_vendor_boot(vendor_img).ramdisk, vendor_img)
+    return {name.removeprefix("lib/modules/"): e.data for name, e in tree.items()
+            if name.startswith("lib/modules/") and e.is_file}
+
+
+def repack_vendor_modules(vendor_img: Path, out: Path, modules: Mapping[str, bytes],
+                          bootconfig: bytes | None = None) -> Path:
+    """`vendor_img` (v4) with one DLKM fragment holding exactly `modules` as lib/modules/ (name
+    -> content, the module directory's text files included), and `bootconfig` if given."""
+    v = read_vendor_boot(vendor_img)
+    tree = [CpioEntry("lib", stat.S_IFDIR | 0o755), CpioEntry("lib/modules", stat.S_IFDIR | 0o755)]
+    tree += [CpioEntry(f"lib/modules/{name}", stat.S_IFREG | 0o644, data)
+             for name, data in modules.items()]
+    dlkm = VendorRamdisk(compress(write_cpio(tree), Compression.LZ4_LEGACY), RamdiskType.DLKM,
+                         "dlkm")
+    write_vendor_boot_image(VendorBootImage(
+        4, v.cmdline, (dlkm,), v.dtb, v.bootconfig if bootconfig is None else bootconfig), out)
+    return out
 
 
 def qemu_pids(owner_pid: int) -> list[int]:

@@ -6,10 +6,12 @@ import io
 import json
 import xml.etree.ElementTree as ET
 
+from bootverify.android import Stage
 from bootverify.crosscheck import Agreement, crosscheck, failed
-from bootverify.report import junit, run_json
+from bootverify.report import junit, run_json, run_text
 from bootverify.runtime.kmsg import LinkProblem, LinkProblemKind, Outcome, RuntimeResult
 from bootverify.static.analysis import Prediction, Problem, ProblemKind, StaticReport
+from bootverify.verdict import Boots, DeviceVerdict
 
 
 def pred(name: str, *problems: Problem) -> Prediction:
@@ -87,6 +89,11 @@ def test_failed_means_not_loaded_or_disagreeing():
                                  [rt("a", Outcome.LOADED), rt("b", Outcome.SKIPPED)]))
     assert failed(crosscheck((pred("a"),), [rt("a", Outcome.INIT_ERROR, errno=19)]))
     assert failed(crosscheck((pred("a", UNRESOLVED),), [rt("a", Outcome.LOADED)]))
+    # not-found is a failure; unlisted is not, by itself (verdict.py fails sets without lists)
+    assert failed(crosscheck((pred("a"),), [rt("a", Outcome.NOT_FOUND)]))
+    unlisted = crosscheck((pred("a", UNRESOLVED),), [rt("a", Outcome.UNLISTED)])
+    assert not failed(unlisted) and unlisted[0].agreement is Agreement.SKIPPED
+    assert unlisted[0].why.endswith("static: fail")
     # latent loads: not a failure
     assert not failed(crosscheck((pred("a", LATENT),), [rt("a", Outcome.LOADED)]))
 
@@ -96,7 +103,14 @@ def test_run_reports():
     verdicts = crosscheck(preds, [rt("good", Outcome.LOADED),
                                   rt("broken", Outcome.LINK_ERROR, UNKNOWN, errno=2),
                                   rt("blocked", Outcome.SKIPPED)])
-    doc = json.loads(json.dumps(run_json(StaticReport("6.1", True, preds), verdicts, "c.log")))
+    device = DeviceVerdict(Boots.STOPS, Stage.FIRST, "broken", "first stage stops at broken.ko",
+                           ("vendor_ramdisk: broken: link-error",))
+    doc = json.loads(json.dumps(run_json(StaticReport("6.1", True, preds), verdicts, "c.log",
+                                         device, "normal", ["a note"])))
+    assert doc["android"] == {"verdict": "stops", "stage": "first-stage", "stops_at": "broken",
+                              "reason": "first stage stops at broken.ko",
+                              "failures": ["vendor_ramdisk: broken: link-error"]}
+    assert list(doc)[0] == "android" and doc["boot_mode"] == "normal"
     broken = doc["modules"][1]
     assert broken["static"]["verdict"] == "fail" and broken["agreement"] == "confirmed"
     assert broken["runtime"]["outcome"] == "link-error"
@@ -109,3 +123,12 @@ def test_run_reports():
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
     failure = suite.find("testcase[@name='broken']/failure")
     assert failure is not None and "broken: line" in (failure.text or "")
+    out = io.StringIO()
+    junit(verdicts, out, device)
+    suite = ET.fromstring(out.getvalue().split("\n", 1)[1])
+    assert (suite.get("tests"), suite.get("failures")) == ("4", "2")
+    boot = suite.find("testcase[@name='android-boot']/failure")
+    assert boot is not None and boot.get("message") == "first stage stops at broken.ko"
+    out = io.StringIO()
+    run_text(verdicts, out, device, ["a note"])
+    assert out.getvalue().startswith("ANDROID: STOPS in first-stage at broken: first stage")

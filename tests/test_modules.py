@@ -8,12 +8,17 @@ import struct
 from pathlib import Path
 
 import pytest
-
 from craft import VERMAGIC, Exp, Mod, compile_modules, sign
+
 from bootverify.errors import InputError
 from bootverify.readers import modules as M
-from bootverify.readers.modules import (ModuleExport, ModuleFacts, find_modules, module_name,
-                                        read_module, read_modules_dir)
+from bootverify.readers.modules import (
+    ModuleExport,
+    ModuleFacts,
+    find_modules,
+    module_name,
+    read_module,
+)
 
 FULL = Mod(
     modinfo=(("license", "GPL v2"), ("vermagic", VERMAGIC), ("name", "full-mod"),
@@ -292,57 +297,6 @@ def test_find_modules_not_a_directory(tmp_path):
 
 
 # --- modules directory files ---
-
-def _write(root: Path, **files: str) -> Path:
-    root.mkdir(exist_ok=True)
-    for name, text in files.items():
-        (root / name.replace("_", ".", 1)).write_text(text)
-    return root
-
-
-def test_modules_dir_files(tmp_path):
-    root = _write(
-        tmp_path / "m",
-        modules_load="# comment\nkernel/a.ko\n\n  vendor/b-c.ko  \n",
-        modules_dep="kernel/a.ko:\nvendor/b-c.ko: kernel/a.ko   kernel/z.ko\n# x\n",
-        modules_blocklist="blocklist bad-mod\n# blocklist commented\nblocklist other\n",
-        modules_options="options snd-hda  index=1 model=x\noptions plain\n",
-    )
-    md = read_modules_dir(root)
-    assert md.root == root
-    assert md.load == ("kernel/a.ko", "vendor/b-c.ko")
-    assert md.dep == {"kernel/a.ko": (), "vendor/b-c.ko": ("kernel/a.ko", "kernel/z.ko")}
-    assert md.blocklist == frozenset({"bad_mod", "other"})
-    assert md.options == {"snd_hda": "index=1 model=x", "plain": ""}
-
-
-def test_modules_dir_files_absent(tmp_path):
-    md = read_modules_dir(tmp_path)
-    assert (md.load, dict(md.dep), md.blocklist, dict(md.options)) == ((), {}, frozenset(), {})
-
-
-@pytest.mark.parametrize("name,text,line", [
-    ("modules.dep", "kernel/a.ko\n", 1),
-    ("modules.dep", "kernel/a.ko:\nno colon here\n", 2),
-    ("modules.blocklist", "blocklist\n", 1),
-    ("modules.blocklist", "blocklist a\nblacklist b\n", 2),
-    ("modules.options", "option foo x=1\n", 1),
-    ("modules.options", "options\n", 1),
-])
-def test_modules_dir_malformed(tmp_path, name, text, line):
-    (tmp_path / name).write_text(text)
-    with pytest.raises(InputError) as e:
-        read_modules_dir(tmp_path)
-    assert e.value.path == str(tmp_path / name)
-    assert f"line {line}:" in str(e.value)
-
-
-def test_modules_dir_not_utf8(tmp_path):
-    (tmp_path / "modules.load").write_bytes(b"kernel/\xff.ko\n")
-    with pytest.raises(InputError) as e:
-        read_modules_dir(tmp_path)
-    assert e.value.path == str(tmp_path / "modules.load")
-
 
 def test_unreadable_module_file(tmp_path):
     if os.geteuid() == 0:

@@ -116,7 +116,9 @@ def test_reports_follow_their_contract(gki_run: Run) -> None:
     assert by_name["vendor_nodev"]["runtime"]["errno_name"] == "ENODEV"
     # JUnit: one testcase a module, failures for the non-loaded ones, skipped for the blocklisted
     cases = {c.get("name"): c for c in gki_run.junit.iter("testcase")}
-    assert set(cases) == set(by_name)
+    # issue 9: the device verdict comes first, as testcase android-boot
+    assert set(cases) == set(by_name) | {"android-boot"}
+    assert cases.pop("android-boot").find("failure") is not None
     for name, m in by_name.items():
         outcome = m["runtime"]["outcome"]
         assert (cases[name].find("failure") is not None) == (outcome not in ("loaded", "skipped"))
@@ -125,6 +127,15 @@ def test_reports_follow_their_contract(gki_run: Run) -> None:
     assert "Unable to handle kernel NULL pointer" in gki_run.console
     # the text table and the live progress
     assert "AGREEMENT" in gki_run.stdout and "[17/17]" in gki_run.stderr
+    # the device: first stage is strict, and vendor_backlight (listed 4th, after the
+    # blocklisted vendor_blocked) is the first that fails to load
+    assert list(report)[0] == "android"
+    assert report["android"] | {"reason": ""} == {
+        "verdict": "stops", "stage": "first-stage", "stops_at": "vendor_backlight",
+        "reason": "", "failures": report["android"]["failures"]}
+    assert gki_run.stdout.startswith("ANDROID: STOPS in first-stage at vendor_backlight: ")
+    # the sample's bootconfig says androidboot.load_modules_parallel = false: nothing to note
+    assert report["boot_mode"] == "normal" and not any("parallel" in n for n in report["notes"])
 
 
 @pytest.mark.timeout(RUN_TIMEOUT + 60)

@@ -92,3 +92,31 @@ def test_older_abi_modules_every_predicted_failure_confirmed(v3_images: Path) ->
         # the kernel stops at module_layout, the first CRC it checks
         assert m["runtime"]["problems"] == [{"kind": "disagrees-about-version",
                                              "symbol": "module_layout", "detail": ""}]
+
+
+@pytest.mark.timeout(2 * RUN_TIMEOUT)
+def test_softdep_pre_loads_crc32c_before_libcrc32c(tmp_path: Path) -> None:
+    """Debian's libcrc32c says `softdep libcrc32c pre: crc32c` (modules.softdep) and crc32c is
+    an alias of crc32c_generic (modules.alias): libmodprobe loads crc32c_generic first, and
+    libcrc32c's init finds its hash. Without the softdep it fails (no modprobe in the guest to
+    answer its request_module), and the first stage stops there."""
+    root = debian_kernels.image_root(debian_kernels.NEWEST)
+    release = debian_kernels.release(debian_kernels.NEWEST)
+    generic = {"crc32c_generic": next((root / "lib/modules" / release).rglob(
+        "crc32c_generic.ko"))}
+    symvers = debian_kernels.module_symvers(debian_kernels.NEWEST)
+    runs = {}
+    for softdeps in (True, False):
+        out = tmp_path / str(softdeps)
+        images = pack_debian_images(out, kernel_root=root, release=release, load=("libcrc32c",),
+                                    foreign=generic, softdeps=softdeps)
+        runs[softdeps] = _bootverify_run(images, symvers, out)
+        assert_clean()
+    rc, report = runs[True]
+    assert [(m["name"], m["runtime"]["outcome"]) for m in report["modules"]] == [
+        ("crc32c_generic", "loaded"), ("libcrc32c", "loaded")]
+    assert rc == 0 and report["android"]["verdict"] == "boots"
+    rc, report = runs[False]
+    outcomes = {m["name"]: m["runtime"]["outcome"] for m in report["modules"]}
+    assert outcomes == {"libcrc32c": "init-error", "crc32c_generic": "unlisted"}
+    assert rc == 1 and report["android"]["stops_at"] == "libcrc32c"

@@ -16,20 +16,32 @@ from pathlib import Path
 
 import pexpect
 import pytest
-
 from craft import fake_image
 from bootverify.cache import cache_dir
 from bootverify.errors import InputError
-from bootverify.readers.bootimg import (BootImage, RamdiskType, VendorBootImage, VendorRamdisk,
-                                        write_boot_image, write_vendor_boot_image)
-from bootverify.readers.modules import ModulesDir
-from bootverify.readers.ramdisk import (Compression, CpioEntry, compress, read_cpio,
-                                        unpack_initrd, write_cpio)
+from bootverify.plan import Disposition, LoadPlan, ModuleSet, ModuleUnit, make_plan
+from bootverify.plan.libmodprobe import ParseKernelCmdlineOptions
+from bootverify.readers.bootimg import (
+    BootImage,
+    RamdiskType,
+    VendorBootImage,
+    VendorRamdisk,
+    write_boot_image,
+    write_vendor_boot_image,
+)
+from bootverify.readers.modulesdir import ModulesDir
+from bootverify.readers.ramdisk import (
+    Compression,
+    CpioEntry,
+    compress,
+    read_cpio,
+    unpack_initrd,
+    write_cpio,
+)
 from bootverify.runtime import agent, boot, console, kmsg, protocol, vm
-from bootverify.runtime.plan import (LoadPlan, ModuleSet, ModuleUnit, cmdline_options, make_plan,
-                                     tree_modules_dir)
+from bootverify.runtime.kmsg import LinkProblem, Outcome
+from bootverify.runtime.kmsg import LinkProblemKind as K
 from bootverify.runtime.runner import Runner, classify_output
-from bootverify.runtime.kmsg import LinkProblem, LinkProblemKind as K, Outcome
 
 DATA = Path(__file__).parent / "data"
 LINUX_SOURCE = Path("/usr/src/linux-source-6.1.tar.xz")
@@ -75,7 +87,7 @@ def test_every_row_names_its_source_and_errnos_are_the_generic_table() -> None:
         "ENOENT", "ENOEXEC", "EACCES", "EEXIST", "ENODEV", "EINVAL", "EKEYREJECTED", "EPROBE_DEFER"]
     assert kmsg.strerror(19) == "No such device"
     assert [o.value for o in Outcome] == ["loaded", "link-error", "init-error", "hung", "crashed",
-                                          "skipped"]
+                                          "skipped", "not-found", "unlisted"]
 
 
 @pytest.mark.parametrize("line, crash", [
@@ -419,24 +431,20 @@ def test_plan_follows_libmodprobe() -> None:
     assert a.path == "/lib/modules/a.ko" and a.params == "p=1 q=2"
     assert a.deps == (("vendor_ramdisk", "c"), ("vendor_ramdisk", "b"))   # reverse dep order
     assert plan.units[("vendor_ramdisk", "blocked")].blocklisted
-    assert plan.units[("vendor_ramdisk", "nodep")].path == "/lib/modules/nodep.ko"
-    assert any("nodep" in n for n in plan.notes)
-    assert plan.units[("vendor_ramdisk", "gone")].path == ""
+    # issue 9: a listed module missing from modules.dep is not loadable (libmodprobe), even
+    # with its .ko there; it used to be loaded without dependencies
+    nodep = plan.units[("vendor_ramdisk", "nodep")]
+    assert (nodep.disposition, nodep.path) == (Disposition.NOT_FOUND, "/lib/modules/nodep.ko")
+    assert "not in /lib/modules/modules.dep" in nodep.note
+    gone = plan.units[("vendor_ramdisk", "gone")]
+    assert (gone.disposition, gone.path) == (Disposition.NOT_FOUND, "")
+    assert {k[1] for k, u in plan.units.items() if u.disposition is Disposition.UNLISTED} \
+        == {"d_x", "unlisted"}
     v = plan.units[("vendor_dlkm", "v")]
     assert v.path == "/vendor_dlkm/lib/modules/v.ko"
     assert v.deps == (("vendor_ramdisk", "b"),)     # an absolute path into another set
-    assert cmdline_options('a.q=2 b.c="x y" noval.k junk') == {"a": "q=2", "b": 'c="x y"'}
-
-
-def test_ramdisk_module_dir_is_first_stages_choice() -> None:
-    def tree(*names: str) -> dict[str, CpioEntry]:
-        return {n: CpioEntry(n, stat.S_IFREG | 0o644, b"x.ko\n") for n in names}
-
-    assert tree_modules_dir(tree("lib/modules/6.1.25/modules.load",
-                                 "lib/modules/modules.load"), "6.1.25-android14") \
-        == "lib/modules/6.1.25"
-    assert tree_modules_dir(tree("lib/modules/5.15.1/modules.load",
-                                 "lib/modules/modules.load"), "6.1.25") == "lib/modules"
+    assert ParseKernelCmdlineOptions('a.q=2 b.c="x y" noval.k junk') == {"a": "q=2",
+                                                                          "b": 'c="x y"'}
 
 
 def test_parse_load_output() -> None:
@@ -573,3 +581,19 @@ def test_guest_memory_follows_the_initrd_unless_given():
     assert vm.guest_memory_mb(vm.VMConfig(), small) == 1024 + 16 * 3
     assert vm.guest_memory_mb(vm.VMConfig(), large) == 1024 + 16 * 94
     assert vm.guest_memory_mb(vm.VMConfig(memory_mb=512), large) == 512
+
+
+def test_runner_records_not_found_and_unlisted_modules() -> None:
+    s = _set("vendor_ramdisk", "/lib/modules", ["a.ko", "b.ko", "stray.ko"],
+             ["a.ko", "wifi.ko", "b.ko"], {"a.ko": ("gone.ko",), "b.ko": ()})
+    plan = make_plan([s])
+    runner = Runner(plan, FakeGuests({}, plan), module_timeout=1)  # type: ignore[arg-type]
+    runner.run()
+    rep = runner.report("6.1", "", 1.0)
+    got = {r.name: r.outcome for r in rep.results}
+    assert got == {"gone": Outcome.NOT_FOUND, "a": Outcome.LOADED, "wifi": Outcome.NOT_FOUND,
+                   "b": Outcome.LOADED, "stray": Outcome.UNLISTED}
+    assert [r.name for r in rep.results] == ["gone", "a", "wifi", "b", "stray"]
+    r = rep.by_name()
+    assert "dependency did not load: gone (not-found)" in r["a"].reason
+    assert r["stray"].reason == "in no load list (/lib/modules/modules.load)"

@@ -68,7 +68,9 @@ def test_recipe_seeds_every_fault() -> None:
     assert kinds >= {"unresolved", "crc-mismatch", "not-in-kmi", "namespace", "gpl-only",
                      "dependency-failed"}
     outcomes = {e.runtime for e in gki.values()}
-    assert outcomes == recipe.RUNTIME_OUTCOMES
+    # every outcome but the two of a packaging mistake (issue 9), which need a broken load list:
+    # test_run_android.py repacks the samples' vendor_kernel_boot for those
+    assert outcomes == recipe.RUNTIME_OUTCOMES - {"not-found", "unlisted"}
     assert [m.name for m in RECIPE.modules if not m.shipped] == ["vendor_modem_shared"]
 
 

@@ -27,18 +27,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bootverify.android import BOOTCONFIG_MAGIC, DLKM_GUEST_DIRS
 from bootverify.errors import InputError
 from bootverify.readers.bootimg import BootImage, VendorBootImage, read_boot, read_vendor_boot
 from bootverify.readers.kernel import KernelImage, parse_kernel
 from bootverify.readers.ramdisk import CpioEntry, entries_from_tree, unpack_initrd
 from bootverify.runtime import agent
 
-BOOTCONFIG_MAGIC = b"#BOOTCONFIG\n"
-# Extra module directories and where the guest sees them (Android's mount points).
-DLKM_GUEST_DIRS: Mapping[str, str] = {
-    "system_dlkm": "/system_dlkm/lib/modules",
-    "vendor_dlkm": "/vendor_dlkm/lib/modules",
-}
 # bootverify's own parameters, after the images' command lines:
 # console on the virt machine's PL011; /dev/kmsg writes not rate-limited (markers); timestamps in
 # the log (durations); a panic ends the guest at once (and qemu, with -no-reboot).

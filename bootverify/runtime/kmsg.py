@@ -29,7 +29,9 @@ class Outcome(enum.StrEnum):
     INIT_ERROR = "init-error"
     HUNG = "hung"
     CRASHED = "crashed"
-    SKIPPED = "skipped"
+    SKIPPED = "skipped"          # blocklisted (modules.blocklist)
+    NOT_FOUND = "not-found"      # listed (or a hard dep) but not in modules.dep or the image
+    UNLISTED = "unlisted"        # a .ko of the inputs that no load list reaches
 
 
 class LinkProblemKind(enum.StrEnum):
@@ -350,5 +352,11 @@ def classify(*, name: str, path: str, errno: int | None, kmsg: Sequence[str], se
                          origin)
 
 
+def not_loaded(outcome: Outcome, *, name: str, path: str, reason: str,
+               origin: str = "") -> RuntimeResult:
+    """A module the loader did not hand to the kernel (skipped, not-found, unlisted)."""
+    return RuntimeResult(name, path, outcome, None, (), (), reason, 0.0, origin, reason)
+
+
 def skipped(*, name: str, path: str, reason: str, origin: str = "") -> RuntimeResult:
-    return RuntimeResult(name, path, Outcome.SKIPPED, None, (), (), reason, 0.0, origin, reason)
+    return not_loaded(Outcome.SKIPPED, name=name, path=path, reason=reason, origin=origin)

@@ -1,5 +1,5 @@
 """The runtime half, end to end: read the images, make the load plan and the guest, boot it in
-qemu, load every module as Android's first stage would (plan.py), recover from hangs and crashes
+qemu, load every module as Android would (bootverify/plan/), recover from hangs and crashes
 (runner.py), classify every outcome (kmsg.py)."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from bootverify.android import BootMode
+from bootverify.plan import LoadPlan, plan_for
 from bootverify.runtime import agent, boot
 from bootverify.runtime.console import plan_banner
-from bootverify.runtime.plan import LoadPlan, plan_for
 from bootverify.runtime.runner import DEFAULT_MODULE_TIMEOUT, Progress, Runner, RunReport
 from bootverify.runtime.vm import Booter, VMConfig, Workspace, signals_as_interrupt
 
@@ -37,7 +38,8 @@ def run_plan(guest: boot.GuestBoot, plan: LoadPlan, *, config: VMConfig = VMConf
 def prepare_run(boot_img: Path | str, vendor_boot: Path | str | None, *,
                 system_dlkm: Path | None = None, vendor_dlkm: Path | None = None,
                 busybox: Path | None = None, nonce: str | None = None,
-                extra_params: Sequence[str] = ()) -> tuple[boot.GuestBoot, LoadPlan]:
+                extra_params: Sequence[str] = (),
+                boot_mode: BootMode | None = None) -> tuple[boot.GuestBoot, LoadPlan]:
     """Read the images and make what qemu gets, with the load plan in the agent's overlay."""
     images = boot.read_images(boot_img, vendor_boot)
     dlkm = {k: Path(v) for k, v in (("system_dlkm", system_dlkm), ("vendor_dlkm", vendor_dlkm))
@@ -45,7 +47,8 @@ def prepare_run(boot_img: Path | str, vendor_boot: Path | str | None, *,
     h = boot.handoff(images)
     nonce = nonce or boot.new_nonce()
     cmdline = boot.guest_cmdline(h, nonce, extra_params)
-    plan = plan_for(h, cmdline, dlkm)
+    plan = plan_for(h.ramdisk_tree(), h.kernel.release, h.kernel.image, h.bootconfig, cmdline,
+                    dlkm, boot_mode)
     guest = boot.prepare(h, cmdline, nonce, busybox=agent.read_busybox(busybox), dlkm_dirs=dlkm,
                          extra_entries=[agent.plan_entry(plan.lines)])
     return guest, plan
@@ -55,9 +58,10 @@ def run_images(boot_img: Path | str, vendor_boot: Path | str | None, *,
                system_dlkm: Path | None = None, vendor_dlkm: Path | None = None,
                busybox: Path | None = None, config: VMConfig = VMConfig(),
                module_timeout: float = DEFAULT_MODULE_TIMEOUT, progress: Progress | None = None,
-               console_log: TextIO | None = None) -> RunReport:
+               console_log: TextIO | None = None,
+               boot_mode: BootMode | None = None) -> RunReport:
     """The whole runtime half: read the images, boot, load everything, classify."""
     guest, plan = prepare_run(boot_img, vendor_boot, system_dlkm=system_dlkm,
-                              vendor_dlkm=vendor_dlkm, busybox=busybox)
+                              vendor_dlkm=vendor_dlkm, busybox=busybox, boot_mode=boot_mode)
     return run_plan(guest, plan, config=config, module_timeout=module_timeout,
                     progress=progress, console_log=console_log)

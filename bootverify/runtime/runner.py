@@ -27,10 +27,10 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from bootverify.errors import InfraError
+from bootverify.plan.model import Disposition, Key, LoadPlan, ModuleUnit
 from bootverify.runtime import kmsg, protocol
 from bootverify.runtime.console import CommandTimeout, Console, GuestDied, boot_banner
 from bootverify.runtime.kmsg import Outcome, RuntimeResult
-from bootverify.runtime.plan import Key, LoadPlan, ModuleUnit
 from bootverify.runtime.protocol import Label, LoadOutput
 
 DEFAULT_MODULE_TIMEOUT = 30.0
@@ -38,6 +38,9 @@ COMMAND_TIMEOUT = 30.0        # ordinary agent commands (restore is given more)
 RESTORE_CHUNK = 3000          # characters per restore command line (the tty takes 4095)
 RESTORE_PER_MODULE = 1.0      # seconds allowed per module loaded again after a reboot
 HOST_MARGIN = 5.0             # the host waits this much longer than the guest's watchdog
+# The outcome of a module the plan does not load.
+NOT_LOADED = {Disposition.BLOCKLISTED: Outcome.SKIPPED, Disposition.NOT_FOUND: Outcome.NOT_FOUND,
+              Disposition.UNLISTED: Outcome.UNLISTED}
 
 
 class Guest(Protocol):
@@ -72,6 +75,7 @@ class RunReport:
     cmdline: str
     notes: tuple[str, ...] = ()
     seconds: float = 0.0                   # the whole run, host wall
+    plan: LoadPlan | None = None           # what was run
 
     def by_name(self) -> dict[str, RuntimeResult]:
         return {r.name: r for r in self.results}
@@ -155,7 +159,7 @@ class Runner:
 
     def report(self, release: str, cmdline: str, seconds: float) -> RunReport:
         return RunReport(tuple(self.results.values()), tuple(self.boots), release, cmdline,
-                         tuple(self.plan.notes) + tuple(self.notes), seconds)
+                         tuple(self.plan.notes) + tuple(self.notes), seconds, self.plan)
 
     # -- guests --
 
@@ -263,8 +267,8 @@ class Runner:
         while self.position.step < len(steps) and steps[self.position.step].line is None:
             st = steps[self.position.step]
             u = self.plan.units[st.key]
-            self._record(st.key, kmsg.skipped(name=u.name, path=u.path, origin=u.origin,
-                                              reason=st.skip))
+            self._record(st.key, kmsg.not_loaded(NOT_LOADED[u.disposition], name=u.name,
+                                                 path=u.path, origin=u.origin, reason=st.skip))
 
     def _record_load(self, result: RuntimeResult) -> None:
         """Record the verdict of the position's plan line and move to the next line."""

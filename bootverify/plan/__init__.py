@@ -1,0 +1,173 @@
+"""The load plan: which modules Android would load, from where, with what, in which order, and
+which it would not. Pure data made from the module directories (the readers at the edge:
+`plan_for`, `ramdisk_module_set`, `dir_module_set`); nothing here boots or loads. `check` and
+`run` both start from it (readers -> plan -> static analysis -> boot).
+
+The model is AOSP system/core (REFERENCE.md §4): first_stage_init.cpp decides (firststage.py)
+the boot mode, its load list (modules.load, .recovery, .charger; a missing one falls back to
+modules.load), the module directory, whether failures are fatal; libmodprobe.cpp decides
+(libmodprobe.py) what each load-list entry loads: modules.alias, modules.dep (hard deps in
+reverse order), modules.softdep (pre and post, non-strict), modules.options plus the kernel
+command line's `mod.param=`, modules.blocklist. Stages: first stage = the vendor ramdisk's
+modules; second stage = system_dlkm, then vendor_dlkm (init rc's modprobe, libmodprobe too).
+
+Every .ko of the inputs is in the plan: loaded, blocklisted (`skipped`), not found (listed, or a
+hard dep, but missing from modules.dep or from the image), or unlisted (no load reaches it).
+
+Where bootverify parts from Android on purpose, so that one run shows everything:
+- It goes on after a failure; where the device would have stopped is verdict.py's to say.
+- A module whose hard dep did not load (failed, blocklisted, not found) is still tried after the
+  deps that load, and gets the kernel's verdict (typically `link-error`, the dep's symbols);
+  InsmodWithDeps would not try it. Either way it does not load; the kernel's words are the
+  better evidence, and the device verdict counts it as failed all the same.
+- Loading is sequential: `androidboot.load_modules_parallel` is noted, not followed.
+- modules.options' `dyn_options` lines (options from a program's output) are noted, not run.
+
+Loading is finit_module() on the opened file, exactly once (agent.py's finit); EEXIST counts as
+loaded. The plan goes into the agent's overlay as /bootverify/plan, one `PATH PARAMS` line per
+module that loads (`LoadPlan.lines`); the runner (runtime/runner.py) has the guest walk it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bootverify import android
+from bootverify.android import BootMode
+from bootverify.errors import InputError
+from bootverify.plan.firststage import (
+    BootFacts,
+    GetModuleLoadList,
+    GetPageSizeSuffix,
+    boot_facts,
+    module_dir_choice,
+    proc_bootconfig,
+)
+from bootverify.plan.libmodprobe import Modprobe, ParseKernelCmdlineOptions
+from bootverify.plan.model import Disposition, Key, Listed, LoadPlan, ModuleSet, ModuleUnit, Step
+from bootverify.readers.modules import find_modules
+from bootverify.readers.modulesdir import parse_modules_dir, read_modules_dir
+from bootverify.readers.ramdisk import CpioEntry
+
+__all__ = ["Disposition", "Key", "Listed", "LoadPlan", "ModuleSet", "ModuleUnit", "Step",
+           "make_plan", "plan_for", "ramdisk_module_set", "dir_module_set"]
+
+def _steps(units: Mapping[Key, ModuleUnit], order: Sequence[Key],
+           unlisted: Sequence[Key]) -> tuple[Step, ...]:
+    """InsmodWithDeps' order: hard deps, soft pre-deps, the module, soft post-deps; then the
+    unlisted modules."""
+    out: list[Step] = []
+    seen: set[Key] = set()
+    loads = 0
+
+    def visit(k: Key) -> None:
+        nonlocal loads
+        if k in seen:
+            return
+        seen.add(k)                     # before the dependencies: a cycle ends here
+        u = units[k]
+        for d in u.deps + u.pre:
+            visit(d)
+        if u.disposition is Disposition.LOAD:
+            loads += 1
+            out.append(Step(k, loads))
+        else:
+            out.append(Step(k, None, u.note))
+        for d in u.post:
+            visit(d)
+
+    for k in [*order, *unlisted]:
+        visit(k)
+    return tuple(out)
+
+
+def _notes(sets: Sequence[ModuleSet], boot: BootFacts | None) -> list[str]:
+    notes = []
+    if boot is not None:
+        notes.append(f"boot mode {boot.mode} ({boot.mode_why})")
+        if boot.parallel:
+            notes.append("bootconfig asks for parallel loading (androidboot.load_modules_"
+                         "parallel): bootverify loaded the modules one at a time")
+    for s in sets:
+        notes += [f"{s.origin}: not evaluated (options from a program's output): {d.line}"
+                  for d in s.config.dyn_options]
+        if s.files and not s.load:
+            notes.append(f"{s.origin}: {len(s.files)} .ko file(s) and no {s.load_file} "
+                         f"entries in {s.guest_dir}: nothing of it loads")
+    return notes
+
+
+def make_plan(sets: Sequence[ModuleSet], cmdline: str = "",
+              boot: BootFacts | None = None) -> LoadPlan:
+    m = Modprobe(sets, ParseKernelCmdlineOptions(cmdline))
+    listed = [x for s in sets for x in m.LoadListedModules(s)]
+    order = tuple(dict.fromkeys(k for x in listed for k in x.keys))
+    unlisted = [k for s in sets
+                for k in m.unlisted(s, f"in no load list ({s.guest_dir}/{s.load_file})")]
+    for u in m.units.values():
+        if u.path and any(c.isspace() for c in u.path):
+            raise InputError(u.path, "module path with white space: the guest's plan file "
+                                     "cannot hold it")
+    return LoadPlan(dict(m.units), order, tuple(sets), tuple(_notes(sets, boot)),
+                    _steps(m.units, order, unlisted), tuple(listed), boot)
+
+
+def _tree_set(tree: Mapping[str, CpioEntry], rel: str, mode: BootMode) -> ModuleSet:
+    """The modules directory `rel` of the unpacked device ramdisks."""
+    files = frozenset(name[len(rel) + 1:] for name, e in tree.items()
+                      if name.startswith(rel + "/") and name.endswith(".ko") and e.is_file)
+    texts = {}
+    for name in android.MODULES_FILES:
+        e = tree.get(f"{rel}/{name}")
+        if e is not None and e.is_file:
+            try:
+                texts[name] = e.data.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(f"initrd:/{rel}/{name}", f"not text: {err}") from None
+    return ModuleSet("vendor_ramdisk", "/" + rel, files,
+                     parse_modules_dir(Path(f"initrd:/{rel}"), texts),
+                     GetModuleLoadList(mode, texts))
+
+
+def ramdisk_module_set(tree: Mapping[str, CpioEntry], release: str, mode: BootMode,
+                       page_suffix: str = "") -> ModuleSet:
+    """First stage's module directory (LoadKernelModules' choice) of the device ramdisks."""
+    base = android.MODULE_BASE_DIR.lstrip("/")
+    dirs = sorted({name.split("/")[2] for name in tree
+                   if name.startswith(base + "/") and name.count("/") >= 2
+                   and (name.count("/") >= 3 or tree[name].is_dir)})
+
+    def loads_any(d: str) -> bool:
+        s = _tree_set(tree, f"{base}/{d}", mode)
+        m = Modprobe([s], {})
+        return any(m.units[k].disposition is Disposition.LOAD
+                   for x in m.LoadListedModules(s) for k in x.keys)
+
+    chosen = module_dir_choice(dirs, release, page_suffix, loads_any)
+    return _tree_set(tree, f"{base}/{chosen}" if chosen else base, mode)
+
+
+def dir_module_set(origin: str, directory: Path, mode: BootMode = BootMode.NORMAL) -> ModuleSet:
+    """A dlkm partition's module directory (--system-dlkm / --vendor-dlkm) as packed into the
+    overlay. Its load list is the mode's, as for the first stage."""
+    directory = Path(directory)
+    files = frozenset(str(p.relative_to(directory)) for p in find_modules(directory))
+    present = [f for f in android.LOAD_LISTS.values() if (directory / f).is_file()]
+    return ModuleSet(origin, android.DLKM_GUEST_DIRS[origin], files, read_modules_dir(directory),
+                     GetModuleLoadList(mode, present))
+
+
+def plan_for(tree: Mapping[str, CpioEntry], release: str, kernel_image: bytes,
+             bootconfig: bytes, cmdline: str, dlkm_dirs: Mapping[str, Path] | None = None,
+             boot_mode: BootMode | None = None) -> LoadPlan:
+    """The plan for a device: the device ramdisks' tree, the kernel's release and Image, the
+    bootconfig (as in the image) and the kernel command line; the dlkm directories; the boot
+    mode when forced."""
+    facts = boot_facts(cmdline, proc_bootconfig(bootconfig), android.RECOVERY_BINARY in tree,
+                       boot_mode)
+    sets = [ramdisk_module_set(tree, release, facts.mode, GetPageSizeSuffix(kernel_image))]
+    for origin in android.ORIGINS[1:]:
+        if dlkm_dirs and origin in dlkm_dirs:
+            sets.append(dir_module_set(origin, dlkm_dirs[origin], facts.mode))
+    return make_plan(sets, cmdline, facts)

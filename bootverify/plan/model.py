@@ -1,0 +1,121 @@
+"""The load plan's facts: module sets, units, steps, the plan itself (pure data)."""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from bootverify.android import STAGE_OF, Stage
+from bootverify.plan.firststage import BootFacts
+from bootverify.readers.modulesdir import ModulesDir
+
+Key = tuple[str, str]         # (origin, module name)
+
+
+@dataclass(frozen=True)
+class ModuleSet:
+    """One directory of modules as the guest sees it."""
+    origin: str                    # vendor_ramdisk, system_dlkm, vendor_dlkm
+    guest_dir: str                 # e.g. /lib/modules
+    files: frozenset[str]          # .ko paths relative to guest_dir
+    config: ModulesDir
+    load_file: str = "modules.load"    # the load list of the boot mode (GetModuleLoadList)
+
+    @property
+    def load(self) -> tuple[str, ...]:
+        return self.config.load_list(self.load_file)
+
+
+class Disposition(enum.StrEnum):
+    """What the loader does with a module before the kernel has a say."""
+    LOAD = "load"
+    BLOCKLISTED = "blocklisted"    # ModuleExists(): in modules.blocklist
+    NOT_FOUND = "not-found"        # not in modules.dep, or its file is not there
+    UNLISTED = "unlisted"          # a .ko of the set that no load list reaches
+
+
+@dataclass(frozen=True)
+class ModuleUnit:
+    origin: str
+    name: str
+    path: str                      # guest path to open ("" when the file is not there)
+    params: str
+    deps: tuple[Key, ...]          # hard deps, in load order (modules.dep reversed)
+    disposition: Disposition = Disposition.LOAD
+    note: str = ""                 # why it is not loaded
+    pre: tuple[Key, ...] = ()      # modules.softdep pre: that exist, loaded before it
+    post: tuple[Key, ...] = ()     # modules.softdep post:, loaded after it
+
+    @property
+    def key(self) -> Key:
+        return (self.origin, self.name)
+
+    @property
+    def blocklisted(self) -> bool:
+        return self.disposition is Disposition.BLOCKLISTED
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One load-list entry and what LoadWithAliases made of it."""
+    origin: str
+    entry: str                     # as the load list writes it
+    name: str                      # canonical
+    keys: tuple[Key, ...]          # the modules it loads (itself, or what its aliases name)
+    blocklisted: bool              # IsBlocklisted(entry): its failure is not a failure
+
+    @property
+    def stage(self) -> Stage:
+        return STAGE_OF[self.origin]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One module in load order: loaded from plan line `line`, or not loaded (`skip` says why)."""
+    key: Key
+    line: int | None
+    skip: str = ""
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    units: Mapping[Key, ModuleUnit]
+    order: tuple[Key, ...]         # the listed modules: each set's load list, sets in order
+    sets: tuple[ModuleSet, ...]
+    notes: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = ()   # every module, dependencies first (InsmodWithDeps' order),
+                                   # then the unlisted ones
+    listed: tuple[Listed, ...] = ()
+    boot: BootFacts | None = None
+
+    @functools.cached_property
+    def lines(self) -> tuple[str, ...]:
+        """/bootverify/plan: `PATH PARAMS` for each step that loads, line N = step with line N."""
+        return tuple(f"{self.units[s.key].path} {self.units[s.key].params}".rstrip()
+                     for s in self.steps if s.line is not None)
+
+    @functools.cached_property
+    def _by_line(self) -> dict[int, Key]:
+        return {s.line: s.key for s in self.steps if s.line is not None}
+
+    def unit_at(self, line: int) -> ModuleUnit:
+        return self.units[self._by_line[line]]
+
+    def unlisted_sets(self) -> tuple[ModuleSet, ...]:
+        """Sets with .ko files and an empty load list: nothing of them loads (a failure)."""
+        return tuple(s for s in self.sets if s.files and not s.load)
+
+    def needed_from(self, line: int, loaded: Collection[int]) -> list[int]:
+        """Of the `loaded` plan lines, those that the modules from plan line `line` on depend
+        on (modules.dep, transitively): what a new guest must load again before going on."""
+        needed: set[Key] = set()
+        todo = [s.key for s in self.steps if s.line is not None and s.line >= line]
+        while todo:
+            for d in self.units[todo.pop()].deps:
+                if d not in needed:
+                    needed.add(d)
+                    todo.append(d)
+        return sorted(s.line for s in self.steps
+                      if s.line is not None and s.line in loaded and s.key in needed)

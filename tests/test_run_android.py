@@ -1,0 +1,151 @@
+"""`bootverify run` says what the device would do (issue 9's table, rows 1, 2, 3, 4 and 7): the
+sample GKI boot.img with vendor_kernel_boot images repacked from the sample's, each with one of
+the packaging mistakes real device builds make. Only well-behaved sample modules are shipped, so
+each run is one short boot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from packing import assert_clean, repack_vendor_modules, sample_modules
+
+pytestmark = [pytest.mark.qemu, pytest.mark.images]
+
+RUN_TIMEOUT = 120
+SAMPLE_BOOTCONFIG = b"androidboot.hardware = bvsample\n"
+
+
+@dataclass(frozen=True)
+class Run:
+    rc: int
+    stdout: str
+    stderr: str
+    report: dict
+    junit: ET.Element
+
+    @property
+    def android(self) -> dict:
+        return self.report["android"]
+
+    def outcomes(self) -> dict[str, str]:
+        return {m["name"]: m["runtime"]["outcome"] for m in self.report["modules"]}
+
+
+def run_device(images: Path, out: Path, modules: dict[str, bytes], *extra: str,
+               bootconfig: bytes = SAMPLE_BOOTCONFIG) -> Run:
+    out.mkdir(parents=True, exist_ok=True)
+    vendor = repack_vendor_modules(images / "vendor_kernel_boot.img",
+                                   out / "vendor_kernel_boot.img", modules, bootconfig)
+    argv = [sys.executable, "-m", "bootverify", "run", "--boot", str(images / "boot.img"),
+            "--vendor-kernel-boot", str(vendor), "--symvers", str(images / "vmlinux.symvers"),
+            "--kmi-symbol-list", str(images / "kmi_symbol_list"), "--module-timeout", "8",
+            "--json", str(out / "report.json"), "--junit", str(out / "junit.xml"),
+            "--console-log", str(out / "console.log"), *extra]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+        finally:
+            proc.kill()
+    assert_clean(proc.pid)
+    assert proc.returncode in (0, 1), stderr
+    return Run(proc.returncode, stdout, stderr, json.loads((out / "report.json").read_text()),
+               ET.parse(out / "junit.xml").getroot())
+
+
+@pytest.fixture(scope="module")
+def kos(sample_images: Path) -> dict[str, bytes]:
+    """The sample's vendor_core, vendor_sensor (needs vendor_core) and vendor_backlight (fails
+    to link on the trimmed kernel: msleep)."""
+    files = sample_modules(sample_images / "vendor_kernel_boot.img")
+    return {n: files[f"{n}.ko"] for n in ("vendor_core", "vendor_sensor", "vendor_backlight")}
+
+
+def ko(kos: dict[str, bytes], *names: str) -> dict[str, bytes]:
+    return {f"{n}.ko": kos[n] for n in names}
+
+
+DEP = b"vendor_core.ko:\nvendor_sensor.ko: vendor_core.ko\nvendor_backlight.ko:\n"
+
+
+def boot_testcase(run: Run) -> ET.Element:
+    case = run.junit.find("testcase[@name='android-boot']")
+    assert case is not None
+    return case
+
+
+@pytest.mark.timeout(RUN_TIMEOUT + 300)       # a cold sample build may come first
+def test_row1_ko_and_no_modules_load(sample_images, kos, tmp_path):
+    run = run_device(sample_images, tmp_path, ko(kos, "vendor_core", "vendor_sensor")
+                     | {"modules.dep": DEP})
+    assert run.rc == 1
+    assert run.android["verdict"] == "stops" and run.android["stage"] == "first-stage"
+    assert run.android["stops_at"] is None and "no modules.load" in run.android["reason"]
+    assert run.outcomes() == {"vendor_core": "unlisted", "vendor_sensor": "unlisted"}
+    assert run.stdout.startswith("ANDROID: STOPS in first-stage: first stage loads nothing")
+    assert boot_testcase(run).find("failure") is not None
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_row2_modules_load_names_a_missing_ko(sample_images, kos, tmp_path):
+    run = run_device(sample_images, tmp_path, ko(kos, "vendor_core", "vendor_sensor") | {
+        "modules.dep": DEP + b"vendor_wifi.ko:\n",
+        "modules.load": b"vendor_core.ko\nvendor_wifi.ko\nvendor_sensor.ko\n"})
+    assert run.rc == 1
+    assert (run.android["verdict"], run.android["stage"], run.android["stops_at"]) == (
+        "stops", "first-stage", "vendor_wifi")
+    # bootverify goes on after where the device stops
+    assert run.outcomes() == {"vendor_core": "loaded", "vendor_wifi": "not-found",
+                              "vendor_sensor": "loaded"}
+    case = run.junit.find("testcase[@name='vendor_wifi']")
+    assert case is not None and case.find("failure") is not None
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_row3_ko_in_no_list_is_reported_with_its_static_verdict(sample_images, kos, tmp_path):
+    run = run_device(sample_images, tmp_path,
+                     ko(kos, "vendor_core", "vendor_sensor", "vendor_backlight") | {
+                         "modules.dep": DEP,
+                         "modules.load": b"vendor_core.ko\nvendor_sensor.ko\n"})
+    assert run.rc == 0, run.stdout + run.stderr    # never loaded: the device boots
+    assert run.android["verdict"] == "boots"
+    assert run.outcomes() == {"vendor_core": "loaded", "vendor_sensor": "loaded",
+                              "vendor_backlight": "unlisted"}
+    backlight = next(m for m in run.report["modules"] if m["name"] == "vendor_backlight")
+    assert backlight["static"]["verdict"] == "fail" and "static: fail" in backlight["why"]
+    assert run.stdout.startswith("ANDROID: BOOTS: first stage loads all 2 listed module(s)")
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_row4_no_modules_dep(sample_images, kos, tmp_path):
+    run = run_device(sample_images, tmp_path, ko(kos, "vendor_core", "vendor_sensor") | {
+        "modules.load": b"vendor_core.ko\nvendor_sensor.ko\n"})
+    assert run.rc == 1
+    assert (run.android["verdict"], run.android["stops_at"]) == ("stops", "vendor_core")
+    assert "not in /lib/modules/modules.dep" in run.android["reason"]
+    assert run.outcomes() == {"vendor_core": "not-found", "vendor_sensor": "not-found"}
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_row7_charger_mode_loads_the_charger_list(sample_images, kos, tmp_path):
+    modules = ko(kos, "vendor_core", "vendor_sensor") | {
+        "modules.dep": DEP, "modules.load": b"vendor_core.ko\nvendor_sensor.ko\n",
+        "modules.load.charger": b"vendor_core.ko\n"}
+    run = run_device(sample_images, tmp_path / "charger", modules,
+                     bootconfig=SAMPLE_BOOTCONFIG + b'androidboot.mode = "charger"\n'
+                                b"androidboot.load_modules_parallel = true\n")
+    assert run.rc == 0, run.stdout + run.stderr
+    assert run.report["boot_mode"] == "charger"
+    assert run.outcomes() == {"vendor_core": "loaded", "vendor_sensor": "unlisted"}
+    assert any("one at a time" in n for n in run.report["notes"])     # parallel: not followed
+    # --boot-mode normal overrides the bootconfig
+    run = run_device(sample_images, tmp_path / "normal", modules, "--boot-mode", "normal",
+                     bootconfig=SAMPLE_BOOTCONFIG + b'androidboot.mode = "charger"\n')
+    assert run.report["boot_mode"] == "normal"
+    assert run.outcomes() == {"vendor_core": "loaded", "vendor_sensor": "loaded"}
