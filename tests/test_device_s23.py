@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bootverify.plan import Disposition, plan_for
 from bootverify.readers.bootimg import RamdiskType, VendorBootImage, read_boot_image
 from bootverify.readers.ramdisk import unpack_initrd
 
@@ -45,3 +46,24 @@ def test_check_reads_every_module_and_predicts_they_load() -> None:
     assert sorted(m["name"] + ".ko" for m in report["modules"]) == \
         sorted(n.replace("-", "_") for n in _listed())
     assert {m["static"]["verdict"] for m in report["modules"]} == {"ok"}
+
+
+def test_first_stage_plans_every_listed_module_as_the_device_would() -> None:
+    img = read_boot_image(IMAGE)
+    assert isinstance(img, VendorBootImage)
+    tree = {n: e for r in img.ramdisks for n, e in unpack_initrd(r.data, IMAGE).items()}
+    # No kernel Image ships with it: a 4 KiB-page kernel of the build's release.
+    plan = plan_for(tree, RELEASE, b"", img.bootconfig, img.cmdline)
+    # The exact `uname -r` directory wins outright (first_stage_init's LoadKernelModules).
+    assert [s.guest_dir for s in plan.sets] == [f"/{MODULES_DIR}"]
+    assert {plan.units[s.key].disposition for s in plan.steps} == {Disposition.LOAD}
+    assert len(plan.lines) == 123
+    for line in plan.lines:
+        assert line.split()[0].lstrip("/") in tree
+    # modules.dep's hard deps and modules.softdep's pre-deps load first.
+    position = {s.key[1]: i for i, s in enumerate(plan.steps)}
+    for s in plan.steps:
+        unit = plan.units[s.key]
+        assert all(position[d[1]] < position[s.key[1]] for d in unit.deps + unit.pre)
+    assert position["sec_arm64_ap_context"] < position["sec_qc_summary"]
+    assert position["sec_qc_logger"] < position["sec_qc_summary"]
