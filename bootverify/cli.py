@@ -190,10 +190,11 @@ Boot boot.img + vendor_kernel_boot.img in qemu-system-aarch64 as a bootloader wo
 vendor ramdisks, generic ramdisk, bootverify's agent, bootconfig; cmdline = boot + vendor +
 console=ttyAMA0 ...), then load every module as Android does (AOSP libmodprobe and
 first_stage_init): first stage the vendor ramdisk's module directory (uname -r, else
-major.minor, else /lib/modules), second stage --system-dlkm, then --vendor-dlkm; each directory's load list for the boot mode (modules.load,
-modules.load.recovery, modules.load.charger: from bootconfig/cmdline androidboot.mode, or
---boot-mode), modules.alias, modules.dep (hard deps first), modules.softdep (pre, post),
-modules.options and the cmdline's mod.param=, modules.blocklist; one module at a time (a
+major.minor, else /lib/modules), second stage --system-dlkm, then --vendor-dlkm; each
+directory's load list for the boot mode (modules.load, modules.load.recovery,
+modules.load.charger: from bootconfig/cmdline androidboot.mode, or --boot-mode),
+modules.alias, modules.dep (hard deps first), modules.softdep (pre, post), modules.options and
+the cmdline's mod.param=, modules.blocklist; one module at a time (a
 bootconfig asking for parallel loading is noted). It goes on after a failure: every module gets
 an outcome, and the report says first where the device itself would have stopped.
 

@@ -38,7 +38,8 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     lines = []
     for r in [header, *rows]:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+        cells = (c.ljust(w) for c, w in zip(r[:-1], widths, strict=True))
+        lines.append("  ".join(cells) + "  " + r[-1])
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 

@@ -5,8 +5,8 @@
   unresolved    <-> "PATH needs unknown symbol SYM"
   crc-mismatch  <-> "PATH disagrees about version of symbol SYM"   (module_layout included)
 for (a) Debian's 6.1.0-56 modules against their own Module.symvers and (b) the 6.1.0-54 modules
-(one stable update older; see tests/debian_kernels.py for why 54) against 56's Module.symvers; and, with
-names only, the unresolved pairs of `depmod -e -F System.map`.
+(one stable update older; see tests/debian_kernels.py for why 54) against 56's Module.symvers;
+and, with names only, the unresolved pairs of `depmod -e -F System.map`.
 
 On Debian's modules depmod's rules and the kernel's coincide (checked on 54 and 56: no weak
 undefined symbol, no undefined symbol without a __versions entry, no __versions entry other than
@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -146,7 +145,8 @@ def _hidden(names: list[str]) -> set[str]:
 @pytest.mark.parametrize("which", ["newest-trimmed-map", "older-full-map"])
 def test_system_map_matches_depmod(which, newest_modules, older_modules, symvers, tmp_path):
     """Names only: `check --system-map` vs `depmod -e -F`. Debian packages a placeholder
-    System.map, so the map is written from Module.symvers (tests/debian_kernels.py: write_system_map);
+    System.map, so the map is written from Module.symvers (tests/debian_kernels.py:
+    write_system_map);
     for 56's own modules ~4% of the exports lose their __ksymtab_ line (their function line
     stays) so that there is something to find."""
     if which == "newest-trimmed-map":

@@ -55,7 +55,8 @@ def test_own_abi_modules_load_or_fail_for_runtime_reasons_only(v3_images: Path) 
     images = pack_debian_images(v3_images / "img", kernel_root=root,
                                 release=debian_kernels.release(debian_kernels.NEWEST), load=LOAD,
                                 header_version=3)
-    rc, report = _bootverify_run(images, debian_kernels.module_symvers(debian_kernels.NEWEST), v3_images)
+    symvers = debian_kernels.module_symvers(debian_kernels.NEWEST)
+    rc, report = _bootverify_run(images, symvers, v3_images)
     assert_clean()
     modules = {m["name"]: m for m in report["modules"]}
     assert set(LOAD) <= set(modules)
@@ -82,7 +83,8 @@ def test_older_abi_modules_every_predicted_failure_confirmed(v3_images: Path) ->
     foreign = {name: older[path.name] for name, path in closure(newest, load).items()}
     images = pack_debian_images(v3_images / "old", kernel_root=root, release=release, load=load,
                                 foreign=foreign, header_version=3)
-    rc, report = _bootverify_run(images, debian_kernels.module_symvers(debian_kernels.NEWEST), v3_images)
+    symvers = debian_kernels.module_symvers(debian_kernels.NEWEST)
+    rc, report = _bootverify_run(images, symvers, v3_images)
     assert_clean()
     assert rc == 1 and {m["name"] for m in report["modules"]} == set(foreign)
     for m in report["modules"]:

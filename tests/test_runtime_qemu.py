@@ -141,7 +141,8 @@ def test_debian_v3_images_written_by_mkbootimg(tmp_path: Path) -> None:
     if not shutil.which("mkbootimg"):
         pytest.skip("Debian's mkbootimg is not installed")
     boot_img, vendor_img = pack_debian_images(
-        tmp_path, kernel_root=debian_kernels.image_root(NEWEST), release=debian_kernels.release(NEWEST),
+        tmp_path, kernel_root=debian_kernels.image_root(NEWEST),
+        release=debian_kernels.release(NEWEST),
         load=("ipip", "crc7"), header_version=3, cmdline="androidboot.v3=1",
         vendor_cmdline="androidboot.vendor=1")
     report = loader.run_images(boot_img, vendor_img, module_timeout=30)
@@ -229,7 +230,8 @@ def test_no_agent_prompt_is_infra_error_and_cleans_up(tmp_path: Path) -> None:
     from bootverify.runtime import boot
     root = debian_kernels.image_root(NEWEST)
     boot_img, vendor_img = pack_debian_images(tmp_path, kernel_root=root,
-                                              release=debian_kernels.release(NEWEST), load=("dummy",))
+                                              release=debian_kernels.release(NEWEST),
+                                              load=("dummy",))
     images = boot.read_images(boot_img, vendor_img)
     h = boot.handoff(images)
     nonce = boot.new_nonce()
