@@ -113,8 +113,8 @@ def test_backends_agree_on_tables(kos):
     symbols the facts are made of, on the same ELF64 LE file."""
     for name in ("full", "nocrc", "bare-mod"):
         data = kos["le64"][name].read_bytes()
-        fast_sections, fast_symbols = M._elf64le_tables(data, name)
-        slow_sections, slow_symbols = M._pyelftools_tables(data, name)
+        fast_sections, fast_symbols = M.elf_tables(data, name, M.ElfReader.STRUCT)
+        slow_sections, slow_symbols = M.elf_tables(data, name, M.ElfReader.PYELFTOOLS)
         assert fast_sections == slow_sections
         wanted = {M.SHN_UNDEF} | {fast_sections[n].index for n in M.EXPORT_SECTIONS
                                   if n in fast_sections}
@@ -125,15 +125,10 @@ def test_backends_agree_on_tables(kos):
         assert any(s[0] == "__ksymtab_full_plain" for s in fast_symbols) or name != "full"
 
 
-def test_fast_path_really_taken_only_for_elf64le(kos, monkeypatch):
+def test_fast_path_only_for_elf64le(kos):
     """parse_module must not send ELF64 LE to pyelftools, nor others to the struct path."""
-    calls = []
-    real_fast, real_slow = M._elf64le_tables, M._pyelftools_tables
-    monkeypatch.setattr(M, "_elf64le_tables", lambda *a: calls.append("fast") or real_fast(*a))
-    monkeypatch.setattr(M, "_pyelftools_tables", lambda *a: calls.append("slow") or real_slow(*a))
-    for flavour in FLAVOURS:
-        _facts(kos[flavour]["full"])
-    assert calls == ["fast", "slow", "slow"]
+    readers = [M.elf_reader(kos[flavour]["full"].read_bytes(), flavour) for flavour in FLAVOURS]
+    assert readers == [M.ElfReader.STRUCT, M.ElfReader.PYELFTOOLS, M.ElfReader.PYELFTOOLS]
 
 
 def test_module_name_rule():

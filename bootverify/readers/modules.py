@@ -14,6 +14,7 @@ flavour (32-bit, big-endian) and the fast path covers what Android and Debian sh
 
 from __future__ import annotations
 
+import enum
 import functools
 import io
 import mmap
@@ -232,15 +233,32 @@ class _Elf:
                 if name.startswith(prefix) and shndx in by_index]
 
 
-def _read_tables(data: bytes | mmap.mmap, path: str) -> _Elf:
+class ElfReader(enum.Enum):
+    """Who reads the section and symbol tables: struct for ELF64 little-endian (every arm64
+    module: the fast path), pyelftools for any other class or byte order."""
+    STRUCT = "struct"
+    PYELFTOOLS = "pyelftools"
+
+
+def elf_reader(data: bytes | mmap.mmap, path: object) -> ElfReader:
     if data[:len(ELF_MAGIC)] != ELF_MAGIC:
         raise InputError(path, "not an ELF file (bad magic): not a kernel module")
     if len(data) < 16:
         raise InputError(path, "truncated ELF header")
-    if (data[EI_CLASS], data[EI_DATA]) == ELF64_LE:
-        sections, symbols = _elf64le_tables(data, path)
-    else:
-        sections, symbols = _pyelftools_tables(data, path)
+    return ElfReader.STRUCT if (data[EI_CLASS], data[EI_DATA]) == ELF64_LE else \
+        ElfReader.PYELFTOOLS
+
+
+def elf_tables(data: bytes | mmap.mmap, path: object,
+               reader: ElfReader) -> tuple[dict[str, _Section], list[Symbol]]:
+    """The fact sections by name and the symbols; both readers give the same for one file."""
+    if reader is ElfReader.STRUCT:
+        return _elf64le_tables(data, path)
+    return _pyelftools_tables(data, path)
+
+
+def _read_tables(data: bytes | mmap.mmap, path: str) -> _Elf:
+    sections, symbols = elf_tables(data, path, elf_reader(data, path))
     return _Elf(data, path, sections, symbols)
 
 
