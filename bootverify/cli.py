@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from bootverify.android import BootMode
 from bootverify.cache import cache_dir
-from bootverify.errors import InfraError, InputError
+from bootverify.errors import InfraError, InputError, writing
 from bootverify.readers import bootimg
 from bootverify.readers.symbols import kernel_exports_from_symvers, read_kmi_symbol_lists
 from bootverify.report import static_json, static_text, write_json
@@ -34,11 +34,8 @@ def write_output(dest: str, write: Callable[[TextIO], None]) -> None:
     if dest == "-":
         write(sys.stdout)
         return
-    try:
-        with open(dest, "w", encoding="utf-8") as out:
-            write(out)
-    except OSError as e:
-        raise InputError(dest, f"cannot write: {e.strerror}") from None
+    with writing(dest), open(dest, "w", encoding="utf-8") as out:
+        write(out)
 
 
 # --- check ---
@@ -95,10 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     given = {"boot_timeout": args.boot_timeout, "memory_mb": args.memory}
     config = VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v})
     timeout = {"module_timeout": args.module_timeout} if args.module_timeout else {}
-    try:
+    with writing(args.console_log):
         console = open(args.console_log, "w", encoding="utf-8", errors="replace")
-    except OSError as e:
-        raise InputError(args.console_log, f"cannot write: {e.strerror}") from None
     with console:
         runtime = run_images(args.boot, args.vendor_kernel_boot,
                              system_dlkm=args.system_dlkm, vendor_dlkm=args.vendor_dlkm,
@@ -165,14 +160,12 @@ def cmd_unpack(args: argparse.Namespace) -> int:
         files.update(dtb=img.dtb, bootconfig=img.bootconfig)
         for i, r in enumerate(img.ramdisks):
             files[f"vendor_ramdisk{i:02d}" + (f"_{r.name}" if r.name else "")] = r.data
-    try:
+    with writing(out):
         out.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
             if data:
                 (out / name).write_bytes(data)
                 print(out / name)
-    except OSError as e:
-        raise InputError(e.filename or out, f"cannot write: {e.strerror}") from None
     return EXIT_OK
 
 

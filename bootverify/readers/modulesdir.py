@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootverify import android
-from bootverify.errors import InputError
+from bootverify.errors import InputError, reading
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,8 @@ def read_modules_dir(root: Path) -> ModulesDir:
         path = root / name
         if path.exists():
             try:
-                texts[name] = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                raise InputError(path, f"unreadable: {e}") from None
+                with reading(path):
+                    texts[name] = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise InputError(path, "not a text file") from None
     return parse_modules_dir(root, texts)
