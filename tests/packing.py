@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -155,3 +156,16 @@ def temp_dirs(owner_pid: int) -> list[Path]:
 def assert_clean(owner_pid: int = os.getpid()) -> None:
     assert qemu_pids(owner_pid) == [], "a qemu process survived"
     assert temp_dirs(owner_pid) == [], "a temp dir survived"
+
+
+def run_bootverify(argv: Sequence[str | Path], timeout: float) -> tuple[int, str, str]:
+    """`python -m bootverify ARGV` as a user runs it: (exit status, stdout, stderr). Reaping is
+    part of the contract: no qemu process or temp dir of the run may outlive it (checked)."""
+    with subprocess.Popen([sys.executable, "-m", "bootverify", *map(str, argv)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        finally:
+            proc.kill()
+    assert_clean(proc.pid)
+    return proc.returncode, stdout, stderr

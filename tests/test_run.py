@@ -8,14 +8,12 @@ contract, and no qemu process or temp dir may outlive the run.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from packing import assert_clean
+from packing import run_bootverify
 
 pytestmark = [pytest.mark.qemu, pytest.mark.images]
 
@@ -36,24 +34,14 @@ class Run:
 
 
 def _run(images: Path, out: Path, *extra: str) -> Run:
-    argv = [sys.executable, "-m", "bootverify", "run",
-            "--boot", str(images / "boot.img"),
-            "--vendor-kernel-boot", str(images / "vendor_kernel_boot.img"),
-            "--system-dlkm", str(images / "system_dlkm"),
-            "--symvers", str(images / "vmlinux.symvers"),
-            "--kmi-symbol-list", str(images / "kmi_symbol_list"),
-            "--module-timeout", MODULE_TIMEOUT,
-            "--json", str(out / "report.json"), "--junit", str(out / "junit.xml"),
-            "--console-log", str(out / "console.log"), *extra]
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as proc:
-        try:
-            stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT)
-        finally:
-            proc.kill()
-    # Reaping is part of the contract: checked right after every run.
-    assert_clean(proc.pid)
-    return Run(proc.returncode, stdout, stderr,
+    rc, stdout, stderr = run_bootverify([
+        "run", "--boot", images / "boot.img",
+        "--vendor-kernel-boot", images / "vendor_kernel_boot.img",
+        "--system-dlkm", images / "system_dlkm", "--symvers", images / "vmlinux.symvers",
+        "--kmi-symbol-list", images / "kmi_symbol_list", "--module-timeout", MODULE_TIMEOUT,
+        "--json", out / "report.json", "--junit", out / "junit.xml",
+        "--console-log", out / "console.log", *extra], RUN_TIMEOUT)
+    return Run(rc, stdout, stderr,
                json.loads((out / "report.json").read_text()),
                ET.parse(out / "junit.xml").getroot(),
                (out / "console.log").read_text(errors="replace"),

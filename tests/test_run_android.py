@@ -6,14 +6,12 @@ each run is one short boot."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from packing import assert_clean, repack_vendor_modules, sample_modules
+from packing import repack_vendor_modules, run_bootverify, sample_modules
 
 pytestmark = [pytest.mark.qemu, pytest.mark.images]
 
@@ -42,20 +40,13 @@ def run_device(images: Path, out: Path, modules: dict[str, bytes], *extra: str,
     out.mkdir(parents=True, exist_ok=True)
     vendor = repack_vendor_modules(images / "vendor_kernel_boot.img",
                                    out / "vendor_kernel_boot.img", modules, bootconfig)
-    argv = [sys.executable, "-m", "bootverify", "run", "--boot", str(images / "boot.img"),
-            "--vendor-kernel-boot", str(vendor), "--symvers", str(images / "vmlinux.symvers"),
-            "--kmi-symbol-list", str(images / "kmi_symbol_list"), "--module-timeout", "8",
-            "--json", str(out / "report.json"), "--junit", str(out / "junit.xml"),
-            "--console-log", str(out / "console.log"), *extra]
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as proc:
-        try:
-            stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT)
-        finally:
-            proc.kill()
-    assert_clean(proc.pid)
-    assert proc.returncode in (0, 1), stderr
-    return Run(proc.returncode, stdout, stderr, json.loads((out / "report.json").read_text()),
+    rc, stdout, stderr = run_bootverify([
+        "run", "--boot", images / "boot.img", "--vendor-kernel-boot", vendor,
+        "--symvers", images / "vmlinux.symvers", "--kmi-symbol-list", images / "kmi_symbol_list",
+        "--module-timeout", "8", "--json", out / "report.json", "--junit", out / "junit.xml",
+        "--console-log", out / "console.log", *extra], RUN_TIMEOUT)
+    assert rc in (0, 1), stderr
+    return Run(rc, stdout, stderr, json.loads((out / "report.json").read_text()),
                ET.parse(out / "junit.xml").getroot())
 
 
