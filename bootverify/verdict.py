@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from bootverify import android
 from bootverify.android import Stage
 from bootverify.plan.model import Disposition, Key, Listed, LoadPlan
-
-LOADED = "loaded"          # the runtime outcome (kmsg.Outcome.LOADED) that counts as loaded
+from bootverify.runtime.kmsg import Outcome
 
 
 class Boots(enum.StrEnum):
@@ -59,7 +58,7 @@ def device_verdict(plan: LoadPlan, outcomes: Mapping[Key, str]) -> DeviceVerdict
             if d not in seen and (why := why_not(d, seen | {k})):
                 return f"{u.name} needs {why}"
         outcome = outcomes.get(k, "not run")
-        return "" if outcome == LOADED else f"{u.name}: {outcome}"
+        return "" if outcome == Outcome.LOADED else f"{u.name}: {outcome}"
 
     def fails(x: Listed) -> str:
         reasons = [why_not(k) for k in x.keys]
