@@ -4,7 +4,8 @@ Agreement per module:
 - confirmed     failure predicted and observed, the kernel named the predicted symbols;
 - latent        a KMI violation predicted as latent (kernel not trimmed) and it loaded;
 - missed        the kernel refused to link it and the analysis did not predict that (or named
-                other symbols): a defect of the analysis, reported loudly;
+                other symbols): a link failure the analysis could not explain, a defect of the
+                analysis, reported loudly with where to report it (ISSUES_URL);
 - unconfirmed   failure predicted, but it linked (it loaded, or got as far as its init);
 - runtime-only  init error, hang or crash: not a linking problem, nothing to predict;
 - skipped       not handed to the kernel (blocklisted, not-found, unlisted): nothing observed;
@@ -15,6 +16,8 @@ Agreement per module:
 from __future__ import annotations
 
 import enum
+import functools
+import importlib.metadata
 from dataclasses import dataclass
 
 from bootverify.runtime.kmsg import Outcome, RuntimeResult
@@ -32,6 +35,28 @@ class Agreement(enum.Enum):
 
 
 DISAGREEMENTS = frozenset({Agreement.MISSED, Agreement.UNCONFIRMED})
+
+# pyproject.toml's [project.urls] Issues, for when the package metadata is not installed.
+ISSUES_FALLBACK = "https://github.com/bootverify/bootverify/issues"
+
+
+@functools.cache
+def issues_url() -> str:
+    """The project's issue tracker, from the installed metadata's Project-URL "Issues, URL"."""
+    try:
+        urls = importlib.metadata.metadata("bootverify").get_all("Project-URL") or []
+    except importlib.metadata.PackageNotFoundError:
+        return ISSUES_FALLBACK
+    for entry in urls:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() == "issues" and url.strip():
+            return url.strip()
+    return ISSUES_FALLBACK
+
+
+def _missed(why: str) -> str:
+    return f"{why}; the analysis cannot explain this link failure: please report it at " \
+           f"{issues_url()}"
 
 
 @dataclass(frozen=True)
@@ -77,14 +102,15 @@ def agree(prediction: Prediction | None, runtime: RuntimeResult,
     if outcome is Outcome.LINK_ERROR:
         observed = ", ".join(f"{p.kind.value} {p.symbol}".strip() for p in runtime.problems)
         if prediction is None:
-            return result(Agreement.MISSED, f"not analysed statically; kernel: {observed}")
+            return result(Agreement.MISSED,
+                          _missed(f"not analysed statically; kernel: {observed}"))
         if verdict is Verdict.FAIL and _symbols_agree(prediction, runtime):
             return result(Agreement.CONFIRMED, observed)
         if failed_at_runtime and verdict is not Verdict.FAIL:
             return result(Agreement.RUNTIME_ONLY, f"{observed}: needs "
                           f"{', '.join(failed_at_runtime)}, which did not load at runtime")
         predicted = ", ".join(p.symbol for p in prediction.problems if p.fatal) or "nothing"
-        return result(Agreement.MISSED, f"kernel: {observed}; predicted: {predicted}")
+        return result(Agreement.MISSED, _missed(f"kernel: {observed}; predicted: {predicted}"))
     if verdict is Verdict.FAIL:
         return result(Agreement.UNCONFIRMED,
                       f"predicted to fail to link, but the outcome was {outcome.value}")

@@ -92,10 +92,37 @@ def test_crc_mismatch_kernel_symbol():
     assert "0x00000999" in detail and "vmlinux" in detail and "0x00000001" in detail
 
 
-def test_no_symbol_version_is_only_a_warning_in_the_kernel():
-    """A symbol missing from __versions: 'no symbol version for' and the load continues."""
-    m = mod("nv", ["printk"], versions={"module_layout": LAYOUT_CRC})
-    assert only(kernel(), m) == []
+def test_no_symbol_version_fails_the_load():
+    """A symbol with a CRC that __versions lacks: check_version() logs 'no symbol version for'
+    and (Debian's 6.1, the samples' kernel) returns 0: resolve_symbol() gives -EINVAL, the load
+    fails, for a weak reference too. Upstream warns once and loads: a warning there."""
+    m = mod("nv", ["printk", "kmalloc"], weak=["gpl_fn"],
+            versions={"module_layout": LAYOUT_CRC, "kmalloc": 0x2})
+    r = analyze(kernel(), [m])
+    assert problems(r, "nv") == [(ProblemKind.MISSING_VERSION, "gpl_fn", True),
+                                 (ProblemKind.MISSING_VERSION, "printk", True)]
+    assert r.prediction("nv").verdict is Verdict.FAIL
+    assert "vmlinux exports it with CRC 0x00000001" in r.prediction("nv").problems[1].detail
+    upstream = dataclasses.replace(kernel(), missing_version_fatal=False)
+    assert only(upstream, m) == [(ProblemKind.MISSING_VERSION, "gpl_fn", False),
+                                 (ProblemKind.MISSING_VERSION, "printk", False)]
+    # no CONFIG_MODVERSIONS: check_version() is the stub that returns 1
+    assert only(kernel(crcs=False), m) == []
+
+
+def test_no_symbol_version_for_a_module_export():
+    """The CRC find_symbol() found may be a module's (__kcrctab): the same rule; a module export
+    without a CRC is not checked, nor is any on a kernel without CONFIG_MODVERSIONS."""
+    provider = mod("prov", exports=[ModuleExport("with_crc", False, "", 0x77),
+                                    ModuleExport("no_crc", False, "", None)])
+    user = mod("user", ["printk", "with_crc", "no_crc"])
+    r = analyze(kernel(), [provider, user])
+    assert problems(r, "user") == [(ProblemKind.MISSING_VERSION, "with_crc", True)]
+    assert "prov exports it with CRC 0x00000077" in r.prediction("user").problems[0].detail
+    assert problems(analyze(kernel(crcs=False), [provider, user]), "user") == []
+    versioned = mod("user2", ["printk", "with_crc"],
+                    versions={"module_layout": LAYOUT_CRC, "printk": 0x1, "with_crc": 0x77})
+    assert problems(analyze(kernel(), [provider, versioned]), "user2") == []
 
 
 def test_crc_not_checked_without_provider_crc():
@@ -206,7 +233,10 @@ def test_protection_follows_ack_resolve_symbol():
     k = kernel(kmi=KMI - {"protected_fn"}, protected=frozenset({"gki_only"}))
     gki = mod("gki", exports=[ModuleExport("gki_fn", False, "", 0x5)], signed=True)
     vendor = mod("vendor", exports=[ModuleExport("vendor_fn", False, "", 0x6)])
-    user = mod("user", ["protected_fn", "gki_fn", "vendor_fn"])
+    # built with the providers' Module.symvers: their CRCs are in __versions
+    user = mod("user", ["protected_fn", "gki_fn", "vendor_fn"],
+               versions={"module_layout": LAYOUT_CRC, "protected_fn": 0x6, "gki_fn": 0x5,
+                         "vendor_fn": 0x6})
     report = analyze(k, [gki, vendor, user])
     assert [(kind, sym) for kind, sym, fatal in problems(report, "user") if fatal] == \
         [(P, "gki_fn"), (P, "protected_fn")]

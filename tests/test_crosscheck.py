@@ -7,7 +7,7 @@ import json
 import xml.etree.ElementTree as ET
 
 from bootverify.android import Stage
-from bootverify.crosscheck import Agreement, crosscheck, failed
+from bootverify.crosscheck import Agreement, crosscheck, failed, issues_url
 from bootverify.report import junit, run_json, run_text
 from bootverify.runtime.kmsg import LinkProblem, LinkProblemKind, Outcome, RuntimeResult
 from bootverify.static.analysis import Prediction, Problem, ProblemKind, StaticReport
@@ -50,6 +50,20 @@ def test_each_agreement():
         "surprise": Agreement.MISSED, "false_alarm": Agreement.UNCONFIRMED,
         "nodev": Agreement.RUNTIME_ONLY, "blocked": Agreement.SKIPPED,
         "other_symbol": Agreement.MISSED, "unseen": Agreement.MISSED}
+
+
+def test_missing_version_is_confirmed_and_missed_names_the_issue_tracker():
+    """A static missing-version is what the kernel's "no symbol version for" + "Unknown symbol
+    (err -22)" confirms; a link failure the analysis cannot explain says where to report it."""
+    missing = Problem(ProblemKind.MISSING_VERSION, "msleep", "")
+    observed = rt("latent", Outcome.LINK_ERROR, (LinkProblemKind.NO_SYMBOL_VERSION, "msleep"),
+                  errno=22)
+    [v] = crosscheck((pred("latent", missing, LATENT),), [observed])
+    assert v.agreement is Agreement.CONFIRMED and v.why == "no-symbol-version msleep"
+    [v] = crosscheck((pred("latent", LATENT),), [observed])
+    assert v.agreement is Agreement.MISSED
+    assert v.why.endswith("please report it at https://github.com/bootverify/bootverify/issues")
+    assert issues_url() == "https://github.com/bootverify/bootverify/issues"
 
 
 def test_kernel_stops_early_so_observed_is_a_subset_of_predicted():

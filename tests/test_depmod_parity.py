@@ -173,8 +173,12 @@ def test_system_map_matches_depmod(which, newest_modules, older_modules, symvers
 #   returns -EINVAL and simplify_symbols forgives only a symbol that was not found at all, so the
 #   load fails ("Unknown symbol k_weak_changed (err -22)"); depmod skips every check for weak
 #   symbols and says nothing;
-# - an undefined symbol with no __versions entry: the kernel warns "no symbol version for ..." and
-#   loads the module; kmod takes the missing CRC as 0 and warns "disagrees about version".
+# - an undefined symbol with no __versions entry (k_nover): the kernel's check_version() says
+#   "no symbol version for k_nover"; Debian's 6.1, with its patch "module: Disable matching
+#   missing version CRC", then fails the load ("Unknown symbol k_nover (err -22)"; upstream
+#   5.10-6.1 warn once and load it). check reports it as missing-version, a kind the parity does
+#   not compare; kmod takes the missing CRC as 0 and warns "disagrees about version", so depmod
+#   has it as a crc-mismatch and check does not.
 # Everything else is the same in both: kernel CRC mismatches, module_layout, unknown symbols,
 # a symbol only a Module.symvers *module* row provides (depmod -E reads only vmlinux rows, and the
 # module set lacks the owner), and a module's exports with their __kcrctab CRCs, matching or not.
@@ -251,7 +255,10 @@ def test_where_depmod_and_the_kernel_part_ways(tmp_path):
     same_crc = {(a, "k_changed"), (b, "module_layout"), (b, "a_sym2")}
     assert not depmod.other_warnings
     assert depmod.unresolved == same_unresolved
-    assert depmod.crc_mismatch == same_crc | {(a, "k_nover")}         # kernel: loads, warns
+    assert depmod.crc_mismatch == same_crc | {(a, "k_nover")}   # check: missing-version
     assert run.findings.unresolved == same_unresolved
     assert run.findings.crc_mismatch == same_crc | {(a, "k_weak_changed")}  # kernel: err -22
+    missing = {(os.path.realpath(m["path"]), p["symbol"]) for m in run.report["modules"]
+               for p in m["static"]["problems"] if p["kind"] == "missing-version"}
+    assert missing == {(a, "k_nover")}
     assert run.returncode == 1

@@ -58,6 +58,8 @@ FINIT_BUILD_TIMEOUT = 600
      "module_layout", ""),
     ("md5: disagrees about version of symbol crypto_register_shash", K.DISAGREES_ABOUT_VERSION,
      "crypto_register_shash", ""),
+    ("vendor_latent: no symbol version for msleep", K.NO_SYMBOL_VERSION, "msleep", ""),
+    ("old: no symbol version for module_layout", K.NO_SYMBOL_VERSION, "module_layout", ""),
     ("vendor_debug: module uses symbol (vendor_core_secret) from namespace VENDOR_CORE, but does "
      "not import it.", K.NAMESPACE_NOT_IMPORTED, "vendor_core_secret", "VENDOR_CORE"),
     ("foo: Protected symbol: rfkill_alloc (err -13)", K.PROTECTED_SYMBOL, "rfkill_alloc", ""),
@@ -112,6 +114,10 @@ def test_specific_reason_wins_over_the_generic_line() -> None:
     assert kmsg.link_problems(lines, "md5") == (
         LinkProblem(K.DISAGREES_ABOUT_VERSION, "crypto_register_shash"),
         LinkProblem(K.UNKNOWN_SYMBOL, "other_sym"))
+    # Debian's 6.1 check_version(): "no symbol version for" is the specific reason of an err -22
+    assert kmsg.link_problems(["vendor_latent: no symbol version for msleep",
+                               "vendor_latent: Unknown symbol msleep (err -22)"],
+                              "vendor_latent") == (LinkProblem(K.NO_SYMBOL_VERSION, "msleep"),)
     # the generic line first (busybox retries print it twice), then the specific one
     assert kmsg.link_problems(lines[1:2] + lines[:2], "md5") == (
         LinkProblem(K.DISAGREES_ABOUT_VERSION, "crypto_register_shash"),)

@@ -8,10 +8,11 @@ of ../shared/REFERENCE.md §3, checked against Debian's linux-source-6.1 (kernel
 kernel/module/version.c, kernel/module/signing.c, arch/arm64/kernel/traps.c, kernel/panic.c).
 
 How the kernel reports one failing symbol matters for the reading: resolve_symbol() prints the
-specific reason (disagrees about version, namespace not imported) and returns an error pointer, and
-simplify_symbols() then prints the generic `Unknown symbol SYM (err N)` with that pointer's errno.
-So the generic line is read by its err value (-2 unknown, -13 protected, -22 whatever the specific
-line said) and a specific line for the same symbol wins over it.
+specific reason (disagrees about version, no symbol version, namespace not imported) and
+returns an error pointer, and simplify_symbols() then prints the generic `Unknown symbol SYM
+(err N)` with that pointer's errno. So the generic line is read by its err value (-2 unknown, -13
+protected, -22 whatever the specific line said) and a specific line for the same symbol wins over
+it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Outcome(enum.StrEnum):
 class LinkProblemKind(enum.StrEnum):
     UNKNOWN_SYMBOL = "unknown-symbol"
     DISAGREES_ABOUT_VERSION = "disagrees-about-version"
+    NO_SYMBOL_VERSION = "no-symbol-version"
     PROTECTED_SYMBOL = "protected-symbol"
     NAMESPACE_NOT_IMPORTED = "namespace-not-imported"
     VERSION_MAGIC = "version-magic"
@@ -160,6 +162,13 @@ KERNEL_MESSAGES: tuple[KernelMessage, ...] = (
          "kernel/module/version.c check_version() via check_modstruct_version()"),
     _row(_M + r": disagrees about version of symbol " + _S + "$", Effect.LINK,
          L.DISAGREES_ABOUT_VERSION, EINVAL, "kernel/module/version.c check_version()"),
+    # Debian's 6.1 (its patch "module: Disable matching missing version CRC") fails the symbol;
+    # upstream warns once and loads it, and then the line decides nothing (classify(): loaded).
+    _row(_M + r": no symbol version for (?P<symbol>module_layout)$", Effect.LINK,
+         L.NO_SYMBOL_VERSION, ENOEXEC,
+         "kernel/module/version.c check_version() via check_modstruct_version()"),
+    _row(_M + r": no symbol version for " + _S + "$", Effect.LINK, L.NO_SYMBOL_VERSION, EINVAL,
+         "kernel/module/version.c check_version()"),
     _row(_M + r": module uses symbol \(" + _S + r"\) from namespace (?P<detail>\S+), "
          r"but does not import it\.$", Effect.LINK, L.NAMESPACE_NOT_IMPORTED, EINVAL,
          "kernel/module/main.c verify_namespace_is_imported()"),
@@ -200,8 +209,6 @@ KERNEL_MESSAGES: tuple[KernelMessage, ...] = (
     _row(r"(?P<detail>Kernel panic - not syncing.*)$", Effect.CRASH, None, None,
          "kernel/panic.c panic()"),
     # Notices: kept in the record, decide nothing.
-    _row(_M + r": no symbol version for " + _S + "$", Effect.NOTICE, None, None,
-         "kernel/module/version.c check_version()"),
     _row(_M + r": module verification failed: (?P<detail>.*)$", Effect.NOTICE, None, None,
          "kernel/module/main.c module_sig_check()"),
     _row(_M + r": module license '(?P<detail>[^']*)' taints kernel\.$", Effect.NOTICE, None, None,

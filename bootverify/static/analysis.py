@@ -8,7 +8,7 @@ They run in load_module()'s order:
 - check_modstruct_version(): the module_layout CRC (before layout_and_allocate());
 - check_modinfo(): vermagic, compared as same_magic() does;
 - simplify_symbols(): resolve_symbol() for every undefined symbol: find_symbol() (found at all;
-  GPL-only sections skipped for a proprietary module), check_version() (CRC),
+  GPL-only sections skipped for a proprietary module), check_version() (CRC, or none at all),
   verify_namespace_is_imported(), and Android's gki_is_module_unprotected_symbol()
   (CONFIG_MODULE_SIG_PROTECT: unsigned modules may use only KMI symbols of vmlinux and signed
   modules);
@@ -38,6 +38,7 @@ MODULE_LAYOUT = "module_layout"
 class ProblemKind(enum.StrEnum):
     UNRESOLVED = "unresolved"
     CRC_MISMATCH = "crc-mismatch"
+    MISSING_VERSION = "missing-version"
     NOT_IN_KMI = "not-in-kmi"
     NAMESPACE = "namespace"
     GPL_ONLY = "gpl-only"
@@ -70,6 +71,8 @@ class Reason(enum.Enum):
     NO_VERSIONS = (ProblemKind.CRC_MISMATCH, "no __versions: built without CONFIG_MODVERSIONS, "
                                              "the kernel has symbol versions")
     BAD_VERSION = (ProblemKind.CRC_MISMATCH, "built against %#010x, %s has %#010x")
+    NO_SYMBOL_VERSION = (ProblemKind.MISSING_VERSION, "no symbol version for it in __versions, "
+                                                      "%s exports it with CRC %#010x")
     NOT_IN_KMI = (ProblemKind.NOT_IN_KMI, "not in the KMI symbol list; %s")
     UNKNOWN_SYMBOL = (ProblemKind.UNRESOLVED,
                       "exported neither by the kernel nor by a module of the set")
@@ -124,6 +127,9 @@ class KernelInterface:
     protected: frozenset[str] = frozenset()
     vermagic: str | None = None             # the kernel's VERMAGIC_STRING, when known
     release: str | None = None
+    # check_version() on a symbol the module's __versions lacks: Debian's 6.1 fails it (EINVAL),
+    # upstream 5.10, 5.15 and 6.1 warn once and let it go (see check_version() below).
+    missing_version_fatal: bool = True
 
     @property
     def sig_protect(self) -> bool:
@@ -136,6 +142,12 @@ class KernelInterface:
         """TRIM_UNUSED_KSYMS against the KMI: the kernel exports nothing outside the lists.
         Cached: the rules ask once per module, and the test walks every export."""
         return self.kmi is not None and self.exports.exports.keys() <= self.kmi
+
+    @functools.cached_property
+    def modversions(self) -> bool:
+        """CONFIG_MODVERSIONS: the kernel's exports have CRCs. Without it check_version() is the
+        stub that returns 1 (include/linux/module.h's #else), whoever the provider is."""
+        return any(e.crc is not None for e in self.exports.exports.values())
 
 
 @dataclass(frozen=True)
@@ -175,6 +187,7 @@ class _Index:
     for_gpl: frozenset[str]         # provided, no namespace, KMI-clean, not GKI-protected
     for_non_gpl: frozenset[str]     # the same, and not GPL-only
     crcs: frozenset[tuple[str, int]]
+    versioned: frozenset[str]       # provided with a CRC that check_version() compares
     module_names: frozenset[str]
 
     @staticmethod
@@ -183,17 +196,22 @@ class _Index:
         ok = {name for name, p in providers.items()
               if not p.namespace and (kernel.kmi is None or name in kernel.kmi or (
                   p.owner != KERNEL_OWNER and not (kernel.sig_protect and p.signed)))}
+        versioned = frozenset(name for name, p in providers.items()
+                              if p.crc is not None) if kernel.modversions else frozenset()
         return _Index(frozenset(ok),
                       frozenset(name for name in ok if not providers[name].gpl_only),
                       frozenset((name, p.crc) for name, p in providers.items()
                                 if p.crc is not None),
+                      versioned,
                       frozenset(m.name for m in modules))
 
     def suspects(self, m: ModuleFacts) -> list[str]:
         clean = self.for_gpl if m.license in GPL_COMPATIBLE_LICENSES else self.for_non_gpl
         needed = m.undefined_set | m.weak_set
         wrong_crc = {name for name, _ in set(m.versions.items()) - self.crcs}
-        return sorted((needed - clean) | (needed & wrong_crc))
+        # Without any __versions, check_modstruct_version() has refused it once already.
+        unversioned = (needed & self.versioned) - m.versions.keys() if m.versions else set()
+        return sorted((needed - clean) | (needed & wrong_crc) | unversioned)
 
 
 # --- the rules, in load_module()'s order; each returns its problem, if any ---
@@ -208,7 +226,7 @@ def check_modstruct_version(m: ModuleFacts, kernel: KernelInterface) -> Problem 
         return None
     if not m.versions:
         return Reason.NO_VERSIONS.problem(MODULE_LAYOUT)
-    return check_version(m, MODULE_LAYOUT, layout.crc, "kernel")
+    return check_version(m, MODULE_LAYOUT, layout.crc, "kernel", kernel)
 
 
 def same_magic(module: str, kernel: str, modversions: bool) -> bool:
@@ -263,12 +281,28 @@ def find_symbol(m: ModuleFacts, sym: str, p: _Provider | None,
     return None
 
 
-def check_version(m: ModuleFacts, sym: str, crc: int | None, owner: str) -> Problem | None:
-    """6.1 kernel/module/version.c check_version(): the provider's CRC against the module's
-    __versions entry; a provider without CRCs is not checked. 6.1 also refuses a symbol that
-    __versions lacks ("no symbol version for", return 0); bootverify does not report that."""
+def check_version(m: ModuleFacts, sym: str, crc: int | None, owner: str,
+                  kernel: KernelInterface) -> Problem | None:
+    """6.1 kernel/module/version.c check_version(), called by resolve_symbol() with the CRC
+    find_symbol() found, the kernel's or a module's (a stub returning 1 without
+    CONFIG_MODVERSIONS): a provider without CRCs is not checked; a __versions entry with
+    another CRC is "disagrees about version of symbol" (return 0: EINVAL); no entry at all is
+    "no symbol version for SYM". What that does depends on the kernel's source:
+    - Debian's linux-source-6.1 (6.1.192, the samples' kernels), with Debian's patch
+      "module: Disable matching missing version CRC" (Ben Hutchings, 2016, "fail closed"):
+      pr_warn() and return 0, so resolve_symbol() gives ERR_PTR(-EINVAL) and
+      simplify_symbols() logs "Unknown symbol SYM (err -22)", even for a weak reference;
+    - upstream 5.10 and 5.15 (kernel/module.c) and 6.1 (kernel/module/version.c): "Broken
+      toolchain. Warn once, then let it go..": pr_warn_once() and return 1, the module loads
+      (KernelInterface.missing_version_fatal=False: a warning).
+    No __versions at all was refused once, by check_modstruct_version()."""
+    if crc is None or not kernel.modversions:
+        return None
     built_against = m.versions.get(sym)
-    if crc is None or built_against is None or built_against == crc:
+    if built_against is None:
+        return Reason.NO_SYMBOL_VERSION.problem(sym, owner, crc,
+                                                fatal=kernel.missing_version_fatal)
+    if built_against == crc:
         return None
     return Reason.BAD_VERSION.problem(sym, built_against, owner, crc)
 
@@ -301,7 +335,7 @@ def resolve_symbol(m: ModuleFacts, sym: str, p: _Provider | None, kernel: Kernel
     rule on proprietary owners is not modelled."""
     checks = (check_kmi_symbol_list(m, sym, p, kernel, absent), find_symbol(m, sym, p, absent))
     if p is not None:
-        checks += (check_version(m, sym, p.crc, p.owner),
+        checks += (check_version(m, sym, p.crc, p.owner, kernel),
                    verify_namespace_is_imported(m, sym, p.namespace),
                    gki_is_module_unprotected_symbol(m, sym, p, kernel))
     return list(filter(None, checks))
