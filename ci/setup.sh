@@ -40,9 +40,10 @@ then
         printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' \
             'Suites: bookworm-backports' 'Components: main' \
             'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' > "$BACKPORTS"
-        need_update=1
     fi
+    # The package lists may predate the backports source (or lack it): read them afresh.
     need_mkbootimg=1
+    need_update=1
 fi
 if [ -n "$missing" ] || [ -n "${need_update:-}" ]; then
     apt-get update -q
