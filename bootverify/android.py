@@ -55,7 +55,7 @@ FIRST_STAGE_CONSOLE_CMDLINE = "androidboot.first_stage_console="
 FIRST_STAGE_CONSOLE_MAX = 2
 # The kernel's bootconfig trailer ends with this (after the size and checksum words).
 BOOTCONFIG_MAGIC = b"#BOOTCONFIG\n"
-# DoFirstStageMount's caller: parallel loading (not modelled: bootverify loads one at a time)
+# LoadKernelModules: LoadModulesParallel instead of LoadListedModules (plan/parallel.py)
 LOAD_PARALLEL_BOOTCONFIG = 'androidboot.load_modules_parallel = "true"'
 
 # --- the stages and their module directories ---

@@ -142,6 +142,34 @@ def repack_vendor_modules(vendor_img: Path, out: Path, modules: Mapping[str, byt
     return out
 
 
+def mkbootimg_vendor_modules(vendor_img: Path, out: Path, modules: Mapping[str, bytes],
+                             bootconfig: bytes) -> Path:
+    """As repack_vendor_modules, but written by AOSP's mkbootimg 34 (v4: a platform fragment
+    and the DLKM fragment with a board id, `bootconfig`, `vendor_img`'s cmdline and dtb)."""
+    v = read_vendor_boot(vendor_img)
+    work = out.parent / (out.name + ".d")
+    work.mkdir(parents=True, exist_ok=True)
+    tree = [CpioEntry("lib", stat.S_IFDIR | 0o755), CpioEntry("lib/modules", stat.S_IFDIR | 0o755)]
+    tree += [CpioEntry(f"lib/modules/{name}", stat.S_IFREG | 0o644, data)
+             for name, data in modules.items()]
+    files = {"dlkm.cpio.lz4": compress(write_cpio(tree), Compression.LZ4_LEGACY),
+             "platform.cpio.lz4": compress(write_cpio([CpioEntry(
+                 "vendor.prop", stat.S_IFREG | 0o644, b"x=1\n")]), Compression.LZ4_LEGACY),
+             "dtb": v.dtb, "bootconfig": bootconfig}
+    for name, data in files.items():
+        (work / name).write_bytes(data)
+    subprocess.run(["mkbootimg", "--header_version", "4", "--pagesize", "4096",
+                    "--vendor_cmdline", v.cmdline, "--dtb", str(work / "dtb"),
+                    "--vendor_bootconfig", str(work / "bootconfig"),
+                    "--ramdisk_type", "platform", "--ramdisk_name", "",
+                    "--vendor_ramdisk_fragment", str(work / "platform.cpio.lz4"),
+                    "--ramdisk_type", "dlkm", "--ramdisk_name", "dlkm", "--board_id0", "0xb007",
+                    "--vendor_ramdisk_fragment", str(work / "dlkm.cpio.lz4"),
+                    "--vendor_boot", str(out)],
+                   check=True, capture_output=True, timeout=MKBOOTIMG_TIMEOUT)
+    return out
+
+
 def qemu_pids(owner_pid: int) -> list[int]:
     """qemu processes started by process owner_pid (their -kernel lies in its temp dir)."""
     r = subprocess.run(["pgrep", "-f", f"{vm.TEMP_PREFIX}{owner_pid}-"], capture_output=True,

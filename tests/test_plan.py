@@ -172,7 +172,7 @@ def test_dyn_options_and_parallel_are_noted():
               "lib/modules/modules.options": 'dyn_options a 0 "/bin/x"\n'},
              bootconfig="androidboot.load_modules_parallel = true\n")
     assert any("not evaluated" in n for n in p.notes)
-    assert any("one at a time" in n for n in p.notes) and p.boot.parallel
+    assert any("waves" in n for n in p.notes) and p.boot.parallel
 
 
 def test_dlkm_dir_without_modules_load_is_unlisted(tmp_path):
@@ -239,3 +239,42 @@ def test_verdict_second_stage_does_not_stop_the_boot(tmp_path):
     v = device_verdict(p, outcomes(p, v="link-error"))
     assert (v.verdict, v.stage) == (Boots.BOOTS, None) and "second stage" in v.reason
     assert v.failed and v.failures == ("vendor_dlkm: v: link-error",)
+
+
+# --- parallel loading (LoadModulesParallel) ---
+
+PARALLEL = 'androidboot.load_modules_parallel = "true"\n'
+# d needs c needs b; a and e alone; s has load_sequential=1; p is a soft pre-dep of e
+WAVES = {f"lib/modules/{n}.ko": "" for n in "abcdesp"} | {
+    "lib/modules/modules.dep": "a.ko:\nb.ko:\nc.ko: b.ko\nd.ko: c.ko b.ko\ne.ko:\ns.ko:\np.ko:\n",
+    "lib/modules/modules.load": "d.ko\na.ko\ne.ko\ns.ko\n",
+    "lib/modules/modules.softdep": "softdep e pre: p\n",
+    "lib/modules/modules.options": "options s load_sequential=1 x=1\n",
+}
+
+
+def waves(p: LoadPlan) -> list[list[str]]:
+    return [[p.unit_at(line).name for line in w] for w in p.waves]
+
+
+def test_parallel_waves_are_dependency_leaves():
+    p = plan(WAVES, bootconfig=PARALLEL)
+    # wave 1: each entry's last modules.dep path (a, b, e's, s); s alone (load_sequential),
+    # e's soft pre-dep p alone before e's wave; then c (d's next leaf), then d
+    assert waves(p) == [["s"], ["p"], ["a", "b", "e"], ["c"], ["d"]]
+    assert p.lines[0] == "/lib/modules/s.ko x=1"          # the token is erased
+    assert p.lines[2:5] == ("/lib/modules/a.ko", "&/lib/modules/b.ko", "&/lib/modules/e.ko")
+    assert any("waves" in n for n in p.notes)
+    # the same plan without the bootconfig: InsmodWithDeps order, one at a time
+    seq = plan(WAVES)
+    assert waves(seq) == [["b"], ["c"], ["d"], ["a"], ["p"], ["e"], ["s"]]
+    assert {s.key for s in seq.steps} == {s.key for s in p.steps}
+
+
+def test_parallel_not_loaded_entries_come_first_and_unlisted_last():
+    p = plan(WAVES | {"lib/modules/modules.load": "x.ko\nd.ko\na.ko\n",
+                      "lib/modules/modules.blocklist": "blocklist a\n"}, bootconfig=PARALLEL)
+    names = [(p.units[s.key].name, s.line) for s in p.steps]
+    assert names[:2] == [("x", None), ("a", None)]
+    assert waves(p) == [["b"], ["c"], ["d"]]
+    assert {n for n, line in names[5:]} == {"e", "s", "p"}      # unlisted, at the end

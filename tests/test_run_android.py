@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from packing import repack_vendor_modules, run_bootverify, sample_modules
+from bootverify.runtime.console import PLAN_BANNER
+from packing import (
+    mkbootimg_vendor_modules,
+    repack_vendor_modules,
+    run_bootverify,
+    sample_modules,
+)
 
 pytestmark = [pytest.mark.qemu, pytest.mark.images]
 
@@ -36,12 +42,15 @@ class Run:
 
 
 def run_device(images: Path, out: Path, modules: dict[str, bytes], *extra: str,
-               bootconfig: bytes = SAMPLE_BOOTCONFIG) -> Run:
+               bootconfig: bytes = SAMPLE_BOOTCONFIG, aosp: bool = False) -> Run:
+    """`run` on the sample boot.img and a vendor_kernel_boot.img of `modules`, written by
+    bootverify, or by AOSP's mkbootimg (the boot.img too) when `aosp`."""
     out.mkdir(parents=True, exist_ok=True)
-    vendor = repack_vendor_modules(images / "vendor_kernel_boot.img",
-                                   out / "vendor_kernel_boot.img", modules, bootconfig)
+    vendor = (mkbootimg_vendor_modules if aosp else repack_vendor_modules)(
+        images / "vendor_kernel_boot.img", out / "vendor_kernel_boot.img", modules, bootconfig)
+    boot = images / ("boot-v4-mkbootimg.img" if aosp else "boot.img")
     rc, stdout, stderr = run_bootverify([
-        "run", "--boot", images / "boot.img", "--vendor-kernel-boot", vendor,
+        "run", "--boot", boot, "--vendor-kernel-boot", vendor,
         "--symvers", images / "vmlinux.symvers", "--kmi-symbol-list", images / "kmi_symbol_list",
         "--module-timeout", "8", "--json", out / "report.json", "--junit", out / "junit.xml",
         "--console-log", out / "console.log", *extra], RUN_TIMEOUT)
@@ -134,9 +143,53 @@ def test_row7_charger_mode_loads_the_charger_list(sample_images, kos, tmp_path):
     assert run.rc == 0, run.stdout + run.stderr
     assert run.report["boot_mode"] == "charger"
     assert run.outcomes() == {"vendor_core": "loaded", "vendor_sensor": "unlisted"}
-    assert any("one at a time" in n for n in run.report["notes"])     # parallel: not followed
+    assert any("waves" in n for n in run.report["notes"])
     # --boot-mode normal overrides the bootconfig
     run = run_device(sample_images, tmp_path / "normal", modules, "--boot-mode", "normal",
                      bootconfig=SAMPLE_BOOTCONFIG + b'androidboot.mode = "charger"\n')
     assert run.report["boot_mode"] == "normal"
     assert run.outcomes() == {"vendor_core": "loaded", "vendor_sensor": "loaded"}
+
+
+PARALLEL_BOOTCONFIG = SAMPLE_BOOTCONFIG + b'androidboot.load_modules_parallel = "true"\n'
+# Modules whose faults a wave must keep apart: a dependency chain (vendor_panel needs the
+# failing vendor_backlight), link errors of several kinds, an init error, an oops.
+PARALLEL_SET = ("vendor_core", "vendor_sensor", "vendor_debug", "vendor_backlight",
+                "vendor_panel", "vendor_hash", "vendor_modem", "vendor_blob", "vendor_nodev",
+                "vendor_oops")
+
+
+@pytest.mark.timeout(2 * RUN_TIMEOUT)
+def test_parallel_waves_on_mkbootimg_images(sample_images, tmp_path):
+    """bootconfig androidboot.load_modules_parallel = "true", images by AOSP's mkbootimg 34:
+    the first stage loads in LoadModulesParallel's waves, load_sequential=1 alone, each module
+    with its own outcome and kernel log lines, the same outcomes as one at a time."""
+    files = sample_modules(sample_images / "vendor_kernel_boot.img")
+    expected = json.loads((sample_images / "expected.json").read_text())["modules"]
+    modules = {f"{n}.ko": files[f"{n}.ko"] for n in PARALLEL_SET} | {
+        "modules.dep": files["modules.dep"],
+        "modules.load": "".join(f"{n}.ko\n" for n in PARALLEL_SET).encode(),
+        "modules.options": files["modules.options"] + b"options vendor_nodev load_sequential=1\n"}
+    run = run_device(sample_images, tmp_path, modules, bootconfig=PARALLEL_BOOTCONFIG, aosp=True)
+    assert run.rc == 1
+    assert run.outcomes() == {n: expected[n]["runtime"] for n in PARALLEL_SET}
+    assert any("waves" in n for n in run.report["notes"])
+    # the plan the console log starts with: vendor_nodev alone (load_sequential=1, the token
+    # erased), then the wave of every entry's dependency leaf, then what needed them
+    plan = [line.removeprefix(PLAN_BANNER).split(": ", 1)[1]
+            for line in (tmp_path / "console.log").read_text().splitlines()
+            if line.startswith(PLAN_BANNER)]
+    assert plan == ["/lib/modules/vendor_nodev.ko"] + [
+        ("&" if i else "") + f"/lib/modules/{n}.ko" for i, n in enumerate(
+            ("vendor_backlight", "vendor_blob", "vendor_core", "vendor_hash", "vendor_modem",
+             "vendor_oops"))] + [
+        "/lib/modules/vendor_debug.ko", "&/lib/modules/vendor_panel.ko",
+        "&/lib/modules/vendor_sensor.ko poll_ms=50"]
+    by_name = {m["name"]: m["runtime"] for m in run.report["modules"]}
+    # each module's records are its own, though the wave's loads ran at once
+    assert any("vendor_core: ready" in line for line in by_name["vendor_core"]["kmsg"])
+    assert not any("vendor_backlight" in line for line in by_name["vendor_core"]["kmsg"])
+    assert {p["symbol"] for p in by_name["vendor_backlight"]["problems"]} == {"msleep"}
+    assert by_name["vendor_oops"]["outcome"] == "crashed" and any(
+        "Oops" in line for line in by_name["vendor_oops"]["kmsg"])
+    assert run.android["verdict"] == "stops" and run.android["stage"] == "first-stage"

@@ -41,7 +41,7 @@ from bootverify.readers.ramdisk import (
 from bootverify.runtime import agent, boot, console, kmsg, protocol, vm
 from bootverify.runtime.kmsg import LinkProblem, Outcome
 from bootverify.runtime.kmsg import LinkProblemKind as K
-from bootverify.runtime.runner import Runner, classify_output
+from bootverify.runtime.runner import Runner, classify_output, wave_outputs
 
 DATA = Path(__file__).parent / "data"
 LINUX_SOURCE = Path("/usr/src/linux-source-6.1.tar.xz")
@@ -606,3 +606,23 @@ def test_runner_records_not_found_and_unlisted_modules() -> None:
     r = rep.by_name()
     assert "dependency did not load: gone (not-found)" in r["a"].reason
     assert r["stray"].reason == "in no load list (/lib/modules/modules.load)"
+
+
+def test_a_waves_records_go_to_the_modules_they_name():
+    """finit prints a wave's records before its first mark: each module gets those naming it;
+    the unnamed ones (an oops) go to the module whose loader was killed."""
+    units = [ModuleUnit("vendor_ramdisk", n, f"/lib/modules/{n}.ko", "", ())
+             for n in ("vendor_core", "vendor_backlight", "vendor_oops")]
+    records = ["6,1,100,-;vendor_core: ready",
+               "3,2,200,-;vendor_backlight: Unknown symbol msleep (err -2)",
+               "1,3,300,-;Unable to handle kernel NULL pointer dereference at virtual address 0",
+               "4,4,310,-;pc : vendor_oops_init+0x1c/0x1000 [vendor_oops]"]
+    outs = [protocol.parse_load_output(records, "finit:0:90"),
+            protocol.parse_load_output([], "finit:-2:80"),
+            protocol.parse_load_output([], "killed:11:70")]
+    core, backlight, oops = [classify_output(u, out, 0.0)
+                             for u, out in zip(units, wave_outputs(units, outs), strict=True)]
+    assert core.outcome is Outcome.LOADED and [line[15:] for line in core.kmsg] == [
+        "vendor_core: ready"]
+    assert backlight.outcome is Outcome.LINK_ERROR and len(backlight.kmsg) == 1
+    assert oops.outcome is Outcome.CRASHED and len(oops.kmsg) == 2

@@ -20,7 +20,9 @@ Where bootverify parts from Android on purpose, so that one run shows everything
   deps that load, and gets the kernel's verdict (typically `link-error`, the dep's symbols);
   InsmodWithDeps would not try it. Either way it does not load; the kernel's words are the
   better evidence, and the device verdict counts it as failed all the same.
-- Loading is sequential: `androidboot.load_modules_parallel` is noted, not followed.
+- With `androidboot.load_modules_parallel`, first stage loads in LoadModulesParallel's waves
+  (parallel.py: the plan file marks the lines of a wave, finit loads them at once on all the
+  guest's CPUs); second stage stays sequential, as init rc's modprobe is.
 - modules.options' `dyn_options` lines (options from a program's output) are noted, not run.
 
 Loading is finit_module() on the opened file, exactly once (agent.py's finit); EEXIST counts as
@@ -31,10 +33,11 @@ module that loads (`LoadPlan.lines`); the runner (runtime/runner.py) has the gue
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from bootverify import android
-from bootverify.android import BootMode
+from bootverify.android import BootMode, Stage
 from bootverify.errors import InputError
 from bootverify.plan.firststage import (
     BootFacts,
@@ -46,6 +49,7 @@ from bootverify.plan.firststage import (
 )
 from bootverify.plan.libmodprobe import Modprobe, ParseKernelCmdlineOptions
 from bootverify.plan.model import Disposition, Key, Listed, LoadPlan, ModuleSet, ModuleUnit, Step
+from bootverify.plan.parallel import LoadModulesParallel, Wave, without_load_sequential
 from bootverify.readers.modules import find_modules
 from bootverify.readers.modulesdir import parse_modules_dir, read_modules_dir
 from bootverify.readers.ramdisk import CpioEntry
@@ -82,13 +86,37 @@ def _steps(units: Mapping[Key, ModuleUnit], order: Sequence[Key],
     return tuple(out)
 
 
+def _parallel_steps(units: Mapping[Key, ModuleUnit], steps: Sequence[Step],
+                    waves: Sequence[Wave]) -> tuple[Step, ...]:
+    """First stage's steps in wave order: its listed modules that do not load first (that is
+    decided before any load), then the waves; the later stages' and the unlisted steps as they
+    were; lines renumbered."""
+    first = [s for s in steps if s.key[0] == android.ORIGINS[0]
+             and units[s.key].disposition is not Disposition.UNLISTED]
+    in_waves = {k for w in waves for k in w.keys}
+    out = [s for s in first if s.line is None]
+    out += [Step(k, 0, joins=i > 0) for w in waves for i, k in enumerate(w.keys)]
+    out += [s for s in first if s.line is not None and s.key not in in_waves]
+    placed = {s.key for s in out}
+    out += [s for s in steps if s.key not in placed]
+    line = 0
+    renumbered = []
+    for s in out:
+        if s.line is not None:
+            line += 1
+            s = replace(s, line=line)
+        renumbered.append(s)
+    return tuple(renumbered)
+
+
 def _notes(sets: Sequence[ModuleSet], boot: BootFacts | None) -> list[str]:
     notes = []
     if boot is not None:
         notes.append(f"boot mode {boot.mode} ({boot.mode_why})")
         if boot.parallel:
             notes.append("bootconfig asks for parallel loading (androidboot.load_modules_"
-                         "parallel): bootverify loaded the modules one at a time")
+                         "parallel): first stage loads in waves of dependency leaves on all the "
+                         "guest's CPUs (LoadModulesParallel); a failure stops it after its wave")
     for s in sets:
         notes += [f"{s.origin}: not evaluated (options from a program's output): {d.line}"
                   for d in s.config.dyn_options]
@@ -109,8 +137,15 @@ def make_plan(sets: Sequence[ModuleSet], cmdline: str = "",
         if u.path and any(c.isspace() for c in u.path):
             raise InputError(u.path, "module path with white space: the guest's plan file "
                                      "cannot hold it")
-    return LoadPlan(dict(m.units), order, tuple(sets), tuple(_notes(sets, boot)),
-                    _steps(m.units, order, unlisted), tuple(listed), boot)
+    steps = _steps(m.units, order, unlisted)
+    units = dict(m.units)
+    if boot is not None and boot.parallel:
+        waves = LoadModulesParallel(units, [x for x in listed if x.stage is Stage.FIRST])
+        steps = _parallel_steps(units, steps, waves)
+        units.update({k: replace(units[k], params=without_load_sequential(units[k].params))
+                      for w in waves for k in w.keys})
+    return LoadPlan(units, order, tuple(sets), tuple(_notes(sets, boot)), steps, tuple(listed),
+                    boot)
 
 
 def _tree_set(tree: Mapping[str, CpioEntry], rel: str, mode: BootMode) -> ModuleSet:

@@ -73,10 +73,12 @@ class Listed:
 
 @dataclass(frozen=True)
 class Step:
-    """One module in load order: loaded from plan line `line`, or not loaded (`skip` says why)."""
+    """One module in load order: loaded from plan line `line`, or not loaded (`skip` says why).
+    `joins`: loaded at the same time as the step before it (one wave of parallel loading)."""
     key: Key
     line: int | None
     skip: str = ""
+    joins: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,9 +94,27 @@ class LoadPlan:
 
     @functools.cached_property
     def lines(self) -> tuple[str, ...]:
-        """/bootverify/plan: `PATH PARAMS` for each step that loads, line N = step with line N."""
-        return tuple(f"{self.units[s.key].path} {self.units[s.key].params}".rstrip()
+        """/bootverify/plan: `PATH PARAMS` for each step that loads, line N = step with line N;
+        `&PATH PARAMS` for one loaded at the same time as the line before it (finit.c)."""
+        return tuple(("&" if s.joins else "")
+                     + f"{self.units[s.key].path} {self.units[s.key].params}".rstrip()
                      for s in self.steps if s.line is not None)
+
+    @functools.cached_property
+    def waves(self) -> tuple[tuple[int, ...], ...]:
+        """The plan lines loaded together, in order (a line loaded alone is a wave of one)."""
+        out: list[list[int]] = []
+        for s in self.steps:
+            if s.line is not None:
+                if s.joins and out:
+                    out[-1].append(s.line)
+                else:
+                    out.append([s.line])
+        return tuple(tuple(w) for w in out)
+
+    @functools.cached_property
+    def wave_of(self) -> dict[int, tuple[int, ...]]:
+        return {line: w for w in self.waves for line in w}
 
     @functools.cached_property
     def _by_line(self) -> dict[int, Key]:

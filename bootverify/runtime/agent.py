@@ -11,7 +11,7 @@ The overlay is one uncompressed cpio archive, unpacked after the device's ramdis
   cache in. A busybox given by path is checked to be a static aarch64 ELF executable.
 - /bootverify/bin/*: symlinks to busybox for the applets the agent (and a human) uses.
 - /bootverify/finit: bootverify's module loader, guest/finit.c, a static C program of about
-  2.6 KiB against the kernel's nolibc, built by guest/Makefile with aarch64-linux-gnu-gcc and the
+  4 KiB against the kernel's nolibc, built by guest/Makefile with aarch64-linux-gnu-gcc and the
   nolibc of Debian's linux-source-6.1. It ships prebuilt next to its source; guest/finit.toolchain
   says what built it, and a test rebuilds it and compares the bytes.
   `finit PLAN FROM TO WATCHDOG_MS MARK [LINE...]` goes through the plan file's lines FROM..TO
@@ -29,6 +29,10 @@ The overlay is one uncompressed cpio archive, unpacked after the device's ramdis
      finit_module, an oops: the signal) or `timeout` (init had not returned), usec the guest
      time around it;
   5. stops after `killed` or `timeout` (exit status 3 or 4), else goes on; exit 0 at the end.
+  A plan line `&PATH PARAMS` belongs to the wave of the line before it (parallel loading,
+  plan/parallel.py): the wave's modules load at once, a child each, at most one per CPU
+  (sched_getaffinity), each with its own watchdog; then come the whole wave's records and the
+  marks in line order, and it stops after the wave if one was `killed` or `timeout`.
   With MARK "" it is quiet (restoring after a reboot): no records, no marks, only
   `restore failed: <line>` for a module that did not load.
   Busybox's insmod and modprobe were not used: after a failing finit_module they retry with
@@ -39,8 +43,8 @@ The overlay is one uncompressed cpio archive, unpacked after the device's ramdis
   is what keeps the per-module cost near a bare in-guest loop's on TCG, where every fork+exec
   costs ~15 ms and every console byte ~0.1 ms. The watchdog lets a hanging module's messages
   reach the host before the host gives up on the guest.
-- /bootverify/plan: the modules to load, one `PATH PARAMS` line each, in load order (plan.py's
-  LoadPlan.lines); `bv_run N WATCHDOG_MS` loads them from line N on.
+- /bootverify/plan: the modules to load, one `PATH PARAMS` line each (`&PATH PARAMS`: in the
+  wave of the line before), in load order (plan's LoadPlan.lines); `bv_run N WATCHDOG_MS` loads them from line N on.
 - /bootverify/init: the shell script guest/init (`INIT_SCRIPT`), run as PID 1. The kernel is told
   `rdinit=/bootverify/busybox` and, after `--` on the command line, `sh /bootverify/init`, so
   no binfmt_script support is needed. It mounts proc, sys and dev, keeps the console quiet

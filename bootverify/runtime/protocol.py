@@ -21,7 +21,8 @@ every command, across boots too, so that a late line from an earlier command can
 one. The commands that load are
 
     bv_run FROM WATCHDOG_MS               the plan's modules from line FROM on, each followed by
-                                          its mark; it stops after `killed` or `timeout`
+                                          its mark (a wave's: the wave's records, then its
+                                          marks); it stops after `killed` or `timeout`
     bv_restore WATCHDOG_MS LINE...        those lines again after a reboot, quietly: no records,
                                           no marks, only `restore failed: <line>` for a module
                                           that did not load

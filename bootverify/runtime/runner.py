@@ -2,7 +2,8 @@
 
 The load order is fixed before the boot (every module is tried whatever happened to its
 dependencies), so the guest walks /bootverify/plan by itself (`bv_run`), one finit_module at a
-time, printing for each module the kernel log records its load wrote (read from /dev/kmsg by
+time (or a wave of them at once, with parallel loading: `wave_outputs` takes its records
+apart), printing for each module the kernel log records its load wrote (read from /dev/kmsg by
 finit from a position taken just before the load: exactly that load's lines) and its mark (the
 result: return value, guest microseconds). The host reads the marks as they come and times each
 module from the previous mark; no host round trip sits between modules.
@@ -21,6 +22,7 @@ two modules is one `Position`.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -29,7 +31,7 @@ from typing import Protocol
 from bootverify.errors import InfraError
 from bootverify.plan.model import Disposition, Key, LoadPlan, ModuleUnit
 from bootverify.runtime import kmsg, protocol
-from bootverify.runtime.console import CommandTimeout, Console, GuestDied, boot_banner
+from bootverify.runtime.console import CommandTimeout, Console, GuestDied, Mark, boot_banner
 from bootverify.runtime.kmsg import Outcome, RuntimeResult
 from bootverify.runtime.protocol import Label, LoadOutput
 
@@ -39,6 +41,7 @@ RESTORE_CHUNK = 3000          # characters per restore command line (the tty tak
 RESTORE_PER_MODULE = 1.0      # seconds allowed per module loaded again after a reboot
 HOST_MARGIN = 5.0             # the host waits this much longer than the guest's watchdog
 # The outcome of a module the plan does not load.
+DMESG_TEXT = re.compile(r"^\[\s*\d+\.\d+\] ")        # protocol.dmesg_line's time stamp
 NOT_LOADED = {Disposition.BLOCKLISTED: Outcome.SKIPPED, Disposition.NOT_FOUND: Outcome.NOT_FOUND,
               Disposition.UNLISTED: Outcome.UNLISTED}
 
@@ -124,6 +127,33 @@ def host_verdict(u: ModuleUnit, lines: Sequence[str], seconds: float, *,
     return kmsg.classify(name=u.name, path=u.path, errno=None, kmsg=out.kmsg + out.console,
                          seconds=seconds, params=u.params, origin=u.origin,
                          timed_out=timed_out, vm_died=vm_died)
+
+
+def wave_outputs(units: Sequence[ModuleUnit], outputs: Sequence[LoadOutput]) -> list[LoadOutput]:
+    """A wave's output taken apart per module. finit prints the records of the whole wave
+    before its first mark; without the kernel's caller ids (CONFIG_PRINTK_CALLER is off in
+    Debian's and the samples' kernels) a record belongs to the module it names first
+    (`NAME: ...`, as the kernel's loader and pr_fmt write them). The records naming no module
+    of the wave, and the console lines, are evidence that cannot be told apart: they go to the
+    modules whose loader was killed or timed out (an oops, a hang), else to each module that
+    did not load."""
+    names = {u.name: i for i, u in enumerate(units)}
+    own: list[list[str]] = [[] for _ in units]
+    shared = []
+    for r in (r for out in outputs for r in out.kmsg):
+        text = DMESG_TEXT.sub("", r, count=1)
+        i = names.get(text.split(":", 1)[0]) if ":" in text else None
+        (own[i] if i is not None else shared).append(r)
+    console = tuple(line for out in outputs for line in out.console)
+    stopped = [out.label in (Label.KILLED, Label.TIMEOUT) for out in outputs]
+    gets = stopped if any(stopped) else [not loaded(out) for out in outputs]
+    return [replace(out, kmsg=tuple(mine) + (tuple(shared) if g else ()),
+                    console=console if g else ())
+            for out, mine, g in zip(outputs, own, gets, strict=True)]
+
+
+def loaded(out: LoadOutput) -> bool:
+    return out.label is Label.FINIT and out.value in (0, -kmsg.EEXIST)
 
 
 class Runner:
@@ -221,39 +251,66 @@ class Runner:
         console = self.boot_and_restore()
         seq = console.start(protocol.run_command(self.position.line, self._watchdog_ms))
         total = len(self.plan.lines)
-        while True:
-            line = self.position.line
-            u = self.plan.unit_at(line) if line <= total else None
+        while self.position.line <= total:
+            if not self._wave(console, seq):
+                return
+        try:
+            mark = console.wait_mark(seq, self.module_timeout + HOST_MARGIN,
+                                     grace=2 * self.module_timeout + HOST_MARGIN)
+        except CommandTimeout as e:
+            raise InfraError(f"the agent did not finish the plan: {e}") from None
+        except GuestDied as e:
+            raise InfraError(f"the guest died after the plan: {e}") from None
+        if mark.line is not None:
+            raise InfraError(f"the agent reported plan line {mark.line} after the last")
+
+    def _wave(self, console: Console, seq: int) -> bool:
+        """The marks of the wave at the position's line (a line loaded alone is a wave of one),
+        recorded; False after a hang or crash (the guest is killed)."""
+        wave = self.plan.wave_of[self.position.line]
+        marks: list[Mark] = []
+        for line in wave:
             try:
                 mark = console.wait_mark(seq, self.module_timeout + HOST_MARGIN,
                                          grace=2 * self.module_timeout + HOST_MARGIN)
             except CommandTimeout as e:
-                if u is None:
-                    raise InfraError(f"the agent did not finish the plan: {e}") from None
-                return self._failed(host_verdict(u, e.lines, e.seconds, timed_out=True), "hung")
+                self._record_wave(wave, marks, [host_verdict(self.plan.unit_at(x), e.lines,
+                                                             e.seconds, timed_out=True)
+                                                for x in wave[len(marks):]])
+                return False
             except GuestDied as e:
-                if u is None:
-                    raise InfraError(f"the guest died after the plan: {e}") from None
-                return self._failed(host_verdict(u, e.lines, e.seconds, vm_died=True),
-                                    "crashed")
+                self._record_wave(wave, marks, [host_verdict(self.plan.unit_at(x), e.lines,
+                                                             e.seconds, vm_died=True)
+                                                for x in wave[len(marks):]])
+                return False
             if mark.line is None:
-                if u is not None:
-                    raise InfraError(f"the agent stopped at plan line {line} of {total} "
-                                     f"(status {mark.status}): {' / '.join(mark.lines[-3:])}")
-                return
-            if mark.line != line or u is None:
+                raise InfraError(f"the agent stopped at plan line {line} of "
+                                 f"{len(self.plan.lines)} (status {mark.status}): "
+                                 f"{' / '.join(mark.lines[-3:])}")
+            if mark.line != line:
                 raise InfraError(f"the agent reported plan line {mark.line}, expected {line}")
-            result = classify_output(u, protocol.parse_load_output(mark.lines, mark.result),
-                                     mark.seconds)
-            if result.outcome in (Outcome.HUNG, Outcome.CRASHED):
-                return self._failed(result, result.outcome.value)
-            self._record_load(result)
+            marks.append(mark)
+        return self._record_wave(wave, marks, [])
 
-    def _failed(self, result: RuntimeResult, how: str) -> None:
-        """A hang or crash: kill the guest (the next batch boots a new one), go on after it."""
-        self._kill_guest()
-        self.position = replace(self.position, boot_reason=f"after {how} {result.name}")
-        self._record_load(result)
+    def _record_wave(self, wave: Sequence[int], marks: Sequence[Mark],
+                     host: Sequence[RuntimeResult]) -> bool:
+        """Record a wave's results: from its marks, then the host's verdicts for the modules
+        that got none. False (the guest killed, the next batch boots anew) after a hang or
+        crash."""
+        units = [self.plan.unit_at(x) for x in wave[:len(marks)]]
+        outputs = [protocol.parse_load_output(m.lines, m.result) for m in marks]
+        if len(wave) > 1:
+            outputs = wave_outputs(units, outputs)
+        results = [classify_output(u, out, m.seconds)
+                   for u, out, m in zip(units, outputs, marks, strict=True)] + list(host)
+        stopped = [r for r in results if r.outcome in (Outcome.HUNG, Outcome.CRASHED)]
+        if stopped:
+            self._kill_guest()
+            self.position = replace(self.position, boot_reason=f"after {stopped[0].outcome.value} "
+                                                               f"{stopped[0].name}")
+        for r in results:
+            self._record_load(r)
+        return not stopped
 
     def _record(self, key: Key, result: RuntimeResult) -> None:
         self.results[key] = result

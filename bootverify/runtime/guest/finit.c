@@ -6,13 +6,17 @@
  * Walks PLAN's `PATH PARAMS` lines FROM..TO (TO 0: to the end; with LINEs, only those) and
  * loads each module with finit_module() in a child, exactly once, as Android's libmodprobe
  * does. For each module it prints the /dev/kmsg records the load wrote
- * (`LEVEL,SEQ,USEC,FLAGS;TEXT`), then `MARK:M<line>:<label>:<value>:<usec>`:
+ * (`LEVEL,SEQ,USEC,FLAGS;TEXT`), then `MARK:M<line>:<label>:<value>:<usec>`.
+ * A line `&PATH PARAMS` is loaded at the same time as the line before it: such a wave
+ * (libmodprobe's LoadModulesParallel) loads on all CPUs, one child per module, and prints
+ * the records of the whole wave, then each module's mark in line order. The labels:
  *   finit    finit_module() returned VALUE (0 or -errno)
  *   open     the file did not open (VALUE: -errno)
  *   killed   the child died in finit_module(), an oops (VALUE: the signal); exit status 3
  *   timeout  init had not returned after WATCHDOG_MS; exit status 4
- * and stops after killed or timeout. With MARK "" (restoring after a reboot) it prints only
- * `restore failed: <line>` for a module that did not load. Exit status 2: bad usage or no plan.
+ * and stops after killed or timeout (after the wave, in a wave). With MARK "" (restoring after
+ * a reboot) it loads one module at a time and prints only `restore failed: <line>` for a
+ * module that did not load. Exit status 2: bad usage or no plan.
  *
  * Why not busybox insmod: after a failing finit_module() it retries with init_module(), so a
  * failing init runs twice and logs everything twice, and an exit status cannot carry the
@@ -32,18 +36,38 @@
  * or -EINVAL if the buffer is smaller than it. */
 #define KMSG_RECORD_MAX	8192
 #define KMSG_PATH_MAX	400		/* of PATH in our own record: the line stays short */
+#define WAVE_CPUS_MAX	64		/* children of a wave loading at once (pidfds polled) */
 
 enum { LOADED, FAILED, KILLED = 3, TIMEOUT = 4 };	/* KILLED, TIMEOUT: the exit status */
 
-/* Written by the child: its return value does not survive an exit status (see above). */
+/* Written by the child: its return value does not survive an exit status (see above).
+ * One per plan line, shared with the children. */
 static struct result {
 	long ret;		/* finit_module()'s or openat()'s */
 	long open_failed;
 } *result;
 
+/* A plan line, cut in place. */
+struct plan_line {
+	char *path;
+	char *params;
+	int joins;		/* `&PATH`: loaded at the same time as the line before it */
+};
+
+/* A module of a wave: its child and, once it is done, its mark's fields. */
+struct job {
+	pid_t pid;
+	int pidfd;
+	long start;		/* ns */
+	long usec;
+	const char *label;
+	long value;
+	int status;
+};
+
 /* nolibc 6.1 has no wrappers for these; the numbers are the asm-generic table's
  * (include/uapi/asm-generic/unistd.h, which arm64 uses): finit_module 273, pidfd_open 434,
- * ppoll 73 (the table has no poll), clock_gettime 113, fstat 80. */
+ * ppoll 73 (the table has no poll), clock_gettime 113, fstat 80, sched_getaffinity 123. */
 static long finit_module(int fd, const char *params)
 {
 	return my_syscall3(__NR_finit_module, fd, params, 0);
@@ -153,12 +177,12 @@ static void copy_kmsg(int kmsg)
 }
 
 /* O_NOFOLLOW | O_CLOEXEC: as libmodprobe's Insmod() opens a module. */
-static void load(const char *path, const char *params)
+static void load(const char *path, const char *params, struct result *r)
 {
 	int fd = sys_open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
 
-	result->open_failed = fd < 0;
-	result->ret = fd < 0 ? fd : finit_module(fd, params);
+	r->open_failed = fd < 0;
+	r->ret = fd < 0 ? fd : finit_module(fd, params);
 }
 
 /* False if the child is still running after ms. A pidfd polls readable once the process has
@@ -188,11 +212,11 @@ static int run(const char *path, const char *params, unsigned long watchdog_ms,
 	int status = 0;
 
 	if (pid == 0) {
-		load(path, params);
+		load(path, params, result);
 		sys_exit(0);
 	}
 	if (pid < 0) {
-		load(path, params);	/* no fork: an oops then ends this run */
+		load(path, params, result);	/* no fork: an oops then ends this run */
 	} else {
 		if (watchdog_ms && !exited_within(pid, watchdog_ms)) {
 			*label = "timeout";
@@ -209,6 +233,115 @@ static int run(const char *path, const char *params, unsigned long watchdog_ms,
 	*label = result->open_failed ? "open" : "finit";
 	*value = result->ret;
 	return *value ? FAILED : LOADED;
+}
+
+/* std::thread::hardware_concurrency(), which first_stage_init gives LoadModulesParallel: the
+ * CPUs this process may run on. */
+static int online_cpus(void)
+{
+	unsigned long mask[16], m;	/* 1024 CPUs */
+	long r = my_syscall3(__NR_sched_getaffinity, 0, sizeof(mask), mask);
+	int n = 0, i;
+
+	for (i = 0; r > 0 && i < r / (long)sizeof(mask[0]); i++)
+		for (m = mask[i]; m; m &= m - 1)
+			n++;
+	return n ? n : 1;
+}
+
+/* A wave's job is done: its mark's fields from how the child ended. */
+static void job_done(struct job *j, struct result *r, int wstatus)
+{
+	j->usec = (now_ns() - j->start) / 1000;
+	if (wstatus & 0x7f) {	/* WTERMSIG */
+		j->label = "killed";
+		j->value = wstatus & 0x7f;
+		j->status = KILLED;
+		return;
+	}
+	j->label = r->open_failed ? "open" : "finit";
+	j->value = r->ret;
+	j->status = j->value ? FAILED : LOADED;
+}
+
+/* Fork the child that loads the wave's module; without a pidfd there is no watchdog: wait. */
+static void job_start(struct job *j, const struct plan_line *l, struct result *r)
+{
+	int wstatus = 0;
+
+	j->start = now_ns();
+	j->pid = sys_fork();
+	if (j->pid == 0) {
+		load(l->path, l->params, r);
+		sys_exit(0);
+	}
+	j->pidfd = j->pid < 0 ? -1 : my_syscall2(__NR_pidfd_open, j->pid, 0);
+	if (j->pid < 0)
+		load(l->path, l->params, r);	/* no fork: an oops then ends this run */
+	else if (j->pidfd < 0)
+		sys_wait4(j->pid, &wstatus, 0, NULL);
+	if (j->pidfd < 0)
+		job_done(j, r, wstatus);
+}
+
+/* Load plan lines FIRST..FIRST+COUNT-1 at once, at most one child per CPU, each with its own
+ * watchdog; a timed-out child is left behind as in run(). Returns the worst status. */
+static int run_wave(const struct plan_line *lines, long first, long count,
+		    unsigned long watchdog_ms, struct job *jobs)
+{
+	struct pollfd pfd[WAVE_CPUS_MAX];
+	struct timespec ts;
+	long active[WAVE_CPUS_MAX], next = 0, left, wait_ns, now;
+	int cpus = online_cpus(), nactive = 0, worst = LOADED, i, wstatus;
+
+	if (cpus > WAVE_CPUS_MAX)
+		cpus = WAVE_CPUS_MAX;
+	while (next < count || nactive) {
+		while (nactive < cpus && next < count) {
+			job_start(&jobs[next], &lines[first + next], &result[first + next]);
+			if (jobs[next].pidfd >= 0)
+				active[nactive++] = next;
+			next++;
+		}
+		if (!nactive)
+			continue;
+		wait_ns = -1;
+		now = now_ns();
+		for (i = 0; i < nactive; i++) {
+			pfd[i].fd = jobs[active[i]].pidfd;
+			pfd[i].events = POLLIN;
+			pfd[i].revents = 0;
+			left = jobs[active[i]].start + (long)watchdog_ms * 1000000 - now;
+			if (watchdog_ms && (wait_ns < 0 || left < wait_ns))
+				wait_ns = left > 0 ? left : 0;
+		}
+		ts.tv_sec = wait_ns / 1000000000;
+		ts.tv_nsec = wait_ns % 1000000000;
+		my_syscall5(__NR_ppoll, pfd, nactive, wait_ns < 0 ? NULL : &ts, NULL, 0);
+		now = now_ns();
+		for (i = nactive - 1; i >= 0; i--) {
+			struct job *j = &jobs[active[i]];
+
+			if (pfd[i].revents) {
+				wstatus = 0;
+				sys_wait4(j->pid, &wstatus, 0, NULL);
+				job_done(j, &result[first + active[i]], wstatus);
+			} else if (watchdog_ms && now - j->start >= (long)watchdog_ms * 1000000) {
+				j->usec = (now - j->start) / 1000;
+				j->label = "timeout";
+				j->value = 0;
+				j->status = TIMEOUT;
+			} else {
+				continue;
+			}
+			sys_close(j->pidfd);
+			active[i] = active[--nactive];
+		}
+	}
+	for (i = 0; i < count; i++)
+		if (jobs[i].status > worst)
+			worst = jobs[i].status;
+	return worst;
 }
 
 /* The module's mark, or in quiet mode (MARK "") only what did not load. */
@@ -237,13 +370,56 @@ static void report(const char *mark, unsigned long line, const char *label, long
 	sys_write(1, buf, p - buf);
 }
 
+/* The plan's lines, cut in place; *count of them. */
+static struct plan_line *parse_plan(char *p, char *end, long *count)
+{
+	struct plan_line *lines;
+	long n = 1, i = 0;
+	char *q;
+
+	for (q = p; q < end; q++)
+		n += *q == '\n';
+	lines = sys_mmap(NULL, n * sizeof(*lines), PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if ((unsigned long)lines >= -4095UL)
+		return NULL;
+	while (p < end) {
+		struct plan_line *l = &lines[i++];
+
+		l->joins = *p == '&';
+		l->path = p + l->joins;
+		l->params = NULL;
+		for (; p < end && *p != '\n'; p++)
+			if (*p == ' ' && !l->params) {
+				*p = '\0';	/* the first space ends PATH */
+				l->params = p + 1;
+			}
+		*p++ = '\0';		/* at the end: read_plan()'s extra byte */
+		if (!l->params)
+			l->params = "";
+	}
+	*count = i;
+	return lines;
+}
+
+/* Memory shared with the children (MAP_SHARED) or private, never freed. */
+static void *map(long size, int shared)
+{
+	void *m = sys_mmap(NULL, size, PROT_READ | PROT_WRITE,
+			   (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0);
+
+	return (unsigned long)m >= -4095UL ? NULL : m;
+}
+
 int main(int argc, char **argv)
 {
-	unsigned long from, to, watchdog_ms, line = 0;
-	char *p, *end, *mark, *path, *params;
+	unsigned long from, to, watchdog_ms;
+	struct plan_line *lines;
+	struct job *jobs;
+	char *p, *end, *mark;
 	int kmsg, nlines, status;
 	const char *label;
-	long value, start, usec;
+	long i, k, n, count, value, start, usec;
 
 	if (argc < 6)
 		return 2;
@@ -255,37 +431,43 @@ int main(int argc, char **argv)
 	p = read_plan(argv[1], &end);
 	if (!p)
 		return 2;
-	kmsg = sys_open("/dev/kmsg", O_RDWR | O_NONBLOCK | O_CLOEXEC, 0);	/* or do without */
-	result = sys_mmap(NULL, sizeof(*result), PROT_READ | PROT_WRITE,
-			  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if ((unsigned long)result >= -4095UL)
+	lines = parse_plan(p, end, &count);
+	if (!lines)
 		return 2;
+	result = map(count * sizeof(*result) + 1, 1);
+	jobs = map(count * sizeof(*jobs) + 1, 0);
+	if (!result || !jobs)
+		return 2;
+	kmsg = sys_open("/dev/kmsg", O_RDWR | O_NONBLOCK | O_CLOEXEC, 0);	/* or do without */
 
-	while (p < end) {
-		path = p;
-		params = NULL;
-		for (; p < end && *p != '\n'; p++)
-			if (*p == ' ' && !params) {
-				*p = '\0';	/* the first space ends PATH */
-				params = p + 1;
-			}
-		*p++ = '\0';		/* at the end: read_plan()'s extra byte */
-		line++;
-		if (!*path || line < from)
+	for (i = from ? from - 1 : 0; i < count && (!to || i < (long)to); i += n) {
+		/* a wave: this line and the `&` lines after it, in a run (not when quiet) */
+		for (n = 1; *mark && i + n < count && lines[i + n].joins &&
+			    (!to || i + n < (long)to); n++)
+			;
+		if (n > 1) {
+			for (k = 0; kmsg >= 0 && k < n; k++)
+				announce(kmsg, lines[i + k].path);
+			status = run_wave(lines, i, n, watchdog_ms, jobs);
+			if (kmsg >= 0)
+				copy_kmsg(kmsg);
+			for (k = 0; k < n; k++)
+				report(mark, i + k + 1, jobs[k].label, jobs[k].value, jobs[k].usec,
+				       jobs[k].status);
+			if (status >= KILLED)
+				return status;
 			continue;
-		if (to && line > to)
-			break;
-		if (!listed(line, argv + 6, nlines))
+		}
+		if (!*lines[i].path || !listed(i + 1, argv + 6, nlines))
 			continue;
-
 		if (kmsg >= 0)
-			announce(kmsg, path);
+			announce(kmsg, lines[i].path);
 		start = now_ns();
-		status = run(path, params ? params : "", watchdog_ms, &label, &value);
+		status = run(lines[i].path, lines[i].params, watchdog_ms, &label, &value);
 		usec = (now_ns() - start) / 1000;
 		if (*mark && kmsg >= 0)
 			copy_kmsg(kmsg);
-		report(mark, line, label, value, usec, status);
+		report(mark, i + 1, label, value, usec, status);
 		if (status >= KILLED)
 			return status;
 	}
