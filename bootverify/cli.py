@@ -189,8 +189,9 @@ modules.load.charger: from bootconfig/cmdline androidboot.mode, or --boot-mode),
 modules.alias, modules.dep (hard deps first), modules.softdep (pre, post), modules.options and
 the cmdline's mod.param=, modules.blocklist; one module at a time, or, when bootconfig says
 androidboot.load_modules_parallel = "true", first stage in LoadModulesParallel's waves of
-dependency leaves on all guest CPUs (load_sequential=1 alone). It goes on after a failure: every module gets
-an outcome, and the report says first where the device itself would have stopped.
+dependency leaves on all guest CPUs (load_sequential=1 alone). It goes on after a failure:
+every module gets an outcome, and the report says first where the device itself would have
+stopped.
 
 The device verdict (first line; JSON "android"; JUnit testcase android-boot): boots, or stops
 in first-stage at MODULE (the first failing load-list entry: LOG(FATAL), reboot to the

@@ -44,7 +44,8 @@ The overlay is one uncompressed cpio archive, unpacked after the device's ramdis
   costs ~15 ms and every console byte ~0.1 ms. The watchdog lets a hanging module's messages
   reach the host before the host gives up on the guest.
 - /bootverify/plan: the modules to load, one `PATH PARAMS` line each (`&PATH PARAMS`: in the
-  wave of the line before), in load order (plan's LoadPlan.lines); `bv_run N WATCHDOG_MS` loads them from line N on.
+  wave of the line before), in load order (plan's LoadPlan.lines); `bv_run N WATCHDOG_MS`
+  loads them from line N on.
 - /bootverify/init: the shell script guest/init (`INIT_SCRIPT`), run as PID 1. The kernel is told
   `rdinit=/bootverify/busybox` and, after `--` on the command line, `sh /bootverify/init`, so
   no binfmt_script support is needed. It mounts proc, sys and dev, keeps the console quiet
