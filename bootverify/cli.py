@@ -2,7 +2,8 @@
 
 Exit codes: 0 nothing failed, 1 a module fails (predicted or observed), the device would not
 boot, a module set has .ko files and no load list, or static and runtime disagree, 2 bad input
-or broken infrastructure (one line on stderr, no traceback).
+or broken infrastructure (one line on stderr, no traceback; for `merge`: a shard had an
+infrastructure failure).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from bootverify.android import BootMode
 from bootverify.cache import cache_dir
-from bootverify.errors import InfraError, InputError, writing
+from bootverify.errors import InfraError, InputError, reading, writing
 from bootverify.readers import bootimg
 from bootverify.readers.symbols import kernel_exports_from_symvers, read_kmi_symbol_lists
 from bootverify.report import static_json, static_text, write_json
@@ -80,40 +81,136 @@ def _progress(result: RuntimeResult, done: int, total: int) -> None:
           f"({result.seconds:.2f} s)", file=sys.stderr, flush=True)
 
 
+def shard_arg(text: str) -> tuple[int, int]:
+    """`I/N`, 1 <= I <= N."""
+    i, slash, n = text.partition("/")
+    if not (slash and i.isdigit() and n.isdigit() and 1 <= int(i) <= int(n)):
+        raise argparse.ArgumentTypeError(f"{text!r}: I/N with 1 <= I <= N, e.g. 2/4")
+    return int(i), int(n)
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number, 1 or more")
+    return int(text)
+
+
+def run_inputs(args: argparse.Namespace) -> dict[str, str]:
+    """The sha256 of what a run reads, by role (merge compares them)."""
+    from bootverify.inputs import input_hashes
+    return input_hashes({
+        "boot": args.boot, "vendor_kernel_boot": args.vendor_kernel_boot,
+        "system_dlkm": args.system_dlkm, "vendor_dlkm": args.vendor_dlkm,
+        "symvers": args.symvers, "system_map": args.system_map,
+        "kmi_symbol_list": tuple(args.kmi_symbol_list),
+        "protected_exports": args.protected_exports, "busybox": args.busybox})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     # The runtime (pexpect, qemu plumbing) is imported only here: `check` starts faster without.
     from bootverify.crosscheck import crosscheck, failed
-    from bootverify.report import junit, run_json, run_text
-    from bootverify.runtime.loader import run_images
-    from bootverify.runtime.vm import VMConfig
-    from bootverify.verdict import device_verdict
+    from bootverify.plan.shards import groups, split
+    from bootverify.report import junit, plan_json, run_json, run_text
+    from bootverify.runtime.loader import default_jobs, guest_config, plan_images, run_parts
+    from bootverify.runtime.vm import VMConfig, guest_memory_mb
+    from bootverify.verdict import decide, entry_failures, verdict_facts
     dlkm_dirs = [d for d in (args.system_dlkm, args.vendor_dlkm) if d]
     report = run_check(check_inputs(args, dlkm_dirs), cache_dir() / "check")
     given = {"boot_timeout": args.boot_timeout, "memory_mb": args.memory}
     config = VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v})
     timeout = {"module_timeout": args.module_timeout} if args.module_timeout else {}
+    prepared = plan_images(args.boot, args.vendor_kernel_boot, system_dlkm=args.system_dlkm,
+                           vendor_dlkm=args.vendor_dlkm, busybox=args.busybox,
+                           boot_mode=args.boot_mode)
+    plan = prepared.plan
+    shard, shards = args.shard or (1, 1)
+    split_plan = split(groups(plan), shards)
+    mine = split_plan[shard - 1]
+    jobs = args.jobs or default_jobs(guest_memory_mb(config, prepared.initrd_bytes()))
+    parts = [p for p in split(mine.groups, jobs) if p.groups] or [mine]
     with writing(args.console_log):
         console = open(args.console_log, "w", encoding="utf-8", errors="replace")
     with console:
-        runtime = run_images(args.boot, args.vendor_kernel_boot,
-                             system_dlkm=args.system_dlkm, vendor_dlkm=args.vendor_dlkm,
-                             busybox=args.busybox, config=config, progress=_progress,
-                             console_log=console, boot_mode=args.boot_mode, **timeout)
-    verdicts = crosscheck(report.modules, list(runtime.results))
-    assert runtime.plan is not None
-    device = device_verdict(runtime.plan, {(r.origin, r.name): r.outcome.value
-                                           for r in runtime.results})
-    mode = runtime.plan.boot.mode.value if runtime.plan.boot else None
+        runtime = run_parts(prepared, parts, config=guest_config(config, len(parts)),
+                            progress=_progress, console_log=console, **timeout)
+    ordered = {(r.origin, r.name): r for r in runtime.results + runtime.context}
+    verdicts = [v for v in crosscheck(report.modules, [ordered[s.key] for s in plan.steps
+                                                       if s.key in ordered])
+                if (v.runtime.origin, v.runtime.name) in mine.owned]
+    failing: dict[int, str] = {}
+    for entries, outcomes in runtime.guests:
+        failing |= entry_failures(plan, outcomes, entries)
+    device = decide(verdict_facts(plan), failing)
+    shard_notes = [f"shard {shard}/{shards}: {len(mine.owned)} of the plan's {len(plan.steps)} "
+                   f"modules; the device verdict covers its own load-list entries, "
+                   f"`bootverify merge` gives the whole plan's"] if shards > 1 else []
+    notes = [*runtime.notes, *shard_notes]
+    mode = plan.boot.mode.value if plan.boot else None
+    doc = run_json(report, verdicts, str(args.console_log), device, mode, notes, {
+        "meta": {"inputs": run_inputs(args)},
+        "shard": {"index": shard, "count": shards},
+        "plan": plan_json(plan, split_plan),
+        "android_entries": {"failing": {str(i): w for i, w in sorted(failing.items())},
+                            "notes": shard_notes}})
     if args.json:
-        doc = run_json(report, verdicts, str(args.console_log), device, mode, runtime.notes)
         write_output(args.json, lambda out: write_json(doc, out))
     if args.junit:
-        write_output(args.junit, lambda out: junit(verdicts, out, device))
+        write_output(args.junit, lambda out: junit(doc, out))
     if args.json != "-":
-        run_text(verdicts, sys.stdout, device, runtime.notes)
-        print(f"kernel {runtime.release}, {len(runtime.boots)} boot(s), {runtime.seconds:.1f} s; "
-              f"console log: {args.console_log}")
+        run_text(doc, sys.stdout)
+        print(f"kernel {runtime.release}, {len(runtime.boots)} boot(s) on {len(parts)} "
+              f"guest(s), {runtime.seconds:.1f} s; console log: {args.console_log}")
     return EXIT_FAIL if failed(verdicts) or device.failed else EXIT_OK
+
+
+# --- plan ---
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from bootverify.plan.shards import groups, split
+    from bootverify.report import plan_json
+    from bootverify.runtime.loader import plan_images
+    prepared = plan_images(args.boot, args.vendor_kernel_boot, system_dlkm=args.system_dlkm,
+                           vendor_dlkm=args.vendor_dlkm, boot_mode=args.boot_mode,
+                           with_agent=False)
+    doc = plan_json(prepared.plan, split(groups(prepared.plan), args.shards))
+    if args.json:
+        write_output(args.json, lambda out: write_json(doc, out))
+    if args.json != "-":
+        loads = sum(1 for s in doc["steps"] if s["line"])
+        print(f"{len(doc['steps'])} modules, {loads} loaded, {len(prepared.plan.waves)} "
+              f"wave(s); boot mode {doc['boot_mode']}")
+        for s in doc["shards"]:
+            print(f"shard {s['shard']}/{s['count']}: {len(s['modules'])} modules, "
+                  f"{len(s['entries'])} load-list entries, {s['loads']} loads")
+    return EXIT_OK
+
+
+# --- merge ---
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    import json
+
+    from bootverify.merge import merge
+    from bootverify.report import junit, run_text
+    docs = []
+    for path in args.reports:
+        with reading(path):
+            text = Path(path).read_text(encoding="utf-8")
+        try:
+            docs.append((str(path), json.loads(text)))
+        except json.JSONDecodeError as e:
+            raise InputError(path, f"not JSON: {e}") from None
+    merged = merge(docs)
+    if args.json:
+        write_output(args.json, lambda out: write_json(merged.doc, out))
+    if args.junit:
+        write_output(args.junit, lambda out: junit(merged.doc, out))
+    if args.json != "-":
+        run_text(merged.doc, sys.stdout)
+        print(f"merged {len(docs)} report(s)")
+    if merged.infra_failed:
+        return EXIT_ERROR
+    return EXIT_FAIL if merged.failed else EXIT_OK
 
 
 # --- kmi-diff ---
@@ -277,7 +374,32 @@ def parser() -> argparse.ArgumentParser:
                    help="write a JUnit XML report, one testcase a module")
     p.add_argument("--console-log", type=Path, default=Path("bootverify-console.log"),
                    metavar="PATH", help="the full serial console log (default %(default)s)")
+    p.add_argument("--jobs", type=positive, metavar="N",
+                   help="guests at once, each loading a dependency-closed part of the plan with "
+                        "an equal share of the host's CPUs (default: the host's CPU count, "
+                        "capped by its memory)")
+    p.add_argument("--shard", type=shard_arg, metavar="I/N",
+                   help="load only shard I of a deterministic N-way split of the plan (the "
+                        "split `bootverify plan --json` prints); `bootverify merge` joins them")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("plan", help="print the load plan and its shard split, without booting")
+    p.add_argument("--boot", type=Path, required=True, metavar="IMG", help="boot.img (v0-v4)")
+    p.add_argument("--vendor-kernel-boot", "--vendor-boot", type=Path, required=True,
+                   metavar="IMG", help="vendor_kernel_boot.img or vendor_boot.img (v3/v4)")
+    p.add_argument("--system-dlkm", type=Path, metavar="DIR")
+    p.add_argument("--vendor-dlkm", type=Path, metavar="DIR")
+    p.add_argument("--boot-mode", choices=[m.value for m in BootMode], type=BootMode)
+    p.add_argument("--shards", type=positive, default=1, metavar="N",
+                   help="the split of `run --shard I/N` (default 1)")
+    p.add_argument("--json", metavar="PATH|-", help="write the plan as JSON (- for stdout)")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("merge", help="merge the JSON reports of `run --shard I/N` into one")
+    p.add_argument("reports", type=Path, nargs="+", metavar="REPORT.json")
+    p.add_argument("--json", metavar="PATH|-", help="write the merged JSON (- for stdout)")
+    p.add_argument("--junit", metavar="PATH", help="write the merged JUnit XML")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("kmi-diff", help="KMI symbols removed or changed between two symvers")
     p.add_argument("old", type=Path, metavar="OLD_SYMVERS")

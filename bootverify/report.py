@@ -14,13 +14,23 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from bootverify.crosscheck import DISAGREEMENTS, Agreement, ModuleVerdict
 from bootverify.runtime.kmsg import Outcome, RuntimeResult
 from bootverify.static.analysis import Prediction, StaticReport
-from bootverify.verdict import Boots, DeviceVerdict
+from bootverify.android import Stage
+from bootverify.plan.model import LoadPlan
+from bootverify.plan.shards import Part
+from bootverify.verdict import (
+    Boots,
+    DeviceVerdict,
+    EmptySet,
+    Entry,
+    VerdictFacts,
+    verdict_facts,
+)
 
 
 def problem_summary(p: Prediction) -> str:
@@ -75,33 +85,38 @@ def write_json(doc: dict[str, Any], out: TextIO) -> None:
 
 # --- `bootverify run`: static + runtime + agreement ---
 
-def device_line(device: DeviceVerdict) -> str:
-    where = f" in {device.stage}" if device.stage else ""
-    at = f" at {device.stops_at}" if device.stops_at else ""
-    return f"ANDROID: {device.verdict.upper()}{where}{at}: {device.reason}"
+def device_line(device: dict[str, Any]) -> str:
+    where = f" in {device['stage']}" if device["stage"] else ""
+    at = f" at {device['stops_at']}" if device["stops_at"] else ""
+    return f"ANDROID: {device['verdict'].upper()}{where}{at}: {device['reason']}"
 
 
-def run_text(verdicts: Sequence[ModuleVerdict], out: TextIO, device: DeviceVerdict,
-             notes: Sequence[str] = ()) -> None:
-    """The device verdict first, then the notes, then one row a module."""
-    out.write(device_line(device) + "\n")
-    out.writelines(f"  note: {n}\n" for n in notes)
+def _outcome_text(runtime: dict[str, Any]) -> str:
+    return runtime["outcome"] + (f" ({runtime['errno_name']})" if runtime["errno"] else "")
+
+
+def run_text(doc: dict[str, Any], out: TextIO) -> None:
+    """From run_json's document (a merged one too): the device verdict first, then the notes,
+    then one row a module."""
+    out.write(device_line(doc["android"]) + "\n")
+    out.writelines(f"  note: {n}\n" for n in doc["notes"])
     out.write("\n")
-    rows = [(v.name, v.prediction.verdict.value if v.prediction else "-",
-             v.runtime.outcome.value + (f" ({v.runtime.errno_name})" if v.runtime.errno else ""),
-             f"{v.runtime.seconds:.2f}", v.agreement.value, v.why or "-") for v in verdicts]
+    modules = doc["modules"]
+    rows = [(m["name"], m["static"]["verdict"] if m["static"] else "-",
+             _outcome_text(m["runtime"]), f"{m['runtime']['seconds']:.2f}", m["agreement"],
+             m["why"] or "-") for m in modules]
     out.write(table(rows, ("MODULE", "STATIC", "RUNTIME", "SECONDS", "AGREEMENT", "WHY")))
-    outcomes = Counter(v.runtime.outcome.value for v in verdicts)
-    agreements = Counter(v.agreement.value for v in verdicts)
-    out.write(f"\n{len(verdicts)} modules: "
+    outcomes = Counter(m["runtime"]["outcome"] for m in modules)
+    agreements = Counter(m["agreement"] for m in modules)
+    out.write(f"\n{len(modules)} modules: "
               + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) + "; agreement: "
               + ", ".join(f"{n} {k}" for k, n in sorted(agreements.items())) + "\n")
-    missed = [v for v in verdicts if v.agreement is Agreement.MISSED]
+    missed = [m for m in modules if m["agreement"] == Agreement.MISSED]
     if missed:
         out.write(f"\nMISSED BY STATIC ANALYSIS ({len(missed)}): the kernel refused these for "
                   f"reasons the analysis did not predict; please report:\n")
-        for v in missed:
-            out.write(f"  {v.name}: {v.why}\n")
+        for m in missed:
+            out.write(f"  {m['name']}: {m['why']}\n")
 
 
 def runtime_json(r: RuntimeResult) -> dict[str, Any]:
@@ -119,7 +134,8 @@ def device_json(device: DeviceVerdict) -> dict[str, Any]:
 
 def run_json(report: StaticReport, verdicts: Sequence[ModuleVerdict],
              console_log: str | None, device: DeviceVerdict, boot_mode: str | None,
-             notes: Sequence[str] = ()) -> dict[str, Any]:
+             notes: Sequence[str] = (), extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """`extra`: the keys that follow the modules (meta, shard, plan, android_entries)."""
     return {
         "android": device_json(device),
         "boot_mode": boot_mode,
@@ -132,35 +148,82 @@ def run_json(report: StaticReport, verdicts: Sequence[ModuleVerdict],
                      "static": prediction_json(v.prediction) if v.prediction else None,
                      "runtime": runtime_json(v.runtime),
                      "agreement": v.agreement.value, "why": v.why} for v in verdicts],
+        **(extra or {}),
     }
 
 
-def junit(verdicts: Sequence[ModuleVerdict], out: TextIO,
-          device: DeviceVerdict | None = None) -> None:
-    """Testcase `android-boot` (a failure when the device would not boot), then one testcase per
-    module: a failure when it did not load or the halves disagree; skipped when it was not
-    given to the kernel on purpose (blocklisted) or is in no load list."""
+# --- the plan (`bootverify plan --json`, and in every run's JSON for `merge`) ---
+
+def facts_json(facts: VerdictFacts) -> dict[str, Any]:
+    return {"entries": [{"origin": e.origin, "entry": e.entry, "name": e.name, "stage": e.stage,
+                         "blocklisted": e.blocklisted} for e in facts.entries],
+            "empty_sets": [{"origin": e.origin, "guest_dir": e.guest_dir, "files": e.files,
+                            "load_file": e.load_file} for e in facts.empty],
+            "first_stage_console": facts.console}
+
+
+def facts_from_json(doc: dict[str, Any]) -> VerdictFacts:
+    return VerdictFacts(
+        tuple(Entry(e["origin"], e["entry"], e["name"], Stage(e["stage"]), e["blocklisted"])
+              for e in doc["entries"]),
+        tuple(EmptySet(e["origin"], e["guest_dir"], e["files"], e["load_file"])
+              for e in doc["empty_sets"]),
+        doc["first_stage_console"])
+
+
+def module_id(origin: str, name: str) -> str:
+    """A module's name across a plan's sets, as the JSON plan writes it."""
+    return f"{origin}/{name}"
+
+
+def plan_json(plan: LoadPlan, parts: Sequence[Part]) -> dict[str, Any]:
+    """The load plan (steps in order: line, wave, why not loaded) and its split into parts."""
+    wave = {line: i for i, w in enumerate(plan.waves) for line in w}
+    return {
+        "boot_mode": plan.boot.mode.value if plan.boot else None,
+        "parallel": bool(plan.boot and plan.boot.parallel),
+        "notes": list(plan.notes),
+        "steps": [{"module": module_id(*s.key), "path": plan.units[s.key].path,
+                   "params": plan.units[s.key].params, "line": s.line,
+                   "wave": wave.get(s.line) if s.line else None, "skip": s.skip or None}
+                  for s in plan.steps],
+        "verdict_facts": facts_json(verdict_facts(plan)),
+        "shards": [{"shard": p.index + 1, "count": len(parts),
+                    "modules": [module_id(*k) for k in sorted(p.owned)],
+                    "entries": sorted(p.entries), "loads": len(p.closure)} for p in parts],
+    }
+
+
+def junit(doc: dict[str, Any], out: TextIO) -> None:
+    """From run_json's document: testcase `android-boot` (a failure when the device would not
+    boot; when the document has a verdict), then one testcase per module: a failure when it did
+    not load or the halves disagree; skipped when it was not given to the kernel on purpose
+    (blocklisted) or is in no load list."""
+    device = doc.get("android")
+    modules = doc["modules"]
     suite = ET.Element("testsuite", name="bootverify",
-                       tests=str(len(verdicts) + (device is not None)))
+                       tests=str(len(modules) + (device is not None)))
     failures = skipped = 0
     if device is not None:
         case = ET.SubElement(suite, "testcase", name="android-boot", time="0.000",
                              classname="bootverify.android")
-        if device.verdict is Boots.STOPS:
-            ET.SubElement(case, "failure", type=f"stops/{device.stage}",
-                          message=device.reason).text = "\n".join(device.failures)
+        if device["verdict"] == Boots.STOPS:
+            ET.SubElement(case, "failure", type=f"stops/{device['stage']}",
+                          message=device["reason"]).text = "\n".join(device["failures"])
             failures += 1
-    for v in verdicts:
-        case = ET.SubElement(suite, "testcase", name=v.name, time=f"{v.runtime.seconds:.3f}",
-                             classname=f"bootverify.{v.runtime.origin or 'modules'}")
-        if v.runtime.outcome in (Outcome.SKIPPED, Outcome.UNLISTED):
-            ET.SubElement(case, "skipped", message=v.why)
+    not_failed = {Outcome.SKIPPED.value, Outcome.UNLISTED.value}
+    disagree = {a.value for a in DISAGREEMENTS}
+    for m in modules:
+        r = m["runtime"]
+        case = ET.SubElement(suite, "testcase", name=m["name"], time=f"{r['seconds']:.3f}",
+                             classname=f"bootverify.{r['origin'] or 'modules'}")
+        if r["outcome"] in not_failed:
+            ET.SubElement(case, "skipped", message=m["why"])
             skipped += 1
-        elif v.runtime.outcome is not Outcome.LOADED or v.agreement in DISAGREEMENTS:
-            failure = ET.SubElement(case, "failure", type=f"{v.runtime.outcome.value}/"
-                                                          f"{v.agreement.value}",
-                                    message=v.why or v.runtime.modprobe_message)
-            failure.text = "\n".join(v.runtime.kmsg)
+        elif r["outcome"] != Outcome.LOADED.value or m["agreement"] in disagree:
+            failure = ET.SubElement(case, "failure", type=f"{r['outcome']}/{m['agreement']}",
+                                    message=m["why"] or r["message"])
+            failure.text = "\n".join(r["kmsg"])
             failures += 1
     suite.set("failures", str(failures))
     suite.set("skipped", str(skipped))

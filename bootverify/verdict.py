@@ -20,7 +20,7 @@ From the plan and each module's runtime outcome, by Android's rules (REFERENCE.m
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from bootverify import android
@@ -47,8 +47,46 @@ class DeviceVerdict:
         return self.verdict is Boots.STOPS or bool(self.failures)
 
 
-def device_verdict(plan: LoadPlan, outcomes: Mapping[Key, str]) -> DeviceVerdict:
-    """`outcomes`: each module's runtime outcome (the JSON strings), by plan key."""
+@dataclass(frozen=True)
+class Entry:
+    """A load-list entry as the verdict needs it (plan.Listed without its keys)."""
+    origin: str
+    entry: str
+    name: str
+    stage: Stage
+    blocklisted: bool
+
+
+@dataclass(frozen=True)
+class EmptySet:
+    """A module set with .ko files and nothing in its load list."""
+    origin: str
+    guest_dir: str
+    files: int
+    load_file: str
+
+
+@dataclass(frozen=True)
+class VerdictFacts:
+    """What of the plan the verdict reads besides the outcomes: a shard's report carries it,
+    so that `merge` decides for the whole plan."""
+    entries: tuple[Entry, ...]     # plan.listed, in order
+    empty: tuple[EmptySet, ...]
+    console: int                   # androidboot.first_stage_console
+
+
+def verdict_facts(plan: LoadPlan) -> VerdictFacts:
+    return VerdictFacts(
+        tuple(Entry(x.origin, x.entry, x.name, x.stage, x.blocklisted) for x in plan.listed),
+        tuple(EmptySet(s.origin, s.guest_dir, len(s.files), s.load_file)
+              for s in plan.unlisted_sets()),
+        plan.boot.first_stage_console if plan.boot else 0)
+
+
+def entry_failures(plan: LoadPlan, outcomes: Mapping[Key, str],
+                   entries: Collection[int] | None = None) -> dict[int, str]:
+    """Why each failing entry fails (by index in plan.listed), of `entries` (default all).
+    `outcomes`: each module's runtime outcome (the JSON strings), by plan key."""
     def why_not(k: Key, seen: frozenset[Key] = frozenset()) -> str:
         """"" if k loaded with all its hard deps, else why not."""
         u = plan.units[k]
@@ -64,11 +102,22 @@ def device_verdict(plan: LoadPlan, outcomes: Mapping[Key, str]) -> DeviceVerdict
         reasons = [why_not(k) for k in x.keys]
         return "" if x.blocklisted or not all(reasons) else "; ".join(reasons)
 
-    failing = [(x, why) for x in plan.listed if (why := fails(x))]
-    empty = plan.unlisted_sets()
+    return {i: why for i, x in enumerate(plan.listed)
+            if (entries is None or i in entries) and (why := fails(x))}
+
+
+def device_verdict(plan: LoadPlan, outcomes: Mapping[Key, str]) -> DeviceVerdict:
+    """`outcomes`: each module's runtime outcome (the JSON strings), by plan key."""
+    return decide(verdict_facts(plan), entry_failures(plan, outcomes))
+
+
+def decide(facts: VerdictFacts, failures_by_entry: Mapping[int, str]) -> DeviceVerdict:
+    """The verdict from the failing entries (index in facts.entries -> why)."""
+    failing = [(facts.entries[i], why) for i, why in sorted(failures_by_entry.items())]
+    empty = facts.empty
     failures = tuple(f"{x.origin}: {why}" for x, why in failing) + tuple(
-        f"{s.origin}: {len(s.files)} .ko file(s), nothing in {s.load_file}" for s in empty)
-    console = plan.boot.first_stage_console if plan.boot else 0
+        f"{s.origin}: {s.files} .ko file(s), nothing in {s.load_file}" for s in empty)
+    console = facts.console
     first = [(x, why) for x, why in failing if x.stage is Stage.FIRST]
     second = [(x, why) for x, why in failing if x.stage is Stage.SECOND]
     second_note = (f"; second stage: {len(second)} module(s) fail, which does not stop the boot "
@@ -78,7 +127,7 @@ def device_verdict(plan: LoadPlan, outcomes: Mapping[Key, str]) -> DeviceVerdict
     if any(s.origin == "vendor_ramdisk" for s in empty):
         s = next(s for s in empty if s.origin == "vendor_ramdisk")
         return DeviceVerdict(Boots.STOPS, Stage.FIRST, None,
-                             f"first stage loads nothing: {s.guest_dir} has {len(s.files)} .ko "
+                             f"first stage loads nothing: {s.guest_dir} has {s.files} .ko "
                              f"file(s) and no {s.load_file} entries, so the device has none of "
                              f"its drivers" + second_note, failures)
     if first and console == 0:
@@ -95,7 +144,7 @@ def device_verdict(plan: LoadPlan, outcomes: Mapping[Key, str]) -> DeviceVerdict
                                  f"{how}: '{android.LOG_CONSOLE}'", failures)
         return DeviceVerdict(Boots.BOOTS, None, None, f"{how}: it boots on" + second_note,
                              failures)
-    listed = sum(1 for x in plan.listed if x.stage is Stage.FIRST)
+    listed = sum(1 for x in facts.entries if x.stage is Stage.FIRST)
     return DeviceVerdict(Boots.BOOTS, None, None,
                          f"first stage loads all {listed} listed module(s)" + second_note,
                          failures)

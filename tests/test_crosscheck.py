@@ -132,17 +132,17 @@ def test_run_reports():
     assert broken["runtime"]["problems"] == [{"kind": "unknown-symbol", "symbol": "msleep",
                                               "detail": ""}]
     out = io.StringIO()
-    junit(verdicts, out)
+    junit({k: v for k, v in doc.items() if k != "android"}, out)
     suite = ET.fromstring(out.getvalue().split("\n", 1)[1])
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
     failure = suite.find("testcase[@name='broken']/failure")
     assert failure is not None and "broken: line" in (failure.text or "")
     out = io.StringIO()
-    junit(verdicts, out, device)
+    junit(doc, out)
     suite = ET.fromstring(out.getvalue().split("\n", 1)[1])
     assert (suite.get("tests"), suite.get("failures")) == ("4", "2")
     boot = suite.find("testcase[@name='android-boot']/failure")
     assert boot is not None and boot.get("message") == "first stage stops at broken.ko"
     out = io.StringIO()
-    run_text(verdicts, out, device, ["a note"])
+    run_text(doc, out)
     assert out.getvalue().startswith("ANDROID: STOPS in first-stage at broken: first stage")

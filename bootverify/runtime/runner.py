@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -79,6 +79,11 @@ class RunReport:
     notes: tuple[str, ...] = ()
     seconds: float = 0.0                   # the whole run, host wall
     plan: LoadPlan | None = None           # what was run
+    # With parts (loader.run_parts): the results of modules this run loaded only as another
+    # shard's dependencies (context for the cross-check, not reported), and per guest the
+    # load-list entries it owned with every outcome it saw (for the device verdict).
+    context: tuple[RuntimeResult, ...] = ()
+    guests: tuple[tuple[frozenset[int], Mapping[Key, str]], ...] = ()
 
     def by_name(self) -> dict[str, RuntimeResult]:
         return {r.name: r for r in self.results}
@@ -172,6 +177,7 @@ class Runner:
         self.results: dict[Key, RuntimeResult] = {}
         self.boots: list[BootRecord] = []
         self.notes: list[str] = []
+        self.stopped = False
 
     @property
     def _watchdog_ms(self) -> int:
@@ -187,6 +193,14 @@ class Runner:
     def close(self) -> None:
         self._kill_guest()
 
+    def stop(self) -> None:
+        """From another thread (another guest of the run failed, Ctrl-C): kill the guest and
+        boot no other; run() then ends with InfraError."""
+        self.stopped = True
+        guest = self.guest
+        if guest is not None:
+            guest.kill()
+
     def report(self, release: str, cmdline: str, seconds: float) -> RunReport:
         return RunReport(tuple(self.results.values()), tuple(self.boots), release, cmdline,
                          tuple(self.plan.notes) + tuple(self.notes), seconds, self.plan)
@@ -196,6 +210,8 @@ class Runner:
     def boot_and_restore(self) -> Console:
         """Boot a new guest and load again what the modules still to come depend on."""
         self._kill_guest()
+        if self.stopped:
+            raise InfraError("stopped: another guest of the run failed")
         pos = self.position
         guest = self.boot_guest(first_seq=pos.seq + 1,
                                 label=boot_banner(len(self.boots) + 1, pos.boot_reason))
