@@ -58,12 +58,14 @@ def pack_debian_images(out: Path, *, kernel_root: Path, release: str, load: Sequ
                        foreign: Mapping[str, Path] = {}, no_deps: Sequence[str] = (),
                        blocklist: Sequence[str] = (), options: Mapping[str, str] = {},
                        header_version: int = 4, cmdline: str = "",
-                       vendor_cmdline: str = "", softdeps: bool = False) -> tuple[Path, Path]:
+                       vendor_cmdline: str = "", softdeps: bool = False,
+                       bootconfig: bytes = b"androidboot.hardware = bvdebian\n"
+                       ) -> tuple[Path, Path]:
     """boot.img (Debian's kernel, a placeholder generic ramdisk) and vendor_kernel_boot.img with
     the modules of `load` (names; foreign ones from other files) and their dependencies in a DLKM
     fragment: lib/modules/{*.ko, modules.load, modules.dep, modules.blocklist, modules.options}.
     Names in `load` that are neither in the kernel nor in `foreign` are listed but not shipped.
-    `softdeps`: depmod's modules.softdep and modules.alias too."""
+    `softdeps`: depmod's modules.softdep and modules.alias too; `bootconfig`: v4's."""
     moddir = kernel_root / "lib" / "modules" / release
     index = {module_name(p): p for p in moddir.rglob("*.ko")}
     shipped = [n for n in load if module_name(n) in index]
@@ -114,8 +116,7 @@ def pack_debian_images(out: Path, *, kernel_root: Path, release: str, load: Sequ
                         Compression.LZ4_LEGACY)
     ramdisks = (VendorRamdisk(platform, RamdiskType.PLATFORM, "platform"),
                 VendorRamdisk(dlkm, RamdiskType.DLKM, "dlkm"))
-    write_vendor_boot_image(VendorBootImage(4, vendor_cmdline, ramdisks,
-                                            bootconfig=b"androidboot.hardware = bvdebian\n"),
+    write_vendor_boot_image(VendorBootImage(4, vendor_cmdline, ramdisks, bootconfig=bootconfig),
                             vendor_img)
     return boot_img, vendor_img
 

@@ -27,7 +27,9 @@ Where bootverify parts from Android on purpose, so that one run shows everything
 
 Loading is finit_module() on the opened file, exactly once (agent.py's finit); EEXIST counts as
 loaded. The plan goes into the agent's overlay as /bootverify/plan, one `PATH PARAMS` line per
-module that loads (`LoadPlan.lines`); the runner (runtime/runner.py) has the guest walk it.
+module that loads (`LoadPlan.lines`; `&PATH PARAMS` for one in the wave of the line before);
+the runner (runtime/runner.py) has the guest walk it. shards.py cuts a plan into
+dependency-closed parts, one per guest (`run --jobs`, `--shard`).
 """
 
 from __future__ import annotations

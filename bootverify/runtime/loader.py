@@ -150,7 +150,7 @@ def run_parts(prepared: Prepared, parts: Sequence[Part], *, config: VMConfig = V
     plan order. A part's failure (InfraError, Ctrl-C) stops the others."""
     start = time.monotonic()
     plan = prepared.plan
-    parts = [p for p in parts if p.groups]
+    parts = [p for p in parts if p.groups] or list(parts[:1])     # nothing to load: boot still
     total = sum(len(p.owned) for p in parts)
     lock = threading.Lock()
     done = [0]
