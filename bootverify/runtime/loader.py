@@ -4,7 +4,8 @@ qemu, load every module as Android would (bootverify/plan/), recover from hangs 
 
 With several parts (plan/shards.py: `run --jobs N`, `--shard I/N`) each part gets its own
 guest (its own plan file in the overlay, its own qemu) on a thread of its own; the results each
-part owns are merged in plan order, the console logs one after another in part order."""
+part owns are merged in plan order, the console logs one after another in part order (one
+guest's as it goes)."""
 
 from __future__ import annotations
 
@@ -156,7 +157,10 @@ def run_parts(prepared: Prepared, parts: Sequence[Part], *, config: VMConfig = V
     done = [0]
     runners: list[Runner] = []
     stopping = threading.Event()
-    logs = [io.StringIO() for _ in parts]
+    # One guest writes the console log as it goes; several write theirs aside, then one after
+    # another.
+    logs: list[TextIO | None] = ([console_log] if len(parts) == 1 else
+                                 [io.StringIO() for _ in parts])
 
     def counted(owned: frozenset[Key]) -> Progress:
         def report(result: RuntimeResult, _done: int, _total: int) -> None:
@@ -189,7 +193,9 @@ def run_parts(prepared: Prepared, parts: Sequence[Part], *, config: VMConfig = V
     jobs = []
     for i, part in enumerate(parts):
         sub = part_plan(plan, part)
-        logs[i].write(f"=== bootverify: part {part.index + 1} ({len(part.owned)} modules) ===\n"
+        log = logs[i]
+        if log is not None:
+            log.write(f"=== bootverify: part {part.index + 1} ({len(part.owned)} modules) ===\n"
                       + plan_banner(sub.lines))
         jobs.append((i, part, sub, prepared.guest(sub)))
     with signals_as_interrupt(), ThreadPoolExecutor(max(1, len(jobs))) as pool:
@@ -202,8 +208,9 @@ def run_parts(prepared: Prepared, parts: Sequence[Part], *, config: VMConfig = V
         except BaseException:
             stop()
             raise
-    if console_log is not None:
+    if console_log is not None and len(parts) > 1:
         for log in logs:
+            assert isinstance(log, io.StringIO)
             console_log.write(log.getvalue())
     owned = frozenset().union(*(p.owned for p in parts))
     got: dict[Key, RuntimeResult] = {}
