@@ -10,11 +10,12 @@ whole closure of its groups, in the plan's order (its waves too), so every modul
 dependencies load before it as in the full plan; a dependency that another part owns is loaded
 again there and its result there is not counted.
 
-Groups go to parts by longest processing time first: by the number of loads of their closure,
-largest first (ties: plan order), each to the part with the fewest loads so far (ties: the
-lowest part). Debian's modules.dep is one connected tangle (2,668 of its 3,685 arm64 modules
-share dependencies), so whole components could not be balanced; closures that share
-dependencies can.
+Groups go to parts largest closure first (ties: plan order), each to the part whose guest
+would then load the fewest modules, counting the loads it has already (ties: the lowest part):
+closures that share dependencies go together while that keeps the parts even. Debian's
+modules.dep is one connected tangle (2,668 of its 3,685 arm64 modules share dependencies), so
+whole components cannot be balanced; plain longest-processing-time on closure sizes gave two
+parts of 2,148 and 2,101 loads (15% loaded twice), this 1,976 and 1,975 (7%).
 """
 
 from __future__ import annotations
@@ -82,15 +83,18 @@ def groups(plan: LoadPlan) -> tuple[Group, ...]:
 
 
 def split(items: Sequence[Group], n: int) -> tuple[Part, ...]:
-    """`items` into `n` parts (some may be empty), longest processing time first."""
+    """`items` into `n` parts (some may be empty): largest closure first (ties: plan order),
+    each to the part whose guest would then load the fewest modules (ties: the lowest part),
+    counting what the part loads already: groups that share dependencies go together when
+    that keeps the parts even."""
     if n < 1:
         raise ValueError(f"{n} parts")
-    loads = [0] * n
+    closures: list[set[Key]] = [set() for _ in range(n)]
     members: list[list[int]] = [[] for _ in range(n)]
-    ranked = sorted(range(len(items)), key=lambda i: (-items[i].loads, i))
-    for i in ranked:
-        part = min(range(n), key=lambda p: (loads[p], p))
-        loads[part] += items[i].loads
+    for i in sorted(range(len(items)), key=lambda i: (-items[i].loads, i)):
+        closure = items[i].closure
+        part = min(range(n), key=lambda p: (len(closures[p]) + len(closure - closures[p]), p))
+        closures[part] |= closure
         members[part].append(i)
     return tuple(Part(p, tuple(items[i] for i in sorted(m))) for p, m in enumerate(members))
 
