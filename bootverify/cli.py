@@ -97,7 +97,7 @@ def positive(text: str) -> int:
 
 def run_inputs(args: argparse.Namespace) -> dict[str, str]:
     """The sha256 of what a run reads, by role (merge compares them)."""
-    from bootverify.inputs import input_hashes
+    from bootverify.hashes import input_hashes
     return input_hashes({
         "boot": args.boot, "vendor_kernel_boot": args.vendor_kernel_boot,
         "system_dlkm": args.system_dlkm, "vendor_dlkm": args.vendor_dlkm,
