@@ -8,6 +8,7 @@ or broken infrastructure (one line on stderr, no traceback).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,9 @@ from bootverify.android import BootMode
 from bootverify.cache import cache_dir
 from bootverify.errors import InfraError, InputError, writing
 from bootverify.readers import bootimg
+from bootverify.readers.kernel import parse_kernel
+from bootverify.readers.ramdisk import Compression, decompress, unpack_initrd, write_tree
+from bootverify.readers.ramdisk import detect as detect_compression
 from bootverify.readers.symbols import kernel_exports_from_symvers, read_kmi_symbol_lists
 from bootverify.report import static_json, static_text, write_json
 from bootverify.static.analysis import Verdict
@@ -142,30 +146,65 @@ def cmd_kmi_diff(args: argparse.Namespace) -> int:
 
 # --- inspect / unpack ---
 
+def _kernel_rows(img: bootimg.BootImage) -> list[tuple[str, str]]:
+    """What `inspect` says of a boot image's kernel: its release, as modules' vermagic needs."""
+    if not img.kernel:
+        return [("kernel", "none")]
+    try:
+        k = parse_kernel(img.kernel, "kernel")
+    except InputError as e:
+        return [("kernel", e.problem)]
+    return [("kernel release", k.release), ("kernel compression", k.compression.value),
+            ("kernel vermagic", k.vermagic or "not found")]
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     img = bootimg.read_boot_image(args.image)
-    for name, value in bootimg.describe(img):
+    rows = bootimg.describe(img)
+    if isinstance(img, bootimg.BootImage):
+        rows += _kernel_rows(img)
+    for name, value in rows:
         print(f"{name:28} {value}")
     return EXIT_OK
+
+
+def _unpack_ramdisk(out: Path, name: str, data: bytes, label: str) -> None:
+    """A ramdisk section's contents beside its raw bytes: NAME.cpio (decompressed, when it was
+    compressed) and NAME.files/ (the tree it unpacks to, later archives winning)."""
+    if not data:
+        return
+    if detect_compression(data) is not Compression.NONE:
+        (out / f"{name}.cpio").write_bytes(decompress(data, label))
+        print(out / f"{name}.cpio")
+    files = out / f"{name}.files"
+    shutil.rmtree(files, ignore_errors=True)       # a second unpack into DIR starts afresh
+    files.mkdir()
+    written = write_tree(unpack_initrd(data, label), files, label)
+    print(f"{files}/ ({len(written)} files)")
 
 
 def cmd_unpack(args: argparse.Namespace) -> int:
     img = bootimg.read_boot_image(args.image)
     out: Path = args.dir
     files: dict[str, bytes] = {"cmdline": img.cmdline.encode() + b"\n"}
+    ramdisks: dict[str, bytes] = {}
     if isinstance(img, bootimg.BootImage):
         files.update(kernel=img.kernel, ramdisk=img.ramdisk, second=img.second,
                      recovery_dtbo=img.recovery_dtbo, dtb=img.dtb, signature=img.signature)
+        ramdisks["ramdisk"] = img.ramdisk
     else:
         files.update(dtb=img.dtb, bootconfig=img.bootconfig)
         for i, r in enumerate(img.ramdisks):
-            files[f"vendor_ramdisk{i:02d}" + (f"_{r.name}" if r.name else "")] = r.data
+            name = f"vendor_ramdisk{i:02d}" + (f"_{r.name}" if r.name else "")
+            files[name] = ramdisks[name] = r.data
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
             if data:
                 (out / name).write_bytes(data)
                 print(out / name)
+        for name, data in ramdisks.items():
+            _unpack_ramdisk(out, name, data, f"{args.image}:{name}")
     return EXIT_OK
 
 
@@ -284,12 +323,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH|-")
     p.set_defaults(func=cmd_kmi_diff)
 
-    p = sub.add_parser("inspect", help="print a boot image's header fields and sections")
+    p = sub.add_parser("inspect", help="print a boot image's header fields and sections, and "
+                                       "its kernel's release")
     p.add_argument("image", type=Path, metavar="IMG")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("unpack", help="write a boot image's kernel, ramdisks, dtb, bootconfig, "
-                                      "cmdline to DIR")
+    p = sub.add_parser("unpack", help="write a boot image's kernel, ramdisks (raw, decompressed "
+                                      "as NAME.cpio, unpacked as NAME.files/), dtb, "
+                                      "bootconfig, cmdline to DIR")
     p.add_argument("image", type=Path, metavar="IMG")
     p.add_argument("dir", type=Path, metavar="DIR")
     p.set_defaults(func=cmd_unpack)
