@@ -34,9 +34,9 @@ RAMDISK_COMPRESSION = Compression.LZ4_LEGACY
 
 @dataclass(frozen=True)
 class KernelImages:
-    boot: Path
-    vendor_kernel_boot: Path | None      # None: no --modules-dir (the caller has its own)
-    release: str                         # the kernel's uname -r
+    boot: Path | None                    # None: no kernel given (the caller has a boot.img)
+    vendor_kernel_boot: Path | None      # None: no modules directory (the caller has its own)
+    release: str | None                  # the kernel's uname -r
 
 
 def boot_image(kernel: Path) -> tuple[BootImage, str]:
@@ -66,13 +66,16 @@ def vendor_kernel_boot_image(modules_dir: Path, dtb: bytes) -> VendorBootImage:
                                                    DLKM_FRAGMENT),))
 
 
-def write_kernel_images(kernel: Path, modules_dir: Path | None, dtb: bytes,
+def write_kernel_images(kernel: Path | None, modules_dir: Path | None, dtb: bytes,
                         out: Path) -> KernelImages:
-    """boot.img (and vendor_kernel_boot.img with `modules_dir`) written into `out`."""
-    boot, release = boot_image(kernel)
-    write_boot_image(boot, out / "boot.img")
-    vendor = None
+    """boot.img around `kernel`, vendor_kernel_boot.img around `modules_dir`, each when given,
+    written into `out`."""
+    boot = release = vendor = None
+    if kernel is not None:
+        image, release = boot_image(kernel)
+        boot = out / "boot.img"
+        write_boot_image(image, boot)
     if modules_dir is not None:
         vendor = out / "vendor_kernel_boot.img"
         write_vendor_boot_image(vendor_kernel_boot_image(modules_dir, dtb), vendor)
-    return KernelImages(out / "boot.img", vendor, release)
+    return KernelImages(boot, vendor, release)
