@@ -2,12 +2,12 @@
 
 JSON contract (`bootverify check`): {"kernel_release", "kmi_trimmed", "modules": [{"name",
 "path", "static": {"verdict", "problems": [{"kind", "symbol", "detail", "fatal"}]}}]}, with a
-load plan (a vendor boot image or dlkm directories) "android", "boot_mode" and "notes" first,
-as `run` has them. `bootverify run` adds "android": {"verdict": "boots"|"stops", "stage":
-"first-stage"|"second-stage"|null, "stops_at": MODULE|null, "reason", "failures": [TEXT]} (verdict.py),
-"boot_mode", "notes", "console_log" and per module "runtime": {"outcome", "errno", "errno_name",
-"problems": [{"kind", "symbol", "detail"}], "kmsg", "message", "reason", "origin", "seconds"},
-"agreement" and "why" (see crosscheck).
+load plan (a vendor boot image or dlkm directories) "android", "boot_mode" and "notes" first, as
+`run` has them. `bootverify run` adds "android": {"verdict": "boots"|"stops", "stage":
+"first-stage"|"second-stage"|null, "stops_at": MODULE|null, "reason", "failures": [TEXT]}
+(verdict.py), "boot_mode", "notes", "console_log" and per module "runtime": {"outcome", "errno",
+"errno_name", "problems": [{"kind", "symbol", "detail"}], "kmsg", "message", "reason", "origin",
+"seconds"}, "agreement" and "why" (see crosscheck).
 """
 
 from __future__ import annotations
