@@ -23,14 +23,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bootverify.android import BootMode
-from bootverify.errors import InputError
+from bootverify.errors import InputError, reading
 from bootverify.readers.bootimg import read_boot
-from bootverify.readers.dist import Dist, read_dist
+from bootverify.plan import LoadPlan
+from bootverify.readers.dist import Dist, Partition, read_dist
 from bootverify.readers.kernel import parse_kernel, read_kernel
+from bootverify.readers.modulesdir import ParseCfg
 from bootverify.readers.partition import PartitionTree, open_partition
 from bootverify.static.analysis import StaticReport
 from bootverify.static.check import CheckInputs
 
+# The plan's module set that each partition's dist list is for.
+ORIGIN_OF = {Partition.VENDOR_KERNEL_BOOT: "vendor_ramdisk",
+             Partition.SYSTEM_DLKM: "system_dlkm", Partition.VENDOR_DLKM: "vendor_dlkm"}
 # The dtb of the images bootverify writes, for the help texts.
 DTB_NOTE = "the dtb is qemu virt's (the board bootverify boots), not the device's"
 
@@ -137,12 +142,33 @@ def dist_lines(args: argparse.Namespace, g: Given, *, run: bool) -> list[str]:
                      run and args.modules_dir and
                      f"written around --modules-dir {args.modules_dir[0]}"),
                  "system-dlkm": args.system_dlkm, "vendor-dlkm": args.vendor_dlkm,
-                 "symvers": args.symvers, "system-map": args.system_map or args.symvers,
+                 "symvers": args.symvers, "system-map": args.system_map,
                  "kmi-symbol-list": ", ".join(map(str, args.kmi_symbol_list)),
                  "protected-exports": args.protected_exports}
-    if g.boot is not None:          # the dist's boot.img is used: its bare kernel is not
-        overrides["kernel"] = overrides["kernel"] or f"not used: boot {g.boot}"
-    return [f"dist: {line}" for line in g.dist.describe(overrides)]
+    unused = {"kernel": "boot.img has the kernel" if g.boot else "",
+              "system-map": "there is a symvers" if g.symvers else ""}
+    return [f"dist: {line}" for line in g.dist.describe(overrides, unused)]
+
+
+def list_notes(g: Given, plan: LoadPlan | None) -> list[str]:
+    """The dist's load lists against the images' own (which the device reads, and bootverify
+    with it): the same, different, or a list for a partition that is not there."""
+    if g.dist is None:
+        return []
+    lists = {s.origin: s.load for s in plan.sets} if plan else {}
+    notes = []
+    for partition, path in g.dist.load_lists.items():
+        origin = ORIGIN_OF[partition]
+        with reading(path):
+            listed = tuple(w[0] for _, w in ParseCfg(path.read_text(encoding="utf-8")))
+        if origin not in lists:
+            notes.append(f"dist: {path.name} lists {len(listed)} module(s) and there is no "
+                         f"{partition} to load them from: not checked")
+        elif lists[origin] != listed:
+            notes.append(f"dist: {path.name} differs from {partition}'s own load list "
+                         f"({len(listed)} against {len(lists[origin])} entries): the image's "
+                         f"is used, as the device reads it")
+    return notes
 
 
 @dataclass(frozen=True)
@@ -156,6 +182,10 @@ class Opened:
     release: str | None                 # the kernel's, when a kernel is given
     labels: tuple[tuple[str, str], ...]     # (host path prefix, what the report calls it)
     lines: tuple[str, ...]              # what was taken from where (for the CLI to print)
+    given: Given
+
+    def list_notes(self, plan: LoadPlan | None) -> list[str]:
+        return list_notes(self.given, plan)
 
     def relabel(self, report: StaticReport) -> StaticReport:
         """Module paths as the user knows them: `system_dlkm.img:lib/modules/...`, not the
@@ -182,6 +212,10 @@ def opened(args: argparse.Namespace, *, run: bool) -> Iterator[Opened]:
     """The inputs of `check` (run=False) or `run`, made ready; temp files removed after."""
     g = given(args, run=run)
     lines = dist_lines(args, g, run=run)
+    if g.symvers is None and g.system_map is None:
+        raise InputError("(command line)", "no kernel symbols: give --symvers or --system-map, "
+                                           "or a --dist directory that has vmlinux.symvers, "
+                                           "Module.symvers or System.map")
     if args.boot and args.kernel:
         raise InputError("(command line)", "give --boot or --kernel, not both")
     if run and len(g.modules_dirs) > 1:
@@ -226,7 +260,7 @@ def opened(args: argparse.Namespace, *, run: bool) -> Iterator[Opened]:
             vendor_dlkm=trees["vendor_dlkm"].modules_dir if "vendor_dlkm" in trees else None,
             boot_mode=g.boot_mode)
         yield Opened(check, boot, vendor, check.system_dlkm, check.vendor_dlkm, release,
-                     tuple(labels), tuple(lines))
+                     tuple(labels), tuple(lines), g)
 
 
 def _dtb() -> bytes:
