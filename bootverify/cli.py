@@ -228,6 +228,14 @@ def cmd_images_build(args: argparse.Namespace) -> int:
 
 
 RUN_DESCRIPTION = """\
+Inputs: the same options as `check` (a check command line plus --boot is a run one). --dist DIR
+takes a build's dist directory as it is (Kleaf's names; one line on stderr per input says what
+was taken from where; an explicit option wins). --system-dlkm / --vendor-dlkm take a directory,
+an ext4 or erofs partition image (extracted without mounting) or a staging archive. --kernel
+Image|Image.gz|Image.lz4 instead of --boot, with --modules-dir DIR instead of
+--vendor-kernel-boot: bootverify writes boot.img and vendor_kernel_boot.img itself, as AOSP's
+mkbootimg would (header v4, a DLKM ramdisk); their dtb is qemu virt's, not the device's.
+
 Boot boot.img + vendor_kernel_boot.img in qemu-system-aarch64 as a bootloader would (initrd =
 vendor ramdisks, generic ramdisk, bootverify's agent, bootconfig; cmdline = boot + vendor +
 console=ttyAMA0 ...), then load every module as Android does (AOSP libmodprobe and
@@ -287,7 +295,11 @@ def parser() -> argparse.ArgumentParser:
                                    "boot mode, load lists, modules.dep order): a provider that "
                                    "loads later or never, a dependency or listed module "
                                    "libmodprobe cannot load, is `packaging`; the first line "
-                                   "says whether the device would boot.")
+                                   "says whether the device would boot. The inputs are "
+                                   "`run`'s: --dist DIR takes a build's dist directory as it "
+                                   "is, and a check command line plus --boot is a run one. "
+                                   "Modules shipped in two partitions are listed, each copy "
+                                   "with its partition and path.")
     add_input_args(p)
     p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the report cache")
