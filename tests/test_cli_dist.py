@@ -181,3 +181,21 @@ def test_a_module_in_two_partitions_is_reported_on_both_rows(env: Path) -> None:
     assert [(c["partition"], c["path"], c["loads"]) for c in dup["copies"]] == [
         ("vendor_kernel_boot", "/lib/modules/good.ko", True),
         ("system_dlkm", "/system_dlkm/lib/modules/good.ko", False)]
+
+
+def test_check_takes_the_release_from_a_bare_kernel(env: Path) -> None:
+    from craft import RELEASE as CRAFT_RELEASE, fake_image, gz
+    built = compile_modules(env / "kos", {"good": MODS["good"]})
+    # A kernel built without PREEMPT: the modules' vermagic flags do not match.
+    (env / "Image.gz").write_bytes(gz(fake_image("6.1.99-other",
+                                                 "SMP mod_unload modversions aarch64")))
+    (env / "vmlinux.symvers").write_text(SYMVERS)
+    rc, out, err = run("check", "--kernel", env / "Image.gz", "--modules-dir", env / "kos",
+                       "--symvers", env / "vmlinux.symvers", "--json", "-")
+    report = _json(out)
+    # The kernel's release and vermagic, not the modules' (built for CRAFT_RELEASE).
+    assert report["kernel_release"] == "6.1.99-other" != CRAFT_RELEASE
+    (good,) = report["modules"]
+    assert good["path"] == str(built["good"])
+    assert [p["kind"] for p in good["static"]["problems"]] == ["vermagic"] and rc == 1
+    assert _leftovers(env) == []
