@@ -143,7 +143,7 @@ def dist_lines(args: argparse.Namespace, g: Given, *, run: bool) -> list[str]:
                      f"written around --modules-dir {args.modules_dir[0]}"),
                  "system-dlkm": args.system_dlkm, "vendor-dlkm": args.vendor_dlkm,
                  "symvers": args.symvers, "system-map": args.system_map,
-                 "kmi-symbol-list": ", ".join(map(str, args.kmi_symbol_list)),
+                 "kmi-symbol-list": tuple(args.kmi_symbol_list),
                  "protected-exports": args.protected_exports}
     unused = {"kernel": "boot.img has the kernel" if g.boot else "",
               "system-map": "there is a symvers" if g.symvers else ""}
