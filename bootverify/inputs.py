@@ -184,6 +184,12 @@ class Opened:
     lines: tuple[str, ...]              # what was taken from where (for the CLI to print)
     given: Given
 
+    @property
+    def cacheable(self) -> bool:
+        """Whether `check`'s report cache can ever hit: not for files extracted or written into
+        a temporary directory (new paths and inodes every time); storing it would only waste
+        the cache's room."""
+        return not self.labels and self.boot == self.given.boot
     def list_notes(self, plan: LoadPlan | None) -> list[str]:
         return list_notes(self.given, plan)
 

@@ -73,6 +73,12 @@ def test_the_s23_dist_is_read_planned_and_checked(s23_dist: Path, env: Path) -> 
     assert f"system_dlkm: {s23_dist / 'system_dlkm.img'} (ext4), modules from " \
            f"lib/modules/{RELEASE}" in lines
     assert _leftovers(env) == []
+    # Files extracted afresh each time can never hit the report cache: nothing is stored.
+    reports = env / "cache/check/reports"
+    assert not reports.exists() or not any(reports.iterdir())
+    rc, _, _ = run("check", "--vendor-kernel-boot", s23_dist / "vendor_boot.img",
+                   "--symvers", S23_SYMVERS)
+    assert rc == 0 and any(reports.iterdir())
 
 
 def test_an_erofs_image_of_the_same_files_gives_the_same_plan(s23_dist: Path, env: Path) -> None:
