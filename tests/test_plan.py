@@ -278,3 +278,27 @@ def test_parallel_not_loaded_entries_come_first_and_unlisted_last():
     assert names[:2] == [("x", None), ("a", None)]
     assert waves(p) == [["b"], ["c"], ["d"]]
     assert {n for n, line in names[5:]} == {"e", "s", "p"}      # unlisted, at the end
+
+
+def test_a_module_in_two_partitions_is_a_duplicate_in_load_order(tmp_path):
+    sd = tmp_path / "system_dlkm"
+    (sd / "kernel/mm").mkdir(parents=True)
+    for name in ("kernel/mm/a.ko", "blk.ko"):
+        (sd / name).write_bytes(b"")
+    (sd / "modules.dep").write_text("kernel/mm/a.ko:\n")
+    (sd / "modules.load").write_text("kernel/mm/a.ko\n")
+    vd = tmp_path / "vendor_dlkm"
+    vd.mkdir()
+    (vd / "c.ko").write_bytes(b"")
+    (vd / "modules.dep").write_text("c.ko:\nb.ko:\n")
+    (vd / "modules.load").write_text("c.ko\nb.ko\n")        # b.ko: listed, not shipped
+    p = plan(SIMPLE, dlkm={"vendor_dlkm": vd, "system_dlkm": sd})
+    # Listed, blocklisted or unlisted, each copy is a file on the device; a name only is not.
+    assert [[(u.origin, u.path, u.disposition) for u in d] for d in p.duplicates()] == [
+        [("vendor_ramdisk", "/lib/modules/a.ko", Disposition.LOAD),
+         ("system_dlkm", "/system_dlkm/lib/modules/kernel/mm/a.ko", Disposition.LOAD)],
+        [("vendor_ramdisk", "/lib/modules/blk.ko", Disposition.BLOCKLISTED),
+         ("system_dlkm", "/system_dlkm/lib/modules/blk.ko", Disposition.UNLISTED)],
+        [("vendor_ramdisk", "/lib/modules/c.ko", Disposition.LOAD),
+         ("vendor_dlkm", "/vendor_dlkm/lib/modules/c.ko", Disposition.LOAD)]]
+    assert plan(SIMPLE).duplicates() == ()
