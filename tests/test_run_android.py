@@ -207,7 +207,8 @@ def test_parallel_waves_on_mkbootimg_images(sample_images, tmp_path):
         "modules.dep": files["modules.dep"],
         "modules.load": "".join(f"{n}.ko\n" for n in PARALLEL_SET).encode(),
         "modules.options": files["modules.options"] + b"options vendor_nodev load_sequential=1\n"}
-    run = run_device(sample_images, tmp_path, modules, bootconfig=PARALLEL_BOOTCONFIG, aosp=True)
+    run = run_device(sample_images, tmp_path, modules, "--jobs", "1",     # one plan banner
+                     bootconfig=PARALLEL_BOOTCONFIG, aosp=True)
     assert run.rc == 1
     assert run.outcomes() == {n: expected[n]["runtime"] for n in PARALLEL_SET}
     assert any("waves" in n for n in run.report["notes"])

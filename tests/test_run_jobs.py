@@ -57,7 +57,8 @@ def test_jobs_and_shards_give_the_outcomes_of_one_guest(sample_images: Path, tmp
     assert one["android"]["stops_at"] is not None
 
     # the split a scheduler reads, then the shards one after another, then merged
-    rc, stdout, stderr = run_bootverify(["plan", *inputs, "--shards", "4", "--json", "-"], 60)
+    rc, stdout, stderr = run_bootverify(["plan", *inputs, *symvers, "--shards", "4", "--json",
+                                         "-"], 60)
     assert rc == 0, stderr
     split = json.loads(stdout)["shards"]
     reports = []
