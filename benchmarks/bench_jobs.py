@@ -135,6 +135,8 @@ def bench_jobs(args: argparse.Namespace, out: dict) -> None:
         f"{'met' if j['ratio'] >= GOAL_JOBS else 'NOT met'}); per loaded module in the guest "
         f"{j['per_module_jobs1'] * 1000:.1f} ms vs {j['per_module_jobs2'] * 1000:.1f} ms; "
         f"same outcomes: {j['jobs2_same_outcomes']}")
+    if not args.shards:
+        return
     each = ", ".join(f"{s:.0f}" for s in shard_s)
     say(f"  4 shards one after another {sum(shard_s):.1f} s ({each}), merge {merge_s:.1f} s; "
         f"merged equals --jobs 1: {j['merged_same_outcomes']}")
