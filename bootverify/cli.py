@@ -19,6 +19,7 @@ from bootverify.errors import InfraError, InputError, writing
 from bootverify.readers import bootimg
 from bootverify.readers.symbols import kernel_exports_from_symvers, read_kmi_symbol_lists
 from bootverify.report import static_json, static_text, write_json
+from bootverify.runtime.kmsg import DEFAULT_FAIL_ON, FindingClass
 from bootverify.static.analysis import Verdict
 from bootverify.static.check import CheckInputs, run_check
 from bootverify.static.kmidiff import kmi_diff
@@ -76,8 +77,21 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _progress(result: RuntimeResult, done: int, total: int) -> None:
     errno = f" {result.errno_name}" if result.errno else ""
-    print(f"[{done:{len(str(total))}}/{total}] {result.name:30} {result.outcome.value}{errno} "
-          f"({result.seconds:.2f} s)", file=sys.stderr, flush=True)
+    found = f" + {', '.join(f.kind for f in result.findings)}" if result.findings else ""
+    print(f"[{done:{len(str(total))}}/{total}] {result.name:30} {result.outcome.value}{errno}"
+          f"{found} ({result.seconds:.2f} s)", file=sys.stderr, flush=True)
+
+
+def fail_on_classes(text: str) -> frozenset[FindingClass]:
+    """--fail-on's value: finding classes, comma-separated; `all`, or empty for none."""
+    words = {w.strip() for w in text.split(",")} - {""}
+    if words == {"all"}:
+        return frozenset(FindingClass)
+    known = {c.value for c in FindingClass}
+    if unknown := sorted(words - known):
+        raise argparse.ArgumentTypeError(
+            f"unknown finding class {', '.join(unknown)} (known: {', '.join(known)}, all)")
+    return frozenset(FindingClass(w) for w in words)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -105,15 +119,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                                            for r in runtime.results})
     mode = runtime.plan.boot.mode.value if runtime.plan.boot else None
     if args.json:
-        doc = run_json(report, verdicts, str(args.console_log), device, mode, runtime.notes)
+        doc = run_json(report, verdicts, str(args.console_log), device, mode, runtime.notes,
+                       args.fail_on)
         write_output(args.json, lambda out: write_json(doc, out))
     if args.junit:
-        write_output(args.junit, lambda out: junit(verdicts, out, device))
+        write_output(args.junit, lambda out: junit(verdicts, out, device, args.fail_on))
     if args.json != "-":
-        run_text(verdicts, sys.stdout, device, runtime.notes)
+        run_text(verdicts, sys.stdout, device, runtime.notes, args.fail_on)
         print(f"kernel {runtime.release}, {len(runtime.boots)} boot(s), {runtime.seconds:.1f} s; "
               f"console log: {args.console_log}")
-    return EXIT_FAIL if failed(verdicts) or device.failed else EXIT_OK
+    return EXIT_FAIL if failed(verdicts, args.fail_on) or device.failed else EXIT_OK
 
 
 # --- kmi-diff ---
@@ -214,9 +229,16 @@ Agreement with the static analysis (the same inputs as `bootverify check`):
   skipped       not given to the kernel (blocklisted, not-found, unlisted)
   ok            predicted to load, and loaded
 
-Exit status: 0 the device boots, every listed module loaded (blocklisted ones aside) and
-nothing disagrees; 1 the device would stop, a module fails, a module set has .ko files and no
-load list, or a disagreement; 2 bad input or infrastructure failure (qemu missing, no agent prompt).
+Findings: what else the kernel log shows while a module loads, its outcome unchanged (a module
+that WARNs has loaded): warning (a WARN block), bug, kasan, kfence, ubsan, kcsan, lockdep,
+rcu-stall, hung-task, soft-lockup, firmware (a missing firmware file), probe (a failed probe),
+deferred-probe. --fail-on chooses those that fail the run (default: bug, kasan, kfence, ubsan,
+kcsan, lockdep); all are reported.
+
+Exit status: 0 the device boots, every listed module loaded (blocklisted ones aside), nothing
+disagrees and no --fail-on finding showed; 1 the device would stop, a module fails, a module set
+has .ko files and no load list, a disagreement, or a --fail-on finding; 2 bad input or
+infrastructure failure (qemu missing, no agent prompt).
 """
 
 
@@ -275,6 +297,10 @@ def parser() -> argparse.ArgumentParser:
                    help="write a JUnit XML report, one testcase a module")
     p.add_argument("--console-log", type=Path, default=Path("bootverify-console.log"),
                    metavar="PATH", help="the full serial console log (default %(default)s)")
+    p.add_argument("--fail-on", type=fail_on_classes, default=DEFAULT_FAIL_ON,
+                   metavar="CLASS,...",
+                   help="finding classes that fail the run (default: "
+                        f"{','.join(sorted(DEFAULT_FAIL_ON))}; all, or '' for none)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("kmi-diff", help="KMI symbols removed or changed between two symvers")

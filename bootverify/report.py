@@ -5,8 +5,9 @@ JSON contract (`bootverify check`): {"kernel_release", "kmi_trimmed", "modules":
 `bootverify run` adds "android": {"verdict": "boots"|"stops", "stage": "first-stage"|
 "second-stage"|null, "stops_at": MODULE|null, "reason", "failures": [TEXT]} (verdict.py),
 "boot_mode", "notes", "console_log" and per module "runtime": {"outcome", "errno", "errno_name",
-"problems": [{"kind", "symbol", "detail"}], "kmsg", "message", "reason", "origin", "seconds"},
-"agreement" and "why" (see crosscheck).
+"problems": [{"kind", "symbol", "detail"}], "kmsg", "message", "reason", "origin", "seconds",
+"findings": [{"class", "line", "context"}]}, "agreement" and "why" (see crosscheck), and
+"fail_on": the finding classes that fail the run.
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from bootverify.crosscheck import DISAGREEMENTS, Agreement, ModuleVerdict
-from bootverify.runtime.kmsg import Outcome, RuntimeResult
+from bootverify.crosscheck import DISAGREEMENTS, Agreement, ModuleVerdict, failing_findings
+from bootverify.runtime.kmsg import (
+    DEFAULT_FAIL_ON,
+    FindingClass,
+    Outcome,
+    RuntimeResult,
+    message_text,
+)
 from bootverify.static.analysis import Prediction, StaticReport
 from bootverify.verdict import Boots, DeviceVerdict
 
@@ -82,8 +89,8 @@ def device_line(device: DeviceVerdict) -> str:
 
 
 def run_text(verdicts: Sequence[ModuleVerdict], out: TextIO, device: DeviceVerdict,
-             notes: Sequence[str] = ()) -> None:
-    """The device verdict first, then the notes, then one row a module."""
+             notes: Sequence[str] = (), fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON) -> None:
+    """The device verdict first, then the notes, then one row a module, then the findings."""
     out.write(device_line(device) + "\n")
     out.writelines(f"  note: {n}\n" for n in notes)
     out.write("\n")
@@ -102,6 +109,21 @@ def run_text(verdicts: Sequence[ModuleVerdict], out: TextIO, device: DeviceVerdi
                   f"reasons the analysis did not predict; please report:\n")
         for v in missed:
             out.write(f"  {v.name}: {v.why}\n")
+    findings_text(verdicts, out, fail_on)
+
+
+def findings_text(verdicts: Sequence[ModuleVerdict], out: TextIO,
+                  fail_on: frozenset[FindingClass]) -> None:
+    """One line a finding, those that fail the run marked."""
+    found = [(v.name, f) for v in verdicts for f in v.runtime.findings]
+    if not found:
+        return
+    failing = ", ".join(sorted(fail_on)) or "none"
+    out.write(f"\nFINDINGS ({len(found)}) in the kernel log while these modules loaded "
+              f"(failing the run: {failing}):\n")
+    for name, f in found:
+        fails = " FAILS" if f.kind in fail_on else ""
+        out.write(f"  {name}: {f.kind}{fails}: {message_text(f.line)}\n")
 
 
 def runtime_json(r: RuntimeResult) -> dict[str, Any]:
@@ -109,7 +131,9 @@ def runtime_json(r: RuntimeResult) -> dict[str, Any]:
             "problems": [{"kind": p.kind.value, "symbol": p.symbol, "detail": p.detail}
                          for p in r.problems],
             "kmsg": list(r.kmsg), "message": r.modprobe_message, "reason": r.reason,
-            "origin": r.origin, "seconds": round(r.seconds, 3)}
+            "origin": r.origin, "seconds": round(r.seconds, 3),
+            "findings": [{"class": f.kind, "line": f.line, "context": list(f.context)}
+                         for f in r.findings]}
 
 
 def device_json(device: DeviceVerdict) -> dict[str, Any]:
@@ -119,11 +143,13 @@ def device_json(device: DeviceVerdict) -> dict[str, Any]:
 
 def run_json(report: StaticReport, verdicts: Sequence[ModuleVerdict],
              console_log: str | None, device: DeviceVerdict, boot_mode: str | None,
-             notes: Sequence[str] = ()) -> dict[str, Any]:
+             notes: Sequence[str] = (),
+             fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON) -> dict[str, Any]:
     return {
         "android": device_json(device),
         "boot_mode": boot_mode,
         "notes": list(notes),
+        "fail_on": sorted(fail_on),
         "kernel_release": report.kernel_release,
         "kmi_trimmed": report.kmi_trimmed,
         "console_log": console_log,
@@ -136,10 +162,12 @@ def run_json(report: StaticReport, verdicts: Sequence[ModuleVerdict],
 
 
 def junit(verdicts: Sequence[ModuleVerdict], out: TextIO,
-          device: DeviceVerdict | None = None) -> None:
+          device: DeviceVerdict | None = None,
+          fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON) -> None:
     """Testcase `android-boot` (a failure when the device would not boot), then one testcase per
-    module: a failure when it did not load or the halves disagree; skipped when it was not
-    given to the kernel on purpose (blocklisted) or is in no load list."""
+    module: a failure when it did not load, the halves disagree or its load showed a finding of
+    `fail_on`; skipped when it was not given to the kernel on purpose (blocklisted) or is in no
+    load list. Every finding is listed in the testcase's system-out."""
     suite = ET.Element("testsuite", name="bootverify",
                        tests=str(len(verdicts) + (device is not None)))
     failures = skipped = 0
@@ -162,6 +190,15 @@ def junit(verdicts: Sequence[ModuleVerdict], out: TextIO,
                                     message=v.why or v.runtime.modprobe_message)
             failure.text = "\n".join(v.runtime.kmsg)
             failures += 1
+        elif failing := failing_findings(v, fail_on):
+            failure = ET.SubElement(case, "failure", type=f"{v.runtime.outcome.value}/finding",
+                                    message=", ".join(f"{f.kind}: {message_text(f.line)}"
+                                                      for f in failing))
+            failure.text = "\n".join(line for f in failing for line in f.context or (f.line,))
+            failures += 1
+        if v.runtime.findings:
+            ET.SubElement(case, "system-out").text = "".join(
+                f"finding {f.kind}: {f.line}\n" for f in v.runtime.findings)
     suite.set("failures", str(failures))
     suite.set("skipped", str(skipped))
     ET.indent(suite)

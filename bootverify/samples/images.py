@@ -41,6 +41,7 @@ from bootverify.samples.kernels import (
 )
 from bootverify.samples.recipe import (
     RECIPE_DIR,
+    Expectation,
     Partition,
     Recipe,
     Variant,
@@ -116,15 +117,13 @@ def _dtb(run: Runner, work: Path) -> bytes:
 
 
 def _expected(recipe: Recipe, variant: Variant) -> dict:
-    modules: dict[str, dict] = {}
-    for g in recipe.system_dlkm:
-        e = g.expected[variant]
-        modules[g.name] = {"static": list(e.static), "runtime": e.runtime,
-                           "partition": Partition.SYSTEM_DLKM.value}
-    for m in recipe.shipped():
-        e = m.expected[variant]
-        modules[m.name] = {"static": list(e.static), "runtime": e.runtime,
-                           "partition": Partition.VENDOR_KERNEL_BOOT.value}
+    def one(e: Expectation, partition: Partition) -> dict:
+        return {"static": list(e.static), "runtime": e.runtime, "findings": list(e.findings),
+                "partition": partition.value}
+
+    modules = {g.name: one(g.expected[variant], Partition.SYSTEM_DLKM) for g in recipe.system_dlkm}
+    modules |= {m.name: one(m.expected[variant], Partition.VENDOR_KERNEL_BOOT)
+                for m in recipe.shipped()}
     return {"modules": modules}
 
 
