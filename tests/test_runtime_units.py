@@ -170,7 +170,7 @@ def test_every_finding_class_has_a_row_and_a_source() -> None:
 
 
 # A KASAN report as a module printed it (github.com/tempesta-tech/tempesta/issues/2201, 6.x,
-# shortened), between two lines of the module's own.
+# shortened), between two lines made up for the test (what the module itself might print).
 KASAN_REPORT = """[ 2759.540100] tempesta_tls: handshake done
 [ 2759.540327] ==================================================================
 [ 2759.542176] BUG: KASAN: slab-out-of-bounds in ttls_hs_done+0x16/0x30 [tempesta_tls]
@@ -295,6 +295,8 @@ def test_recorded_debian_run() -> None:
     assert 0 < r["dummy"].seconds < 1
     assert any("test_bpf: #" in line for line in r["test_bpf"].kmsg)   # the watchdog's drain
     assert r["test_bpf"].seconds == pytest.approx(5.0, abs=0.5)
+    # its boot WARNING (bootconfig on the command line) is not a WARN block, and came before
+    assert not any(x.findings for x in r.values())
 
 
 SAMPLES_LOG = DATA / "samples-gki.console.log"
@@ -311,6 +313,33 @@ def test_recorded_samples_run() -> None:
     assert r["vendor_backlight"].problems == (LinkProblem(K.UNKNOWN_SYMBOL, "msleep"),)
     assert r["vendor_debug"].problems[0].kind is K.NAMESPACE_NOT_IMPORTED
     assert r["vendor_hash"].problems[0].kind is K.DISAGREES_ABOUT_VERSION
+    # an oops or a panic is the outcome, not a finding; the hang was cut at 12 s, before the
+    # hung-task detector spoke
+    assert not any(x.findings for x in r.values())
+
+
+def test_recorded_findings_run() -> None:
+    """The seeded findings as the kernel logged them (module timeout 25 s: the hung-task
+    detector reports vendor_hang too), each attributed to the module whose load it came in."""
+    r = replay(DATA / "samples-findings.console.log")
+    assert {n: [f.kind.value for f in x.findings] for n, x in r.items() if x.findings} == {
+        "vendor_hang": ["hung-task"], "vendor_warn": ["warning"],
+        "vendor_fw": ["firmware", "firmware"], "vendor_probe": ["probe"]}
+    assert [r[n].outcome for n in ("vendor_hang", "vendor_warn", "vendor_fw", "vendor_probe")] \
+        == [Outcome.HUNG, Outcome.LOADED, Outcome.LOADED, Outcome.LOADED]
+    (warn,) = r["vendor_warn"].findings
+    assert warn.line.endswith("vendor_warn.c:18 vendor_warn_init+0x14/0x1000 [vendor_warn]")
+    assert warn.context[0].endswith("] ------------[ cut here ]------------")
+    assert warn.context[-1].endswith("] ---[ end trace 0000000000000000 ]---")
+    assert "Call trace:" in "\n".join(warn.context)
+    assert [kmsg.message_text(f.line) for f in r["vendor_fw"].findings] == [
+        "vendor_fw vendor_fw: firmware: failed to load vendor/vendor_fw.bin (-2)",
+        "vendor_fw vendor_fw: Direct firmware load for vendor/vendor_fw.bin failed with error -2"]
+    assert kmsg.message_text(r["vendor_probe"].findings[0].line) == \
+        "vendor_probe: probe of vendor_probe failed with error -110"
+    (hung,) = r["vendor_hang"].findings
+    assert kmsg.message_text(hung.line) == "INFO: task finit:37 blocked for more than 10 seconds."
+    assert any("vendor_hang_init" in line for line in hung.context)
 
 
 # --- console protocol, against a host shell on a real pty ---
