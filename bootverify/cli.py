@@ -243,7 +243,8 @@ Runtime outcome per module, from finit_module's errno and the kernel log:
   loaded, link-error (unknown symbol, disagrees about version, protected symbol, namespace not
   imported, version magic, invalid format, duplicate export), init-error (with errno),
   hung (no answer within --module-timeout: the VM is killed and booted again), crashed (oops,
-  BUG or panic: booted again), skipped (blocklisted), not-found (in the load list, or a hard
+  BUG() or panic, the loader killed: booted again; a BUG: report the kernel goes on from is a
+  finding), skipped (blocklisted), not-found (in the load list, or a hard
   dependency, but not in modules.dep or not in the image: a failure), unlisted (a .ko in no load
   list: never loaded; its static verdict is still shown).
 
