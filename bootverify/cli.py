@@ -17,11 +17,11 @@ from bootverify.android import BootMode
 from bootverify.cache import cache_dir
 from bootverify.errors import InfraError, InputError, writing
 from bootverify.readers import bootimg
-from bootverify.readers.symbols import kernel_exports_from_symvers, read_kmi_symbol_lists
+from bootverify.readers.symbols import read_kmi_symbol_lists, read_symvers
 from bootverify.report import static_json, static_text, write_json
 from bootverify.static.analysis import Verdict
 from bootverify.static.check import CheckInputs, run_check
-from bootverify.static.kmidiff import kmi_diff
+from bootverify.static.kmidiff import exports_by_symbol, kmi_diff
 
 if TYPE_CHECKING:
     from bootverify.runtime.kmsg import RuntimeResult
@@ -119,25 +119,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 # --- kmi-diff ---
 
 def cmd_kmi_diff(args: argparse.Namespace) -> int:
+    from bootverify.report import kmi_diff_json, kmi_diff_text
     kmi = read_kmi_symbol_lists(args.kmi_symbol_list) if args.kmi_symbol_list else None
-    diff = kmi_diff(kernel_exports_from_symvers(args.old), kernel_exports_from_symvers(args.new),
-                    kmi)
-
-    def crc(value: int | None) -> str | None:
-        return None if value is None else f"{value:#010x}"
-
+    diff = kmi_diff(exports_by_symbol(read_symvers(args.old)),
+                    exports_by_symbol(read_symvers(args.new)), kmi)
     if args.json:
-        doc = {"old": str(args.old), "new": str(args.new), "symbols_compared": diff.compared,
-               "changes": [{"symbol": c.symbol, "change": c.change.value,
-                            "old_crc": crc(c.old_crc), "new_crc": crc(c.new_crc)}
-                           for c in diff.changes]}
+        doc = {"old": str(args.old), "new": str(args.new), **kmi_diff_json(diff)}
         write_output(args.json, lambda out: write_json(doc, out))
     if args.json != "-":
-        for c in diff.changes:
-            print(f"{c.change.value:12} {c.symbol}  {crc(c.old_crc)} -> {crc(c.new_crc) or '-'}")
-        print(f"{len(diff.changes)} of {diff.compared} {'KMI ' if kmi is not None else ''}"
-              f"symbols removed or changed")
-    return EXIT_FAIL if diff.changes else EXIT_OK
+        kmi_diff_text(diff, kmi is not None, sys.stdout)
+    return EXIT_FAIL if diff.breaking else EXIT_OK
 
 
 # --- inspect / unpack ---
@@ -277,7 +268,8 @@ def parser() -> argparse.ArgumentParser:
                    metavar="PATH", help="the full serial console log (default %(default)s)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("kmi-diff", help="KMI symbols removed or changed between two symvers")
+    p = sub.add_parser("kmi-diff", help="KMI symbols removed, changed (CRC, export type, namespace, "
+                                        "owner) or added between two symvers")
     p.add_argument("old", type=Path, metavar="OLD_SYMVERS")
     p.add_argument("new", type=Path, metavar="NEW_SYMVERS")
     p.add_argument("--kmi-symbol-list", type=Path, action="append", default=[], metavar="FILE")

@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from bootverify.crosscheck import DISAGREEMENTS, Agreement, ModuleVerdict
+from bootverify.readers.symbols import Export
 from bootverify.runtime.kmsg import Outcome, RuntimeResult
 from bootverify.static.analysis import Prediction, StaticReport
+from bootverify.static.kmidiff import Change, KmiChange, KmiDiff
 from bootverify.verdict import Boots, DeviceVerdict
 
 
@@ -166,3 +168,39 @@ def junit(verdicts: Sequence[ModuleVerdict], out: TextIO,
     suite.set("skipped", str(skipped))
     ET.indent(suite)
     out.write(ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n")
+
+
+# --- `bootverify kmi-diff`, and the KMI part of `bootverify replacement` ---
+
+def export_json(e: Export | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"crc": None if e.crc is None else f"{e.crc:#010x}", "type": e.type.value,
+            "namespace": e.namespace, "owner": e.owner}
+
+
+def kmi_change_json(c: KmiChange) -> dict[str, Any]:
+    return {"symbol": c.symbol, "change": c.change.value, "owner": c.owner,
+            "old": export_json(c.old), "new": export_json(c.new)}
+
+
+def kmi_diff_json(diff: KmiDiff) -> dict[str, Any]:
+    return {"symbols_compared": diff.compared,
+            "counts": {kind.value: n for kind, n in diff.counts().items()},
+            "changes": [kmi_change_json(c) for c in diff.changes]}
+
+
+def kmi_change_line(c: KmiChange) -> str:
+    old, new = c.values()
+    return f"{c.change.value:17} {c.symbol}  {c.owner}  {old} -> {new}"
+
+
+def kmi_diff_summary(diff: KmiDiff, kmi: bool) -> str:
+    counts = diff.counts()
+    return (f"{len(diff.breaking)} of {diff.compared} {'KMI ' if kmi else ''}symbols removed or "
+            f"changed, {counts[Change.ADDED]} added")
+
+
+def kmi_diff_text(diff: KmiDiff, kmi: bool, out: TextIO) -> None:
+    out.writelines(kmi_change_line(c) + "\n" for c in diff.changes)
+    out.write(kmi_diff_summary(diff, kmi) + "\n")
