@@ -268,8 +268,8 @@ def parser() -> argparse.ArgumentParser:
                    metavar="PATH", help="the full serial console log (default %(default)s)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("kmi-diff", help="KMI symbols removed, changed (CRC, export type, namespace, "
-                                        "owner) or added between two symvers")
+    p = sub.add_parser("kmi-diff", help="KMI symbols removed, changed (CRC, export type, "
+                                        "namespace, owner) or added between two symvers")
     p.add_argument("old", type=Path, metavar="OLD_SYMVERS")
     p.add_argument("new", type=Path, metavar="NEW_SYMVERS")
     p.add_argument("--kmi-symbol-list", type=Path, action="append", default=[], metavar="FILE")
