@@ -131,6 +131,38 @@ def cmd_kmi_diff(args: argparse.Namespace) -> int:
     return EXIT_FAIL if diff.breaking else EXIT_OK
 
 
+# --- kmi-list ---
+
+def cmd_kmi_list(args: argparse.Namespace) -> int:
+    from bootverify.readers.modules import find_modules, module_name
+    from bootverify.readers.symbols import format_kmi_symbol_list_sections
+    from bootverify.static.check import input_module_files, kernel_interface, read_module_set
+    from bootverify.static.kmilist import additions, by_modules, kmi_needs, strict_check
+    inputs = check_inputs(args, args.modules_dir + args.gki_modules)
+    modules = read_module_set(inputs, input_module_files(inputs))
+    kernel = kernel_interface(inputs)
+    gki = frozenset(module_name(p) for d in args.gki_modules for p in find_modules(d))
+    needs = kmi_needs(kernel.exports, modules, gki)
+    listed = kernel.kmi or frozenset()
+    sys.stdout.write(format_kmi_symbol_list_sections(
+        by_modules(needs.needed if args.full else additions(needs, listed))))
+    for n in needs.unprovided:
+        print(f"bootverify: kmi-list: {n.symbol} (required by {', '.join(n.required_by)}) is "
+              f"exported by neither {kernel.exports.source} nor a module given", file=sys.stderr)
+    if not args.strict:
+        return EXIT_OK
+    strict = strict_check(kernel.exports, listed)
+    for sym in strict.unlisted_exports:
+        print(f"strict: {sym} exported by the kernel, in no KMI list", file=sys.stderr)
+    for sym in strict.listed_not_exported:
+        print(f"strict: {sym} in the KMI lists, missing from the kernel's ksymtab",
+              file=sys.stderr)
+    print(f"strict: the kernel's {len(kernel.exports.exports)} exports "
+          f"{'equal' if strict.equal else 'differ from'} the {len(listed)} KMI symbols",
+          file=sys.stderr)
+    return EXIT_OK if strict.equal else EXIT_FAIL
+
+
 # --- inspect / unpack ---
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -275,6 +307,29 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kmi-symbol-list", type=Path, action="append", default=[], metavar="FILE")
     p.add_argument("--json", metavar="PATH|-")
     p.set_defaults(func=cmd_kmi_diff)
+
+    p = sub.add_parser(
+        "kmi-list", help="the KMI symbols the vendor modules need that the lists lack",
+        description="Write to stdout, in [abi_symbol_list] format and grouped by module "
+                    "(# required by X.ko), the symbols the vendor (unsigned) modules take from "
+                    "the kernel or the GKI modules that the --kmi-symbol-list files lack: what "
+                    "Kleaf's extract_symbols --additions-only appends to "
+                    "abi_gki_aarch64_<vendor>. Give the untrimmed kernel's exports.")
+    p.add_argument("--vendor-kernel-boot", type=Path, metavar="IMG",
+                   help="vendor_kernel_boot.img or vendor_boot.img whose ramdisks hold modules")
+    p.add_argument("--modules-dir", type=Path, action="append", default=[], metavar="DIR",
+                   help="directory searched recursively for .ko files; repeatable")
+    p.add_argument("--gki-modules", type=Path, action="append", default=[], metavar="DIR",
+                   help="GKI modules (system_dlkm): their exports count as the GKI's, like "
+                        "those of signed modules; repeatable")
+    p.add_argument("--boot", type=Path, metavar="IMG", help=argparse.SUPPRESS)
+    add_kernel_args(p)
+    p.add_argument("--full", action="store_true",
+                   help="the whole list the vendor modules need, not only the additions")
+    p.add_argument("--strict", action="store_true",
+                   help="also check that the kernel exports exactly the KMI lists (Kleaf's "
+                        "kmi_symbol_list_strict_mode); exit 1 when not")
+    p.set_defaults(func=cmd_kmi_list)
 
     p = sub.add_parser("inspect", help="print a boot image's header fields and sections")
     p.add_argument("image", type=Path, metavar="IMG")

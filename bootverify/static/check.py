@@ -16,7 +16,7 @@ from bootverify.cache import file_fingerprint, memo
 from bootverify.errors import InputError
 from bootverify.readers.bootimg import read_boot
 from bootverify.readers.kernel import parse_kernel
-from bootverify.readers.modules import find_modules
+from bootverify.readers.modules import ModuleFacts, find_modules
 from bootverify.readers.symbols import (kernel_exports_from_symvers,
                                         kernel_exports_from_system_map, read_kmi_symbol_lists,
                                         read_protected_exports)
@@ -60,12 +60,17 @@ def kernel_interface(inputs: CheckInputs) -> KernelInterface:
         vermagic=vermagic, release=release)
 
 
-def _analyze(inputs: CheckInputs, module_files: list[Path]) -> StaticReport:
-    kernel = kernel_interface(inputs)
+def read_module_set(inputs: CheckInputs, module_files: list[Path]) -> list[ModuleFacts]:
     modules = load_module_set(inputs.vendor_boot, module_files)
     if not modules:
         where = inputs.vendor_boot or (inputs.modules_dirs[0] if inputs.modules_dirs else "")
         raise InputError(where, "no kernel modules (.ko) found")
+    return modules
+
+
+def _analyze(inputs: CheckInputs, module_files: list[Path]) -> StaticReport:
+    kernel = kernel_interface(inputs)
+    modules = read_module_set(inputs, module_files)
     report = analyze(kernel, modules)
     if report.kernel_release is None:
         # Without a kernel image, the modules say what they were built for.
@@ -75,15 +80,20 @@ def _analyze(inputs: CheckInputs, module_files: list[Path]) -> StaticReport:
     return report
 
 
-def run_check(inputs: CheckInputs, cache_root: Path | None) -> StaticReport:
+def input_module_files(inputs: CheckInputs) -> list[Path]:
+    """The given files checked and the modules directories' .ko files found."""
     if not inputs.vendor_boot and not inputs.modules_dirs:
         raise InputError("(command line)", "give a vendor boot image and/or a modules directory")
     for p in inputs.files():
         if not p.is_file():
             raise InputError(p, "no such file")
-    module_files = [p for d in inputs.modules_dirs for p in find_modules(d)]
+    return [p for d in inputs.modules_dirs for p in find_modules(d)]
+
+
+def run_check(inputs: CheckInputs, cache_root: Path | None) -> StaticReport:
+    files = input_module_files(inputs)
     key = hashlib.sha256(repr((ANALYSIS_VERSION, inputs,
-                               [file_fingerprint(p) for p in inputs.files() + module_files])
+                               [file_fingerprint(p) for p in inputs.files() + files])
                               ).encode()).hexdigest()
     return memo(cache_root / "reports" if cache_root else None, key,
-                lambda: _analyze(inputs, module_files))
+                lambda: _analyze(inputs, files))
