@@ -96,14 +96,18 @@ def additions(needs: KmiNeeds, kmi: frozenset[str]) -> tuple[SymbolNeed, ...]:
     return tuple(n for n in needs.needed if n.symbol not in kmi)
 
 
+COMMON_SECTION = "commonly used symbols"
+
+
 def by_modules(needs: Iterable[SymbolNeed]) -> list[tuple[str, list[str]]]:
-    """The list's sections: one per set of modules needing the same symbols, `required by
-    A.ko, B.ko` (Kleaf puts every symbol two modules share under `commonly used symbols`;
-    naming them says who needs an addition)."""
-    groups: dict[tuple[str, ...], list[str]] = {}
+    """The list's sections as Kleaf's create_symbol_list() writes them: what more than one
+    module needs under `commonly used symbols` first, then `required by X.ko` a module."""
+    groups: dict[str, list[str]] = {}
     for n in needs:
-        groups.setdefault(n.required_by, []).append(n.symbol)
-    return [(f"required by {', '.join(by)}", sorted(syms)) for by, syms in sorted(groups.items())]
+        key = COMMON_SECTION if len(n.required_by) > 1 else f"required by {n.required_by[0]}"
+        groups.setdefault(key, []).append(n.symbol)
+    return sorted(((k, sorted(v)) for k, v in groups.items()),
+                  key=lambda group: (group[0] != COMMON_SECTION, group[0]))
 
 
 def strict_check(kernel: KernelExports, kmi: frozenset[str]) -> StrictCheck:
