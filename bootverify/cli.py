@@ -24,7 +24,11 @@ from bootverify.static.check import CheckInputs, run_check
 from bootverify.static.kmidiff import exports_by_symbol, kmi_diff
 
 if TYPE_CHECKING:
+    from bootverify.crosscheck import ModuleVerdict
     from bootverify.runtime.kmsg import RuntimeResult
+    from bootverify.runtime.runner import RunReport
+    from bootverify.static.analysis import StaticReport
+    from bootverify.verdict import DeviceVerdict
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -80,29 +84,46 @@ def _progress(result: RuntimeResult, done: int, total: int) -> None:
           f"({result.seconds:.2f} s)", file=sys.stderr, flush=True)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def boot_and_load(args: argparse.Namespace, report: StaticReport, boot: Path,
+                  vendor_boot: Path | None, system_dlkm: Path | None,
+                  vendor_dlkm: Path | None
+                  ) -> tuple[RunReport, tuple[ModuleVerdict, ...], DeviceVerdict]:
+    """The runtime half of `run` and `replacement` (add_vm_args' options): boot, load every
+    module, cross-check with `report`, say what the device would do."""
     # The runtime (pexpect, qemu plumbing) is imported only here: `check` starts faster without.
-    from bootverify.crosscheck import crosscheck, failed
-    from bootverify.report import junit, run_json, run_text
+    from bootverify.crosscheck import crosscheck
     from bootverify.runtime.loader import run_images
     from bootverify.runtime.vm import VMConfig
     from bootverify.verdict import device_verdict
-    dlkm_dirs = [d for d in (args.system_dlkm, args.vendor_dlkm) if d]
-    report = run_check(check_inputs(args, dlkm_dirs), cache_dir() / "check")
     given = {"boot_timeout": args.boot_timeout, "memory_mb": args.memory}
     config = VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v})
     timeout = {"module_timeout": args.module_timeout} if args.module_timeout else {}
     with writing(args.console_log):
         console = open(args.console_log, "w", encoding="utf-8", errors="replace")
     with console:
-        runtime = run_images(args.boot, args.vendor_kernel_boot,
-                             system_dlkm=args.system_dlkm, vendor_dlkm=args.vendor_dlkm,
+        runtime = run_images(boot, vendor_boot, system_dlkm=system_dlkm, vendor_dlkm=vendor_dlkm,
                              busybox=args.busybox, config=config, progress=_progress,
                              console_log=console, boot_mode=args.boot_mode, **timeout)
-    verdicts = crosscheck(report.modules, list(runtime.results))
+    verdicts = tuple(crosscheck(report.modules, list(runtime.results)))
     assert runtime.plan is not None
     device = device_verdict(runtime.plan, {(r.origin, r.name): r.outcome.value
                                            for r in runtime.results})
+    return runtime, verdicts, device
+
+
+def run_footer(runtime: RunReport, console_log: Path) -> str:
+    return (f"kernel {runtime.release}, {len(runtime.boots)} boot(s), {runtime.seconds:.1f} s; "
+            f"console log: {console_log}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bootverify.crosscheck import failed
+    from bootverify.report import junit, run_json, run_text
+    dlkm_dirs = [d for d in (args.system_dlkm, args.vendor_dlkm) if d]
+    report = run_check(check_inputs(args, dlkm_dirs), cache_dir() / "check")
+    runtime, verdicts, device = boot_and_load(args, report, args.boot, args.vendor_kernel_boot,
+                                              args.system_dlkm, args.vendor_dlkm)
+    assert runtime.plan is not None
     mode = runtime.plan.boot.mode.value if runtime.plan.boot else None
     if args.json:
         doc = run_json(report, verdicts, str(args.console_log), device, mode, runtime.notes)
@@ -111,9 +132,42 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_output(args.junit, lambda out: junit(verdicts, out, device))
     if args.json != "-":
         run_text(verdicts, sys.stdout, device, runtime.notes)
-        print(f"kernel {runtime.release}, {len(runtime.boots)} boot(s), {runtime.seconds:.1f} s; "
-              f"console log: {args.console_log}")
-    return EXIT_FAIL if failed(verdicts) or device.failed else EXIT_OK
+        print(run_footer(runtime, args.console_log))
+    return EXIT_FAIL if failed(list(verdicts)) or device.failed else EXIT_OK
+
+
+# --- replacement ---
+
+def cmd_replacement(args: argparse.Namespace) -> int:
+    from bootverify.readers.dist import read_dist
+    from bootverify.replacement import Booted, judge
+    from bootverify.report import (replacement_inputs_text, replacement_json, replacement_junit,
+                                   replacement_text)
+    from bootverify.static.replacement import (analyze_replacement, partitions_opened,
+                                               replacement_inputs)
+    dists = {label: read_dist(d) for label, d in (("gki-dist", args.gki_dist),
+                                                   ("dist", args.dist)) if d}
+    given = {k: getattr(args, k) for k in ("gki_symvers", "kmi_symbol_list", "gki_modules",
+                                           "boot", "symvers", "vendor_kernel_boot",
+                                           "vendor_dlkm", "protected_exports")}
+    inputs = replacement_inputs(dists.get("gki-dist"), dists.get("dist"), given)
+    for line in replacement_inputs_text(inputs):
+        print(line, file=sys.stderr)
+    with partitions_opened(inputs) as opened:
+        rep = analyze_replacement(opened, cache_dir() / "check")
+        r = opened.replacement
+        booted = None if args.static_only else Booted(*boot_and_load(
+            args, rep.static, r.boot, r.vendor_kernel_boot, opened.gki.modules_dir,
+            r.vendor_dlkm))
+    verdict = judge(rep, booted)
+    if args.json:
+        doc = replacement_json(verdict, args.console_log, inputs)
+        write_output(args.json, lambda out: write_json(doc, out))
+    if args.junit:
+        write_output(args.junit, lambda out: replacement_junit(verdict, out))
+    if args.json != "-":
+        replacement_text(verdict, args.console_log, sys.stdout)
+    return EXIT_FAIL if verdict.failed else EXIT_OK
 
 
 # --- kmi-diff ---
@@ -243,6 +297,47 @@ load list, or a disagreement; 2 bad input or infrastructure failure (qemu missin
 """
 
 
+REPLACEMENT_DESCRIPTION = """\
+Validate a full-kernel-replacement build (your own kernel, no GKI base kernel, no KMI
+enforcement) against the GKI build it replaces, in one report:
+  KMI        the KMI symbols your kernel's symvers removed, changed (CRC, export type,
+             namespace, owner) or added, compared with the GKI kernel's;
+  modules    the static verdict (as `check`) of every GKI module (system_dlkm) and every
+             device module (vendor_kernel_boot, vendor_dlkm) on your kernel, and unless
+             --static-only the runtime verdict of a boot (as `run`: your boot.img and
+             vendor_kernel_boot.img, the GKI modules as system_dlkm, your vendor_dlkm);
+  why        for each module that would not load, the changed or removed KMI symbols
+             that explain it ("that KMI symbol changed CRC in your kernel").
+Inputs come from the dist directories (--gki-dist, --dist: the names readers/dist.py knows,
+Kleaf's); an explicit option overrides its file. JSON: `run`'s (or `check`'s with
+--static-only), with "replacement" {verdict, failing, inputs} and "kmi" {symbols_compared,
+counts, changes} first and per module "origin" (gki, device) and "kmi_changes".
+
+Exit status: 0 every GKI and device module would load on your kernel (and the device boots,
+and static and runtime agree); 1 otherwise; 2 bad input or infrastructure failure.
+"""
+
+
+def add_vm_args(p: argparse.ArgumentParser) -> None:
+    """The boot's options, `run`'s and `replacement`'s (boot_and_load)."""
+    p.add_argument("--boot-mode", choices=[m.value for m in BootMode], type=BootMode,
+                   help="load the list of this mode (modules.load, modules.load.recovery, "
+                        "modules.load.charger) instead of the one bootconfig/cmdline choose")
+    p.add_argument("--busybox", type=Path, metavar="PATH",
+                   help="static arm64 busybox for the agent (default: Debian's busybox-static, "
+                        "fetched once into the cache)")
+    p.add_argument("--module-timeout", type=float, metavar="S",
+                   help="a module whose load takes longer is recorded as hung (default 30)")
+    p.add_argument("--boot-timeout", type=float, metavar="S",
+                   help="seconds from qemu start to the agent's prompt (default 120)")
+    p.add_argument("--memory", type=int, metavar="MB",
+                   help="guest memory (default: 1024 + 16 x the initrd's size in MB)")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
+                   help="KVM (with -cpu host) when the host is aarch64 with a usable /dev/kvm")
+    p.add_argument("--console-log", type=Path, default=Path("bootverify-console.log"),
+                   metavar="PATH", help="the full serial console log (default %(default)s)")
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="bootverify",
@@ -279,26 +374,48 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--vendor-dlkm", type=Path, metavar="DIR",
                    help="further modules with their own modules.load, loaded last")
     add_kernel_args(p)
-    p.add_argument("--boot-mode", choices=[m.value for m in BootMode], type=BootMode,
-                   help="load the list of this mode (modules.load, modules.load.recovery, "
-                        "modules.load.charger) instead of the one bootconfig/cmdline choose")
-    p.add_argument("--busybox", type=Path, metavar="PATH",
-                   help="static arm64 busybox for the agent (default: Debian's busybox-static, "
-                        "fetched once into the cache)")
-    p.add_argument("--module-timeout", type=float, metavar="S",
-                   help="a module whose load takes longer is recorded as hung (default 30)")
-    p.add_argument("--boot-timeout", type=float, metavar="S",
-                   help="seconds from qemu start to the agent's prompt (default 120)")
-    p.add_argument("--memory", type=int, metavar="MB",
-                   help="guest memory (default: 1024 + 16 x the initrd's size in MB)")
-    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
-                   help="KVM (with -cpu host) when the host is aarch64 with a usable /dev/kvm")
+    add_vm_args(p)
     p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
     p.add_argument("--junit", metavar="PATH",
                    help="write a JUnit XML report, one testcase a module")
-    p.add_argument("--console-log", type=Path, default=Path("bootverify-console.log"),
-                   metavar="PATH", help="the full serial console log (default %(default)s)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "replacement", help="does every GKI and device module load on a full-kernel "
+                            "replacement build? KMI changes, static and runtime verdicts",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=REPLACEMENT_DESCRIPTION)
+    p.add_argument("--gki-dist", type=Path, metavar="DIR",
+                   help="the GKI build's dist directory: vmlinux.symvers, KMI lists, "
+                        "system_dlkm")
+    p.add_argument("--dist", type=Path, metavar="DIR",
+                   help="your build's dist directory: boot.img, vmlinux.symvers, "
+                        "vendor_kernel_boot.img, vendor_dlkm")
+    p.add_argument("--gki-symvers", type=Path, metavar="FILE",
+                   help="the GKI kernel's vmlinux.symvers (instead of --gki-dist's)")
+    p.add_argument("--kmi-symbol-list", type=Path, action="append", metavar="FILE",
+                   help="the GKI's KMI symbol lists (instead of --gki-dist's); repeatable")
+    p.add_argument("--gki-modules", type=Path, metavar="DIR|IMG",
+                   help="the GKI modules: system_dlkm as a directory, image or staging archive "
+                        "(instead of --gki-dist's)")
+    p.add_argument("--boot", type=Path, metavar="IMG",
+                   help="boot.img with your kernel (instead of --dist's)")
+    p.add_argument("--symvers", type=Path, metavar="FILE",
+                   help="your kernel's vmlinux.symvers (instead of --dist's)")
+    p.add_argument("--vendor-kernel-boot", "--vendor-boot", type=Path, metavar="IMG",
+                   help="your vendor_kernel_boot.img or vendor_boot.img (instead of --dist's)")
+    p.add_argument("--vendor-dlkm", type=Path, metavar="DIR|IMG",
+                   help="your vendor_dlkm: directory, image or staging archive (instead of "
+                        "--dist's)")
+    p.add_argument("--protected-exports", type=Path, metavar="FILE",
+                   help="your kernel keeps GKI's protection with this list (instead of "
+                        "--dist's abi_gki_protected_exports_aarch64)")
+    p.add_argument("--static-only", action="store_true", help="do not boot: static verdicts only")
+    add_vm_args(p)
+    p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
+    p.add_argument("--junit", metavar="PATH",
+                   help="write a JUnit XML report, one testcase a module")
+    p.set_defaults(func=cmd_replacement)
 
     p = sub.add_parser("kmi-diff", help="KMI symbols removed, changed (CRC, export type, "
                                         "namespace, owner) or added between two symvers")

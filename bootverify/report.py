@@ -15,13 +15,17 @@ import json
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any, TextIO
 
 from bootverify.crosscheck import DISAGREEMENTS, Agreement, ModuleVerdict
 from bootverify.readers.symbols import Export
+from bootverify.replacement import ModuleFailure, ReplacementVerdict
 from bootverify.runtime.kmsg import Outcome, RuntimeResult
 from bootverify.static.analysis import Prediction, StaticReport
 from bootverify.static.kmidiff import Change, KmiChange, KmiDiff
+from bootverify.static.replacement import Origin, ReplacementInputs
 from bootverify.verdict import Boots, DeviceVerdict
 
 
@@ -204,3 +208,129 @@ def kmi_diff_summary(diff: KmiDiff, kmi: bool) -> str:
 def kmi_diff_text(diff: KmiDiff, kmi: bool, out: TextIO) -> None:
     out.writelines(kmi_change_line(c) + "\n" for c in diff.changes)
     out.write(kmi_diff_summary(diff, kmi) + "\n")
+
+
+# --- `bootverify replacement`: the KMI difference, every module's verdict, what explains it ---
+
+# How a failing module's KMI change reads ("that KMI symbol changed CRC in your kernel").
+CHANGE_WORDING: dict[Change, str] = {
+    Change.REMOVED: "is no longer exported by your kernel",
+    Change.CRC_CHANGED: "changed CRC in your kernel",
+    Change.TYPE_CHANGED: "changed export type in your kernel",
+    Change.NAMESPACE_CHANGED: "moved to another namespace in your kernel",
+    Change.OWNER_CHANGED: "is exported by another owner in your kernel",
+    Change.ADDED: "is new in your kernel",
+}
+
+
+ORIGIN_LABEL = {Origin.GKI: "GKI module", Origin.DEVICE: "device module"}
+
+
+def explanation(c: KmiChange) -> str:
+    old, new = c.values()
+    return f"{c.symbol}: that KMI symbol {CHANGE_WORDING[c.change]} (GKI {old}, yours {new})"
+
+
+def failure_cause(f: ModuleFailure) -> str:
+    """What failed: the kernel's outcome after a boot, else the predicted problems."""
+    if f.verdict is not None and f.verdict.runtime.outcome is not Outcome.UNLISTED:
+        r = f.verdict.runtime
+        errno = f" ({r.errno_name})" if r.errno else ""
+        return f"{r.outcome.value}{errno}: {f.verdict.why or r.reason or r.modprobe_message}"
+    return problem_summary(f.prediction) if f.prediction else "not analysed"
+
+
+def failure_why(f: ModuleFailure) -> str:
+    """One line: the cause, then the KMI changes behind it."""
+    kmi = "; ".join(explanation(c) for c in f.kmi_changes) or "no KMI change explains it"
+    return f"{failure_cause(f)}; {kmi}"
+
+
+def replacement_line(v: ReplacementVerdict) -> str:
+    if not v.failed:
+        return "REPLACEMENT: LOADS: every GKI and device module loads on your kernel"
+    gki = sum(f.origin is Origin.GKI for f in v.failing)
+    return (f"REPLACEMENT: FAILS: {gki} GKI and {len(v.failing) - gki} device module(s) would "
+            f"not load on your kernel" + ("" if v.failing else " (see the device verdict)"))
+
+
+def replacement_text(v: ReplacementVerdict, console_log: Path, out: TextIO) -> None:
+    """The KMI difference, the modules' table (`check`'s, or `run`'s after a boot), each
+    failing module with the KMI changes behind it, the verdict last."""
+    rep, b = v.report, v.booted
+    out.write(f"KMI: {kmi_diff_summary(rep.diff, rep.kmi_given)} (GKI kernel -> yours)\n")
+    out.writelines(f"  {kmi_change_line(c)}\n" for c in rep.diff.changes)
+    out.write("\n")
+    if b is None:
+        static_text(rep.static, out)
+    else:
+        run_text(b.verdicts, out, b.device, b.runtime.notes)
+        out.write(f"kernel {b.runtime.release}, {len(b.runtime.boots)} boot(s), "
+                  f"{b.runtime.seconds:.1f} s; console log: {console_log}\n")
+    if v.failing:
+        out.write(f"\nWOULD NOT LOAD ON YOUR KERNEL ({len(v.failing)}):\n")
+        for f in v.failing:
+            out.write(f"  {f.name} ({ORIGIN_LABEL[f.origin]}): {failure_cause(f)}\n")
+            out.writelines(f"    {explanation(c)}\n" for c in f.kmi_changes)
+    out.write("\n" + replacement_line(v) + "\n")
+
+
+def paths_json(build: object) -> dict[str, Any]:
+    """A frozen dataclass of input files as JSON: each field a path, a list of them, or null."""
+    def one(value: object) -> Any:
+        if isinstance(value, tuple):
+            return [str(x) for x in value]
+        return None if value is None else str(value)
+    return {f.name: one(getattr(build, f.name)) for f in fields(build)}  # type: ignore[arg-type]
+
+
+def replacement_inputs_text(inputs: ReplacementInputs) -> list[str]:
+    """One line an input taken (from a dist directory or an option), for stderr."""
+    return [f"{label} {name}: {', '.join(value) if isinstance(value, list) else value}"
+            for label, build in (("gki", inputs.gki), ("yours", inputs.replacement))
+            for name, value in paths_json(build).items() if value]
+
+
+def replacement_json(v: ReplacementVerdict, console_log: Path,
+                     inputs: ReplacementInputs) -> dict[str, Any]:
+    """`check`'s JSON (`run`'s after a boot) with "replacement" {verdict, failing, inputs} and
+    "kmi" first, and per module its "origin" (gki, device) and the "kmi_changes" behind its
+    failure."""
+    rep, b = v.report, v.booted
+    if b is None:
+        doc = static_json(rep.static)
+    else:
+        plan = b.runtime.plan
+        doc = run_json(rep.static, b.verdicts, str(console_log), b.device,
+                       plan.boot.mode.value if plan and plan.boot else None, b.runtime.notes)
+    by_name = {f.name: f for f in v.failing}
+    for m in doc["modules"]:
+        f = by_name.get(m["name"])
+        m["origin"] = rep.origin(m["name"]).value
+        m["kmi_changes"] = [kmi_change_json(c) for c in f.kmi_changes] if f else []
+    return {"replacement": {"verdict": "fails" if v.failed else "loads",
+                            "failing": list(by_name),
+                            "inputs": {"gki": paths_json(inputs.gki),
+                                       "replacement": paths_json(inputs.replacement)}},
+            "kmi": kmi_diff_json(rep.diff), **doc}
+
+
+def replacement_junit(v: ReplacementVerdict, out: TextIO) -> None:
+    """`run`'s JUnit, a failing module's message saying what explains it; without a boot one
+    testcase a module, a failure when it is predicted to fail."""
+    by_name = {f.name: f for f in v.failing}
+    if v.booted is not None:
+        junit([replace(x, why=failure_why(by_name[x.name])) if x.name in by_name else x
+               for x in v.booted.verdicts], out, v.booted.device)
+        return
+    modules = v.report.static.modules
+    suite = ET.Element("testsuite", name="bootverify", tests=str(len(modules)),
+                       failures=str(len(by_name)), skipped="0")
+    for p in modules:
+        case = ET.SubElement(suite, "testcase", name=p.name, time="0.000",
+                             classname=f"bootverify.{v.report.origin(p.name).value}")
+        if p.name in by_name:
+            ET.SubElement(case, "failure", type="static/fail",
+                          message=failure_why(by_name[p.name])).text = problem_summary(p)
+    ET.indent(suite)
+    out.write(ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n")
