@@ -439,14 +439,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gki-modules", type=Path, action="append", default=[], metavar="DIR",
                    help="GKI modules (system_dlkm): their exports count as the GKI's, like "
                         "those of signed modules; repeatable")
-    p.add_argument("--boot", type=Path, metavar="IMG", help=argparse.SUPPRESS)
     add_kernel_args(p)
     p.add_argument("--full", action="store_true",
                    help="the whole list the vendor modules need, not only the additions")
     p.add_argument("--strict", action="store_true",
                    help="also check that the kernel exports exactly the KMI lists (Kleaf's "
                         "kmi_symbol_list_strict_mode); exit 1 when not")
-    p.set_defaults(func=cmd_kmi_list)
+    p.set_defaults(func=cmd_kmi_list, boot=None)      # no kernel image: nothing to compare
 
     p = sub.add_parser("inspect", help="print a boot image's header fields and sections")
     p.add_argument("image", type=Path, metavar="IMG")

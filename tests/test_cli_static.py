@@ -485,7 +485,7 @@ def test_python_m_end_to_end(env, built):
     tmp.mkdir()
     shutil.copy(built["broken"], env / "modules/broken.ko")
     for args in (["--help"], ["check", "--help"], ["kmi-diff", "--help"], ["inspect", "--help"],
-                 ["unpack", "--help"]):
+                 ["unpack", "--help"], ["replacement", "--help"], ["kmi-list", "--help"]):
         r = _subprocess(args, tmp, env / "cache")
         assert r.returncode == 0 and r.stdout.startswith("usage: bootverify"), r.stderr
     r = _subprocess(check_args(env, "--json", "-"), tmp, env / "cache")
