@@ -16,7 +16,7 @@ Output directory (returned by `build`):
     boot-v3.img, vendor_kernel_boot-v3.img  header v3, written by AOSP's mkbootimg
     boot-v4-mkbootimg.img,                  header v4 by AOSP's mkbootimg 34; the vendor image
     vendor_kernel_boot-v4-mkbootimg.img     has a platform and a DLKM fragment, a board id
-    vmlinux.symvers, System.map, kmi_symbol_list (= abi_symbollist), expected.json
+    vmlinux.symvers, System.map, kmi_symbol_list, expected.json
     system_dlkm/                            the GKI kernel's own modules, modules.load, modules.dep
     kernel/                                 Kleaf's DEFAULT_GKI_OUTS (Image, Image.lz4, ...)
     replacement/                            the same (v4 only) for the full-kernel replacement

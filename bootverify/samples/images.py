@@ -144,10 +144,7 @@ def _variant_outputs(run: Runner, recipe: Recipe, variant: Variant, kernel: Kern
         shutil.copy2(kernel.out(name), out / "kernel" / name)
     for name in ("vmlinux.symvers", "System.map"):
         shutil.copy2(kernel.out(name), out / name)
-    # The merged list, as `kmi_symbol_list` and by Kleaf's dist name (readers/dist.py), so
-    # each variant's directory is a dist directory for --dist / --gki-dist.
-    for name in ("kmi_symbol_list", "abi_symbollist"):
-        (out / name).write_text(format_kmi_symbol_list(kmi))
+    (out / "kmi_symbol_list").write_text(format_kmi_symbol_list(kmi))
     (out / "expected.json").write_text(json.dumps(_expected(recipe, variant), indent=2) + "\n")
     vwork = work / variant.value
     vwork.mkdir()
