@@ -8,26 +8,32 @@ or broken infrastructure (one line on stderr, no traceback).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from bootverify.android import BootMode
 from bootverify.cache import cache_dir
 from bootverify.errors import InfraError, InputError, writing
 from bootverify.readers import bootimg
+from bootverify.readers.kernel import parse_kernel
+from bootverify.readers.ramdisk import Compression, decompress, unpack_initrd, write_tree
+from bootverify.readers.ramdisk import detect as detect_compression
 from bootverify.readers.symbols import read_kmi_symbol_lists, read_symvers
-from bootverify.report import static_json, static_text, write_json
-from bootverify.static.analysis import Verdict
-from bootverify.static.check import CheckInputs, run_check
+from bootverify.inputs import add_input_args, opened, required
+from bootverify.report import (duplicates_json, duplicates_text, static_json, static_text,
+                               write_json)
+from bootverify.plan.model import Disposition
+from bootverify.static.analysis import StaticReport, Verdict
+from bootverify.static.check import run_check
 from bootverify.static.kmidiff import exports_by_symbol, kmi_diff
 
 if TYPE_CHECKING:
     from bootverify.crosscheck import ModuleVerdict
+    from bootverify.inputs import Opened
     from bootverify.runtime.kmsg import RuntimeResult
     from bootverify.runtime.runner import RunReport
-    from bootverify.static.analysis import StaticReport
     from bootverify.verdict import DeviceVerdict
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
@@ -44,36 +50,39 @@ def write_output(dest: str, write: Callable[[TextIO], None]) -> None:
 
 # --- check ---
 
-def add_kernel_args(p: argparse.ArgumentParser) -> None:
-    """The static inputs `check` and `run` share."""
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--symvers", type=Path, metavar="FILE",
-                     help="vmlinux.symvers or Module.symvers of the kernel (CRCs, export types, "
-                          "namespaces)")
-    src.add_argument("--system-map", type=Path, metavar="FILE",
-                     help="System.map of the kernel (export names only: no CRC, GPL or "
-                          "namespace checks)")
-    p.add_argument("--kmi-symbol-list", type=Path, action="append", default=[], metavar="FILE",
-                   help="Android KMI symbol list ([abi_symbol_list]); repeat to merge several")
-    p.add_argument("--protected-exports", type=Path, metavar="FILE",
-                   help="GKI protected exports list (abi_gki_protected_exports_<arch>)")
+def _say(lines: Sequence[str]) -> None:
+    """What each input was taken from (--dist, an image extracted, an image written): on
+    stderr, so that `--json -` stays JSON."""
+    for line in lines:
+        print(line, file=sys.stderr)
 
 
-def check_inputs(args: argparse.Namespace, modules_dirs: list[Path]) -> CheckInputs:
-    return CheckInputs(symvers=args.symvers, system_map=args.system_map,
-                       kmi_symbol_lists=tuple(args.kmi_symbol_list),
-                       protected_exports=args.protected_exports, boot=args.boot,
-                       vendor_boot=args.vendor_kernel_boot, modules_dirs=tuple(modules_dirs))
+def planned_failures(report: StaticReport) -> bool:
+    """A module predicted to fail that the device would try to load (an unlisted or blocklisted
+    one is reported, not counted, as `run` does), or any failing module of a plain set."""
+    if report.plan is None:
+        return any(p.verdict is Verdict.FAIL for p in report.modules)
+    loads = {u.name for u in report.plan.units.values() if u.disposition is Disposition.LOAD
+             or u.disposition is Disposition.NOT_FOUND}
+    return any(p.verdict is Verdict.FAIL and p.name in loads for p in report.modules)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    report = run_check(check_inputs(args, args.modules_dir),
-                       None if args.no_cache else cache_dir() / "check")
+    from bootverify.verdict import device_verdict, predicted_outcomes
+    with opened(args, run=False) as inputs:
+        _say(inputs.lines)
+        report = inputs.relabel(run_check(inputs.check,
+                                          None if args.no_cache else cache_dir() / "check"))
+        _say(inputs.list_notes(report.plan))
+    device = (device_verdict(report.plan, predicted_outcomes(report.plan, report.modules))
+              if report.plan else None)
     if args.json:
-        write_output(args.json, lambda out: write_json(static_json(report), out))
+        doc = static_json(report, device) | {"duplicates": duplicates_json(report.plan)}
+        write_output(args.json, lambda out: write_json(doc, out))
     if args.json != "-":
-        static_text(report, sys.stdout)
-    return EXIT_FAIL if any(p.verdict is Verdict.FAIL for p in report.modules) else EXIT_OK
+        static_text(report, sys.stdout, device)
+        duplicates_text(report.plan, sys.stdout)
+    return EXIT_FAIL if planned_failures(report) or (device and device.failed) else EXIT_OK
 
 
 # --- run ---
@@ -84,12 +93,10 @@ def _progress(result: RuntimeResult, done: int, total: int) -> None:
           f"({result.seconds:.2f} s)", file=sys.stderr, flush=True)
 
 
-def boot_and_load(args: argparse.Namespace, report: StaticReport, boot: Path,
-                  vendor_boot: Path | None, system_dlkm: Path | None,
-                  vendor_dlkm: Path | None
-                  ) -> tuple[RunReport, tuple[ModuleVerdict, ...], DeviceVerdict]:
-    """The runtime half of `run` and `replacement` (add_vm_args' options): boot, load every
-    module, cross-check with `report`, say what the device would do."""
+def boot_and_load(args: argparse.Namespace, inputs: Opened, boot: Path, report: StaticReport
+                  ) -> tuple[RunReport, list[ModuleVerdict], DeviceVerdict]:
+    """The runtime half of `run` and `replacement`: boot, load every module, cross-check with
+    the static `report`, say what the device would do."""
     # The runtime (pexpect, qemu plumbing) is imported only here: `check` starts faster without.
     from bootverify.crosscheck import crosscheck
     from bootverify.runtime.loader import run_images
@@ -101,73 +108,40 @@ def boot_and_load(args: argparse.Namespace, report: StaticReport, boot: Path,
     with writing(args.console_log):
         console = open(args.console_log, "w", encoding="utf-8", errors="replace")
     with console:
-        runtime = run_images(boot, vendor_boot, system_dlkm=system_dlkm, vendor_dlkm=vendor_dlkm,
+        runtime = run_images(boot, inputs.vendor_kernel_boot,
+                             system_dlkm=inputs.system_dlkm, vendor_dlkm=inputs.vendor_dlkm,
                              busybox=args.busybox, config=config, progress=_progress,
                              console_log=console, boot_mode=args.boot_mode, **timeout)
-    verdicts = tuple(crosscheck(report.modules, list(runtime.results)))
+    verdicts = crosscheck(report.modules, list(runtime.results))
     assert runtime.plan is not None
     device = device_verdict(runtime.plan, {(r.origin, r.name): r.outcome.value
                                            for r in runtime.results})
     return runtime, verdicts, device
 
 
-def run_footer(runtime: RunReport, console_log: Path) -> str:
-    return (f"kernel {runtime.release}, {len(runtime.boots)} boot(s), {runtime.seconds:.1f} s; "
-            f"console log: {console_log}")
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from bootverify.crosscheck import failed
     from bootverify.report import junit, run_json, run_text
-    dlkm_dirs = [d for d in (args.system_dlkm, args.vendor_dlkm) if d]
-    report = run_check(check_inputs(args, dlkm_dirs), cache_dir() / "check")
-    runtime, verdicts, device = boot_and_load(args, report, args.boot, args.vendor_kernel_boot,
-                                              args.system_dlkm, args.vendor_dlkm)
+    with opened(args, run=True) as inputs:
+        boot = required(inputs.boot, "boot image", ("--boot", "--kernel"))
+        _say(inputs.lines)
+        report = inputs.relabel(run_check(inputs.check, cache_dir() / "check"))
+        _say(inputs.list_notes(report.plan))
+        runtime, verdicts, device = boot_and_load(args, inputs, boot, report)
     assert runtime.plan is not None
     mode = runtime.plan.boot.mode.value if runtime.plan.boot else None
     if args.json:
-        doc = run_json(report, verdicts, str(args.console_log), device, mode, runtime.notes)
+        doc = run_json(report, verdicts, str(args.console_log), device, mode, runtime.notes) | {
+            "duplicates": duplicates_json(runtime.plan)}
         write_output(args.json, lambda out: write_json(doc, out))
     if args.junit:
         write_output(args.junit, lambda out: junit(verdicts, out, device))
     if args.json != "-":
         run_text(verdicts, sys.stdout, device, runtime.notes)
-        print(run_footer(runtime, args.console_log))
-    return EXIT_FAIL if failed(list(verdicts)) or device.failed else EXIT_OK
-
-
-# --- replacement ---
-
-def cmd_replacement(args: argparse.Namespace) -> int:
-    from bootverify.readers.dist import read_dist
-    from bootverify.replacement import Booted, judge
-    from bootverify.report import (replacement_inputs_text, replacement_json, replacement_junit,
-                                   replacement_text)
-    from bootverify.static.replacement import (analyze_replacement, partitions_opened,
-                                               replacement_inputs)
-    dists = {label: read_dist(d) for label, d in (("gki-dist", args.gki_dist),
-                                                   ("dist", args.dist)) if d}
-    given = {k: getattr(args, k) for k in ("gki_symvers", "kmi_symbol_list", "gki_modules",
-                                           "boot", "symvers", "vendor_kernel_boot",
-                                           "vendor_dlkm", "protected_exports")}
-    inputs = replacement_inputs(dists.get("gki-dist"), dists.get("dist"), given)
-    for line in replacement_inputs_text(inputs):
-        print(line, file=sys.stderr)
-    with partitions_opened(inputs) as opened:
-        rep = analyze_replacement(opened, cache_dir() / "check")
-        r = opened.replacement
-        booted = None if args.static_only else Booted(*boot_and_load(
-            args, rep.static, r.boot, r.vendor_kernel_boot, opened.gki.modules_dir,
-            r.vendor_dlkm))
-    verdict = judge(rep, booted)
-    if args.json:
-        doc = replacement_json(verdict, args.console_log, inputs)
-        write_output(args.json, lambda out: write_json(doc, out))
-    if args.junit:
-        write_output(args.junit, lambda out: replacement_junit(verdict, out))
-    if args.json != "-":
-        replacement_text(verdict, args.console_log, sys.stdout)
-    return EXIT_FAIL if verdict.failed else EXIT_OK
+        duplicates_text(runtime.plan, sys.stdout)
+        print(f"kernel {runtime.release}, {len(runtime.boots)} boot(s), {runtime.seconds:.1f} s; "
+              f"console log: {args.console_log}")
+    return EXIT_FAIL if failed(verdicts) or device.failed else EXIT_OK
 
 
 # --- kmi-diff ---
@@ -188,61 +162,116 @@ def cmd_kmi_diff(args: argparse.Namespace) -> int:
 # --- kmi-list ---
 
 def cmd_kmi_list(args: argparse.Namespace) -> int:
-    from bootverify.readers.modules import find_modules, module_name
     from bootverify.readers.symbols import format_kmi_symbol_list_sections
-    from bootverify.static.check import input_module_files, kernel_interface, read_module_set
-    from bootverify.static.kmilist import additions, by_modules, kmi_needs, strict_check
-    inputs = check_inputs(args, args.modules_dir + args.gki_modules)
-    modules = read_module_set(inputs, input_module_files(inputs))
-    kernel = kernel_interface(inputs)
-    gki = frozenset(module_name(p) for d in args.gki_modules for p in find_modules(d))
+    from bootverify.report import strict_lines, unprovided_lines
+    from bootverify.static.kmilist import (additions, by_modules, kmi_needs, read_kmi_inputs,
+                                           strict_check)
+    with opened(args, run=False) as inputs:
+        _say(inputs.lines)
+        kernel, modules, gki = read_kmi_inputs(inputs.check, tuple(args.gki_modules))
     needs = kmi_needs(kernel.exports, modules, gki)
     listed = kernel.kmi or frozenset()
     sys.stdout.write(format_kmi_symbol_list_sections(
         by_modules(needs.needed if args.full else additions(needs, listed))))
-    for n in needs.unprovided:
-        print(f"bootverify: kmi-list: {n.symbol} (required by {', '.join(n.required_by)}) is "
-              f"exported by neither {kernel.exports.source} nor a module given", file=sys.stderr)
+    _say(unprovided_lines(needs, kernel.exports))
     if not args.strict:
         return EXIT_OK
     strict = strict_check(kernel.exports, listed)
-    for sym in strict.unlisted_exports:
-        print(f"strict: {sym} exported by the kernel, in no KMI list", file=sys.stderr)
-    for sym in strict.listed_not_exported:
-        print(f"strict: {sym} in the KMI lists, missing from the kernel's ksymtab",
-              file=sys.stderr)
-    print(f"strict: the kernel's {len(kernel.exports.exports)} exports "
-          f"{'equal' if strict.equal else 'differ from'} the {len(listed)} KMI symbols",
-          file=sys.stderr)
+    _say(strict_lines(strict, kernel.exports, listed))
     return EXIT_OK if strict.equal else EXIT_FAIL
+
+
+# --- replacement ---
+
+def cmd_replacement(args: argparse.Namespace) -> int:
+    from bootverify.readers.dist import read_dist
+    from bootverify.replacement import Booted, judge
+    from bootverify.report import replacement_json, replacement_junit, replacement_text
+    from bootverify.static.replacement import analyze_replacement, gki_build, yours
+    gki = gki_build(read_dist(args.gki_dist) if args.gki_dist else None, args.gki_symvers,
+                    tuple(args.kmi_symbol_list), args.system_dlkm)
+    # Your build's inputs as `run` takes them, with the GKI's modules as system_dlkm and the
+    # GKI's KMI lists.
+    mine = argparse.Namespace(**{**vars(args), "system_dlkm": gki.modules_dir,
+                                 "kmi_symbol_list": list(gki.kmi_symbol_lists)})
+    with opened(mine, run=not args.static_only) as inputs:
+        _say(inputs.lines)
+        replacement = yours(gki, inputs)
+        rep = analyze_replacement(replacement, cache_dir() / "check", inputs.relabel)
+        booted = None if args.static_only else Booted(*boot_and_load(
+            args, inputs, replacement.replacement.boot, rep.static))
+    verdict = judge(rep, booted)
+    if args.json:
+        doc = replacement_json(verdict, args.console_log, replacement)
+        write_output(args.json, lambda out: write_json(doc, out))
+    if args.junit:
+        write_output(args.junit, lambda out: replacement_junit(verdict, out))
+    if args.json != "-":
+        replacement_text(verdict, args.console_log, sys.stdout)
+    return EXIT_FAIL if verdict.failed else EXIT_OK
 
 
 # --- inspect / unpack ---
 
+def _kernel_rows(img: bootimg.BootImage) -> list[tuple[str, str]]:
+    """What `inspect` says of a boot image's kernel: its release, as modules' vermagic needs."""
+    if not img.kernel:
+        return [("kernel", "none")]
+    try:
+        k = parse_kernel(img.kernel, "kernel")
+    except InputError as e:
+        return [("kernel", e.problem)]
+    return [("kernel release", k.release), ("kernel compression", k.compression.value),
+            ("kernel vermagic", k.vermagic or "not found")]
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     img = bootimg.read_boot_image(args.image)
-    for name, value in bootimg.describe(img):
+    rows = bootimg.describe(img)
+    if isinstance(img, bootimg.BootImage):
+        rows += _kernel_rows(img)
+    for name, value in rows:
         print(f"{name:28} {value}")
     return EXIT_OK
+
+
+def _unpack_ramdisk(out: Path, name: str, data: bytes, label: str) -> None:
+    """A ramdisk section's contents beside its raw bytes: NAME.cpio (decompressed, when it was
+    compressed) and NAME.files/ (the tree it unpacks to, later archives winning)."""
+    if not data:
+        return
+    if detect_compression(data) is not Compression.NONE:
+        (out / f"{name}.cpio").write_bytes(decompress(data, label))
+        print(out / f"{name}.cpio")
+    files = out / f"{name}.files"
+    shutil.rmtree(files, ignore_errors=True)       # a second unpack into DIR starts afresh
+    files.mkdir()
+    written = write_tree(unpack_initrd(data, label), files, label)
+    print(f"{files}/ ({len(written)} files)")
 
 
 def cmd_unpack(args: argparse.Namespace) -> int:
     img = bootimg.read_boot_image(args.image)
     out: Path = args.dir
     files: dict[str, bytes] = {"cmdline": img.cmdline.encode() + b"\n"}
+    ramdisks: dict[str, bytes] = {}
     if isinstance(img, bootimg.BootImage):
         files.update(kernel=img.kernel, ramdisk=img.ramdisk, second=img.second,
                      recovery_dtbo=img.recovery_dtbo, dtb=img.dtb, signature=img.signature)
+        ramdisks["ramdisk"] = img.ramdisk
     else:
         files.update(dtb=img.dtb, bootconfig=img.bootconfig)
         for i, r in enumerate(img.ramdisks):
-            files[f"vendor_ramdisk{i:02d}" + (f"_{r.name}" if r.name else "")] = r.data
+            name = f"vendor_ramdisk{i:02d}" + (f"_{r.name}" if r.name else "")
+            files[name] = ramdisks[name] = r.data
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
             if data:
                 (out / name).write_bytes(data)
                 print(out / name)
+        for name, data in ramdisks.items():
+            _unpack_ramdisk(out, name, data, f"{args.image}:{name}")
     return EXIT_OK
 
 
@@ -256,6 +285,14 @@ def cmd_images_build(args: argparse.Namespace) -> int:
 
 
 RUN_DESCRIPTION = """\
+Inputs: the same options as `check` (a check command line plus --boot is a run one). --dist DIR
+takes a build's dist directory as it is (Kleaf's names; one line on stderr per input says what
+was taken from where; an explicit option wins). --system-dlkm / --vendor-dlkm take a directory,
+an ext4 or erofs partition image (extracted without mounting) or a staging archive. --kernel
+Image|Image.gz|Image.lz4 instead of --boot, with --modules-dir DIR instead of
+--vendor-kernel-boot: bootverify writes boot.img and vendor_kernel_boot.img itself, as AOSP's
+mkbootimg would (header v4, a DLKM ramdisk); their dtb is qemu virt's, not the device's.
+
 Boot boot.img + vendor_kernel_boot.img in qemu-system-aarch64 as a bootloader would (initrd =
 vendor ramdisks, generic ramdisk, bootverify's agent, bootconfig; cmdline = boot + vendor +
 console=ttyAMA0 ...), then load every module as Android does (AOSP libmodprobe and
@@ -297,32 +334,8 @@ load list, or a disagreement; 2 bad input or infrastructure failure (qemu missin
 """
 
 
-REPLACEMENT_DESCRIPTION = """\
-Validate a full-kernel-replacement build (your own kernel, no GKI base kernel, no KMI
-enforcement) against the GKI build it replaces, in one report:
-  KMI        the KMI symbols your kernel's symvers removed, changed (CRC, export type,
-             namespace, owner) or added, compared with the GKI kernel's;
-  modules    the static verdict (as `check`) of every GKI module (system_dlkm) and every
-             device module (vendor_kernel_boot, vendor_dlkm) on your kernel, and unless
-             --static-only the runtime verdict of a boot (as `run`: your boot.img and
-             vendor_kernel_boot.img, the GKI modules as system_dlkm, your vendor_dlkm);
-  why        for each module that would not load, the changed or removed KMI symbols
-             that explain it ("that KMI symbol changed CRC in your kernel").
-Inputs come from the dist directories (--gki-dist, --dist: the names readers/dist.py knows,
-Kleaf's); an explicit option overrides its file. JSON: `run`'s (or `check`'s with
---static-only), with "replacement" {verdict, failing, inputs} and "kmi" {symbols_compared,
-counts, changes} first and per module "origin" (gki, device) and "kmi_changes".
-
-Exit status: 0 every GKI and device module would load on your kernel (and the device boots,
-and static and runtime agree); 1 otherwise; 2 bad input or infrastructure failure.
-"""
-
-
-def add_vm_args(p: argparse.ArgumentParser) -> None:
-    """The boot's options, `run`'s and `replacement`'s (boot_and_load)."""
-    p.add_argument("--boot-mode", choices=[m.value for m in BootMode], type=BootMode,
-                   help="load the list of this mode (modules.load, modules.load.recovery, "
-                        "modules.load.charger) instead of the one bootconfig/cmdline choose")
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """The boot's options and the reports', `run`'s and `replacement`'s (boot_and_load)."""
     p.add_argument("--busybox", type=Path, metavar="PATH",
                    help="static arm64 busybox for the agent (default: Debian's busybox-static, "
                         "fetched once into the cache)")
@@ -334,8 +347,35 @@ def add_vm_args(p: argparse.ArgumentParser) -> None:
                    help="guest memory (default: 1024 + 16 x the initrd's size in MB)")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
                    help="KVM (with -cpu host) when the host is aarch64 with a usable /dev/kvm")
+    p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
+    p.add_argument("--junit", metavar="PATH",
+                   help="write a JUnit XML report, one testcase a module")
     p.add_argument("--console-log", type=Path, default=Path("bootverify-console.log"),
                    metavar="PATH", help="the full serial console log (default %(default)s)")
+
+
+REPLACEMENT_DESCRIPTION = """\
+Validate a full-kernel-replacement build (your own kernel, no GKI base kernel, no KMI
+enforcement) against the GKI build it replaces, in one report:
+  KMI        the KMI symbols your kernel's symvers removed, changed (CRC, export type,
+             namespace, owner) or added, compared with the GKI kernel's;
+  modules    the static verdict (as `check`) of every GKI module and every device module on
+             your kernel, and unless --static-only the runtime verdict of a boot (as `run`);
+  why        for each module that would not load, the changed or removed KMI symbols that
+             explain it ("that KMI symbol changed CRC in your kernel").
+Inputs: the GKI build's from --gki-dist DIR (its vmlinux.symvers, KMI list, system_dlkm) or
+--gki-symvers; yours with `run`'s options (--dist DIR, --boot or --kernel, --symvers,
+--vendor-kernel-boot, --vendor-dlkm, ...), where --system-dlkm is the GKI modules (default:
+--gki-dist's) and --kmi-symbol-list the GKI's KMI (default: --gki-dist's); an explicit option
+wins over a dist's file. JSON: `run`'s (`check`'s with --static-only) with "replacement"
+{verdict, failing, inputs} and "kmi" {symbols_compared, counts, changes} first, and per module
+"origin" (gki, device) and "kmi_changes"; JUnit: `run`'s, a failing module's message naming
+its KMI changes.
+
+Exit status: 0 every GKI and device module would load on your kernel (after a boot also: the
+device boots, and static and runtime agree); 1 otherwise; 2 bad input or infrastructure
+failure.
+"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -349,15 +389,19 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="predict, without booting, whether each module loads",
                        description="Static analysis by the kernel's own load-time rules: "
-                                   "unresolved, crc-mismatch, not-in-kmi, namespace, gpl-only, "
-                                   "vermagic, protected, duplicate-export, dependency-failed.")
-    p.add_argument("--vendor-kernel-boot", type=Path, metavar="IMG",
-                   help="vendor_kernel_boot.img or vendor_boot.img whose ramdisks hold modules")
-    p.add_argument("--modules-dir", type=Path, action="append", default=[], metavar="DIR",
-                   help="directory searched recursively for .ko files; repeatable")
-    p.add_argument("--boot", type=Path, metavar="IMG",
-                   help="boot.img: its kernel gives the release and vermagic to check against")
-    add_kernel_args(p)
+                                   "unresolved, crc-mismatch, missing-version, not-in-kmi, "
+                                   "namespace, gpl-only, vermagic, protected, duplicate-export, "
+                                   "dependency-failed. With a vendor boot image or dlkm "
+                                   "directories it follows the load plan `run` follows (stages, "
+                                   "boot mode, load lists, modules.dep order): a provider that "
+                                   "loads later or never, a dependency or listed module "
+                                   "libmodprobe cannot load, is `packaging`; the first line "
+                                   "says whether the device would boot. The inputs are "
+                                   "`run`'s: --dist DIR takes a build's dist directory as it "
+                                   "is, and a check command line plus --boot is a run one. "
+                                   "Modules shipped in two partitions are listed, each copy "
+                                   "with its partition and path.")
+    add_input_args(p)
     p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the report cache")
     p.set_defaults(func=cmd_check)
@@ -366,18 +410,8 @@ def parser() -> argparse.ArgumentParser:
         "run", help="boot the images in qemu, modprobe every device module, cross-check",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=RUN_DESCRIPTION)
-    p.add_argument("--boot", type=Path, required=True, metavar="IMG", help="boot.img (v0-v4)")
-    p.add_argument("--vendor-kernel-boot", "--vendor-boot", type=Path, required=True,
-                   metavar="IMG", help="vendor_kernel_boot.img or vendor_boot.img (v3/v4)")
-    p.add_argument("--system-dlkm", type=Path, metavar="DIR",
-                   help="further modules with their own modules.load, loaded after the ramdisk's")
-    p.add_argument("--vendor-dlkm", type=Path, metavar="DIR",
-                   help="further modules with their own modules.load, loaded last")
-    add_kernel_args(p)
-    add_vm_args(p)
-    p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
-    p.add_argument("--junit", metavar="PATH",
-                   help="write a JUnit XML report, one testcase a module")
+    add_input_args(p)
+    add_run_args(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -386,36 +420,34 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=REPLACEMENT_DESCRIPTION)
     p.add_argument("--gki-dist", type=Path, metavar="DIR",
-                   help="the GKI build's dist directory: vmlinux.symvers, KMI lists, "
-                        "system_dlkm")
-    p.add_argument("--dist", type=Path, metavar="DIR",
-                   help="your build's dist directory: boot.img, vmlinux.symvers, "
-                        "vendor_kernel_boot.img, vendor_dlkm")
+                   help="the GKI build's dist directory: its vmlinux.symvers, KMI list "
+                        "(abi_symbollist, ...) and system_dlkm")
     p.add_argument("--gki-symvers", type=Path, metavar="FILE",
                    help="the GKI kernel's vmlinux.symvers (instead of --gki-dist's)")
-    p.add_argument("--kmi-symbol-list", type=Path, action="append", metavar="FILE",
-                   help="the GKI's KMI symbol lists (instead of --gki-dist's); repeatable")
-    p.add_argument("--gki-modules", type=Path, metavar="DIR|IMG",
-                   help="the GKI modules: system_dlkm as a directory, image or staging archive "
-                        "(instead of --gki-dist's)")
-    p.add_argument("--boot", type=Path, metavar="IMG",
-                   help="boot.img with your kernel (instead of --dist's)")
-    p.add_argument("--symvers", type=Path, metavar="FILE",
-                   help="your kernel's vmlinux.symvers (instead of --dist's)")
-    p.add_argument("--vendor-kernel-boot", "--vendor-boot", type=Path, metavar="IMG",
-                   help="your vendor_kernel_boot.img or vendor_boot.img (instead of --dist's)")
-    p.add_argument("--vendor-dlkm", type=Path, metavar="DIR|IMG",
-                   help="your vendor_dlkm: directory, image or staging archive (instead of "
-                        "--dist's)")
-    p.add_argument("--protected-exports", type=Path, metavar="FILE",
-                   help="your kernel keeps GKI's protection with this list (instead of "
-                        "--dist's abi_gki_protected_exports_aarch64)")
     p.add_argument("--static-only", action="store_true", help="do not boot: static verdicts only")
-    add_vm_args(p)
-    p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
-    p.add_argument("--junit", metavar="PATH",
-                   help="write a JUnit XML report, one testcase a module")
+    add_input_args(p)
+    add_run_args(p)
     p.set_defaults(func=cmd_replacement)
+
+    p = sub.add_parser(
+        "kmi-list", help="the KMI symbols the vendor modules need that the lists lack",
+        description="Write to stdout, in [abi_symbol_list] format and grouped by module "
+                    "(# required by X.ko, # commonly used symbols), the symbols the vendor "
+                    "(unsigned) modules take from the kernel or the GKI modules (signed ones, "
+                    "system_dlkm's, --gki-modules') that the --kmi-symbol-list files lack: what "
+                    "Kleaf's extract_symbols --additions-only appends to "
+                    "abi_gki_aarch64_<vendor>. Give the untrimmed kernel's exports. The inputs "
+                    "are check's.")
+    add_input_args(p)
+    p.add_argument("--gki-modules", type=Path, action="append", default=[], metavar="DIR",
+                   help="GKI modules: their exports count as the GKI's, like those of signed "
+                        "modules and system_dlkm's; repeatable")
+    p.add_argument("--full", action="store_true",
+                   help="the whole list the vendor modules need, not only the additions")
+    p.add_argument("--strict", action="store_true",
+                   help="also check that the kernel exports exactly the KMI lists (Kleaf's "
+                        "kmi_symbol_list_strict_mode); exit 1 when not")
+    p.set_defaults(func=cmd_kmi_list)
 
     p = sub.add_parser("kmi-diff", help="KMI symbols removed, changed (CRC, export type, "
                                         "namespace, owner) or added between two symvers")
@@ -425,34 +457,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH|-")
     p.set_defaults(func=cmd_kmi_diff)
 
-    p = sub.add_parser(
-        "kmi-list", help="the KMI symbols the vendor modules need that the lists lack",
-        description="Write to stdout, in [abi_symbol_list] format and grouped by module "
-                    "(# required by X.ko), the symbols the vendor (unsigned) modules take from "
-                    "the kernel or the GKI modules that the --kmi-symbol-list files lack: what "
-                    "Kleaf's extract_symbols --additions-only appends to "
-                    "abi_gki_aarch64_<vendor>. Give the untrimmed kernel's exports.")
-    p.add_argument("--vendor-kernel-boot", type=Path, metavar="IMG",
-                   help="vendor_kernel_boot.img or vendor_boot.img whose ramdisks hold modules")
-    p.add_argument("--modules-dir", type=Path, action="append", default=[], metavar="DIR",
-                   help="directory searched recursively for .ko files; repeatable")
-    p.add_argument("--gki-modules", type=Path, action="append", default=[], metavar="DIR",
-                   help="GKI modules (system_dlkm): their exports count as the GKI's, like "
-                        "those of signed modules; repeatable")
-    add_kernel_args(p)
-    p.add_argument("--full", action="store_true",
-                   help="the whole list the vendor modules need, not only the additions")
-    p.add_argument("--strict", action="store_true",
-                   help="also check that the kernel exports exactly the KMI lists (Kleaf's "
-                        "kmi_symbol_list_strict_mode); exit 1 when not")
-    p.set_defaults(func=cmd_kmi_list, boot=None)      # no kernel image: nothing to compare
-
-    p = sub.add_parser("inspect", help="print a boot image's header fields and sections")
+    p = sub.add_parser("inspect", help="print a boot image's header fields and sections, and "
+                                       "its kernel's release")
     p.add_argument("image", type=Path, metavar="IMG")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("unpack", help="write a boot image's kernel, ramdisks, dtb, bootconfig, "
-                                      "cmdline to DIR")
+    p = sub.add_parser("unpack", help="write a boot image's kernel, ramdisks (raw, decompressed "
+                                      "as NAME.cpio, unpacked as NAME.files/), dtb, "
+                                      "bootconfig, cmdline to DIR")
     p.add_argument("image", type=Path, metavar="IMG")
     p.add_argument("dir", type=Path, metavar="DIR")
     p.set_defaults(func=cmd_unpack)

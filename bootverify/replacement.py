@@ -18,7 +18,7 @@ from bootverify.runtime.kmsg import Outcome
 from bootverify.static.analysis import Prediction, Verdict
 from bootverify.static.kmidiff import KmiChange
 from bootverify.static.replacement import Origin, ReplacementReport, failing_symbols
-from bootverify.verdict import DeviceVerdict
+from bootverify.verdict import DeviceVerdict, device_verdict, predicted_outcomes
 
 if TYPE_CHECKING:       # the runtime (pexpect, qemu) is imported only when booting
     from bootverify.runtime.runner import RunReport
@@ -74,16 +74,24 @@ class ReplacementVerdict:
     report: ReplacementReport
     booted: Booted | None               # None: --static-only
     failing: tuple[ModuleFailure, ...]
+    device: DeviceVerdict | None        # observed after a boot, else predicted from the plan
 
     @property
     def failed(self) -> bool:
-        """Exit 1: a module would not load; after a boot also the device stopping, or static
+        """Exit 1: a module would not load, or the device would stop; after a boot also static
         and runtime disagreeing (crosscheck.failed)."""
         b = self.booted
-        return bool(self.failing) or (b is not None and (b.device.failed
-                                                         or failed(list(b.verdicts))))
+        return (bool(self.failing) or (self.device is not None and self.device.failed)
+                or (b is not None and failed(list(b.verdicts))))
 
 
 def judge(report: ReplacementReport, booted: Booted | None) -> ReplacementVerdict:
+    plan = report.static.plan
+    if booted is not None:
+        device: DeviceVerdict | None = booted.device
+    else:
+        device = (device_verdict(plan, predicted_outcomes(plan, report.static.modules))
+                  if plan else None)
     return ReplacementVerdict(report, booted,
-                              tuple(failures(report, booted.verdicts if booted else None)))
+                              tuple(failures(report, booted.verdicts if booted else None)),
+                              device)

@@ -9,8 +9,9 @@ Interface (stable: `check`, `run` and `replacement` build on it):
     dist.load_lists, dist.blocklists       # {Partition: Path}: the dist's own list files
     dist.found                             # one DistInput per input, in INPUTS order:
                                            #   .input (the CLI option's name), .paths, .wanted
-    dist.describe(overrides)               # one line per input: what it took from where,
-                                           # what it did not find, what an option overrode
+    dist.describe(overrides, unused)       # one line per input: what it took from where,
+                                           # what it did not find, what an option overrode,
+                                           # what it found and did not use
 
 Every field is a path inside the directory, or None / empty when the build did not leave it.
 Nothing is opened here: the other readers read the files (and say what is wrong with them).
@@ -122,16 +123,20 @@ class Dist:
     def get(self, name: str) -> DistInput:
         return next(f for f in self.found if f.input == name)
 
-    def describe(self, overrides: Mapping[str, object] | None = None) -> list[str]:
-        """One line per input: `INPUT: PATH (from NAME)`, `INPUT: not found (looked for ...)`,
-        or, for an input named in `overrides` (the option's value), `INPUT: VALUE (--INPUT,
-        not the dist's ...)`."""
+    def describe(self, overrides: Mapping[str, object] | None = None,
+                 unused: Mapping[str, str] | None = None) -> list[str]:
+        """One line per input: `INPUT: PATH`, `INPUT: not found in DIR (looked for ...)`, for
+        an input named in `overrides` (the option's value) `INPUT: VALUE (--INPUT; the dist
+        has NAME)`, for one named in `unused` `INPUT: not used (WHY; the dist has NAME)`."""
         lines = []
         for f in self.found:
             given = (overrides or {}).get(f.input)
+            why = (unused or {}).get(f.input)
+            was = f"; the dist has {', '.join(p.name for p in f.paths)}" if f.paths else ""
             if given:
-                was = f"; the dist has {', '.join(p.name for p in f.paths)}" if f.paths else ""
                 lines.append(f"{f.input}: {given} (--{f.input}{was})")
+            elif why and f.paths:
+                lines.append(f"{f.input}: not used ({why}{was})")
             elif f.paths:
                 lines.append(f"{f.input}: {', '.join(str(p) for p in f.paths)}")
             else:

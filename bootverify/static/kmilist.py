@@ -3,8 +3,8 @@
 What Kleaf does at build time (build/kernel/abi/extract_symbols, run by `kernel_abi`'s
 `extract_symbols` with --additions-only, and kmi_symbol_list_strict_mode's
 compare_to_symbol_list), done here on the built artifacts instead of a build tree:
-- the vendor modules are the unsigned ones (Kleaf: those not in --gki-modules); signed modules
-  and the given GKI module directories are GKI modules;
+- the vendor modules are the unsigned ones (Kleaf: those not in --gki-modules); signed modules,
+  system_dlkm's (the GKI's partition) and the given GKI module directories are GKI modules;
 - a vendor module needs from the GKI what it references (undefined, weak included: both go
   through find_symbol()) and vmlinux or a GKI module exports, vmlinux first as find_symbol()
   searches; what another vendor module provides is no KMI question, what nobody provides is
@@ -20,12 +20,14 @@ compare_to_symbol_list), done here on the built artifacts instead of a build tre
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import PurePosixPath
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
 
-from bootverify.readers.modules import ModuleFacts
+from bootverify.readers.modules import ModuleFacts, find_modules, module_name
 from bootverify.readers.symbols import KernelExports
-from bootverify.static.analysis import MODULE_LAYOUT
+from bootverify.static.analysis import MODULE_LAYOUT, KernelInterface
+from bootverify.static.check import (CheckInputs, input_module_files, kernel_interface,
+                                     read_module_set)
 
 TRACEPOINT_PREFIX, TRACEITER_PREFIX = "__tracepoint_", "__traceiter_"
 
@@ -113,3 +115,15 @@ def by_modules(needs: Iterable[SymbolNeed]) -> list[tuple[str, list[str]]]:
 def strict_check(kernel: KernelExports, kmi: frozenset[str]) -> StrictCheck:
     exported = frozenset(kernel.exports)
     return StrictCheck(tuple(sorted(exported - kmi)), tuple(sorted(kmi - exported)))
+
+
+def read_kmi_inputs(inputs: CheckInputs, gki_dirs: tuple[Path, ...]
+                    ) -> tuple[KernelInterface, list[ModuleFacts], frozenset[str]]:
+    """`check`'s inputs read for the list: the kernel, every module (the GKI directories'
+    too), and the names of the GKI modules among them besides the signed ones: system_dlkm's
+    (GKI's partition) and the given directories'."""
+    inputs = replace(inputs, modules_dirs=inputs.modules_dirs + gki_dirs)
+    modules = read_module_set(inputs, input_module_files(inputs))
+    dirs = (*gki_dirs, *([inputs.system_dlkm] if inputs.system_dlkm else []))
+    gki = frozenset(module_name(p) for d in dirs for p in find_modules(d))
+    return kernel_interface(inputs), modules, gki

@@ -2,34 +2,34 @@
 
 A device that builds its own kernel (no GKI base kernel, no KMI enforcement) still ships the
 GKI's modules (system_dlkm) and its own device modules; both were built against some kernel's
-CRCs, and both must load on the replacement. The inputs are the two builds' files (a dist
-reader or the command line fills them); out come the KMI difference between the two kernels'
-symvers (kmidiff.py), the static verdict of every GKI and device module on the replacement
-(analysis.py, with the GKI's KMI lists: on an untrimmed replacement a use outside them is
-latent), and for a module the KMI changes that explain its failure: the changed or removed
-symbols among those its problems name (a GKI module built against the GKI kernel's CRC of
-crypto_register_shash fails on the replacement's).
+CRCs, and both must load on the replacement. The inputs are the two builds' files (the dist
+reader, inputs.py or the command line fill them); out come the KMI difference between the two
+kernels' symvers (kmidiff.py), the static verdict of every GKI and device module on the
+replacement (check.py, with the GKI's KMI lists: on an untrimmed replacement a use outside
+them is latent; the GKI modules loaded as system_dlkm), and for a module the KMI changes that
+explain its failure: the changed or removed symbols among those its problems name (a GKI module
+built against the GKI kernel's CRC of crypto_register_shash fails on the replacement's).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from bootverify.android import BootMode
 from bootverify.errors import InputError
-from bootverify.readers.bootimg import read_boot
 from bootverify.readers.dist import Dist
-from bootverify.readers.kernel import parse_kernel
 from bootverify.readers.modules import find_modules, module_name
-from bootverify.readers.partition import open_partition
 from bootverify.readers.symbols import read_kmi_symbol_lists, read_symvers
 from bootverify.static.analysis import Prediction, StaticReport
 from bootverify.static.check import CheckInputs, run_check
 from bootverify.static.kmidiff import KmiChange, KmiDiff, exports_by_symbol, kmi_diff
+
+if TYPE_CHECKING:       # inputs.py makes the files ready; this module only reads its fields
+    from bootverify.inputs import Opened
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,9 @@ class ReplacementBuild:
     symvers: Path
     vendor_kernel_boot: Path | None = None
     vendor_dlkm: Path | None = None     # a modules directory, as the device has it
+    modules_dirs: tuple[Path, ...] = ()     # further modules, a plain set (no load plan)
     protected_exports: Path | None = None   # when the replacement keeps GKI's protection
+    boot_mode: BootMode | None = None
 
 
 @dataclass(frozen=True)
@@ -57,13 +59,40 @@ class ReplacementInputs:
 
     def check_inputs(self) -> CheckInputs:
         """Every module of both builds, checked against the replacement kernel and the GKI's
-        KMI."""
+        KMI, loaded as the device would: the GKI modules as system_dlkm."""
         r = self.replacement
         return CheckInputs(symvers=r.symvers, kmi_symbol_lists=self.gki.kmi_symbol_lists,
                            protected_exports=r.protected_exports, boot=r.boot,
-                           vendor_boot=r.vendor_kernel_boot,
-                           modules_dirs=tuple(d for d in (self.gki.modules_dir, r.vendor_dlkm)
-                                              if d))
+                           vendor_boot=r.vendor_kernel_boot, modules_dirs=r.modules_dirs,
+                           system_dlkm=self.gki.modules_dir, vendor_dlkm=r.vendor_dlkm,
+                           boot_mode=r.boot_mode)
+
+
+def gki_build(dist: Dist | None, symvers: Path | None, kmi_symbol_lists: tuple[Path, ...],
+              modules_dir: Path | None) -> GkiBuild:
+    """The GKI side: each given value, else the GKI dist's (readers/dist.py); its symvers is
+    the one input a report cannot do without."""
+    symvers = symvers or (dist.symvers if dist else None)
+    if symvers is None:
+        raise InputError("(command line)", "no symvers of the GKI kernel: give --gki-symvers "
+                                           "FILE, or --gki-dist DIR that has it")
+    return GkiBuild(symvers, kmi_symbol_lists or (dist.kmi_symbol_lists if dist else ()),
+                    modules_dir or (dist.system_dlkm if dist else None))
+
+
+def yours(gki: GkiBuild, inputs: Opened) -> ReplacementInputs:
+    """Your build's side from the inputs `run` opened (inputs.py: your --dist merged in,
+    partitions extracted, --kernel wrapped), which were given the GKI's modules as system_dlkm
+    and its KMI lists; what they ended up with is the GKI's side too."""
+    c = inputs.check
+    if inputs.boot is None or c.symvers is None:
+        raise InputError("(command line)", "no boot image or symvers of your kernel: give "
+                                           "--boot (or --kernel) and --symvers, or a --dist "
+                                           "directory that has them")
+    return ReplacementInputs(
+        GkiBuild(gki.symvers, c.kmi_symbol_lists, c.system_dlkm),
+        ReplacementBuild(inputs.boot, c.symvers, c.vendor_boot, c.vendor_dlkm, c.modules_dirs,
+                         c.protected_exports, c.boot_mode))
 
 
 class Origin(enum.StrEnum):
@@ -94,66 +123,20 @@ class ReplacementReport:
         return tuple(c for s in sorted(set(symbols)) for c in table.get(s, ()))
 
 
-Given = Mapping[str, object]     # an option's value (a Path, a tuple of them) or None
-
-
-def replacement_inputs(gki_dist: Dist | None, dist: Dist | None,
-                       given: Given) -> ReplacementInputs:
-    """The two builds' files: each from `given` (the command line's options, by their
-    argparse names) when there, else from its dist directory (readers/dist.py). Missing the
-    GKI's symvers, the replacement's boot image or symvers is an InputError. The GKI modules
-    are the GKI dist's system_dlkm, the device's modules its dist's vendor_kernel_boot and
-    vendor_dlkm."""
-    def pick(name: str, build: Dist | None, field: str) -> Any:
-        return given.get(name) or (getattr(build, field) if build else None)
-
-    def need(name: str, build: Dist | None, field: str, option: str, dist_option: str,
-             what: str) -> Path:
-        value = pick(name, build, field)
-        if value is None:
-            raise InputError("(command line)", f"no {what}: give {option} FILE, or "
-                                               f"{dist_option} DIR that has it")
-        return Path(value)
-
-    gki = GkiBuild(
-        symvers=need("gki_symvers", gki_dist, "symvers", "--gki-symvers", "--gki-dist",
-                     "symvers of the GKI kernel"),
-        kmi_symbol_lists=tuple(pick("kmi_symbol_list", gki_dist, "kmi_symbol_lists") or ()),
-        modules_dir=pick("gki_modules", gki_dist, "system_dlkm"))
-    replacement = ReplacementBuild(
-        boot=need("boot", dist, "boot", "--boot", "--dist", "boot image of your kernel"),
-        symvers=need("symvers", dist, "symvers", "--symvers", "--dist", "symvers of your kernel"),
-        vendor_kernel_boot=pick("vendor_kernel_boot", dist, "vendor_kernel_boot"),
-        vendor_dlkm=pick("vendor_dlkm", dist, "vendor_dlkm"),
-        protected_exports=pick("protected_exports", dist, "protected_exports"))
-    return ReplacementInputs(gki, replacement)
-
-
 def failing_symbols(p: Prediction) -> list[str]:
     return [x.symbol for x in p.problems if x.fatal and x.symbol]
 
 
-def analyze_replacement(inputs: ReplacementInputs, cache_root: Path | None) -> ReplacementReport:
+def analyze_replacement(inputs: ReplacementInputs, cache_root: Path | None,
+                        relabel: Callable[[StaticReport], StaticReport] = lambda r: r
+                        ) -> ReplacementReport:
+    """relabel: module paths as the user knows them (inputs.Opened.relabel)."""
     kmi = (read_kmi_symbol_lists(inputs.gki.kmi_symbol_lists)
            if inputs.gki.kmi_symbol_lists else None)
     diff = kmi_diff(exports_by_symbol(read_symvers(inputs.gki.symvers)),
                     exports_by_symbol(read_symvers(inputs.replacement.symvers)), kmi)
-    static = run_check(inputs.check_inputs(), cache_root)
+    static = relabel(run_check(inputs.check_inputs(), cache_root))
     gki = inputs.gki.modules_dir
     names = frozenset(module_name(p) for p in find_modules(gki)) if gki else frozenset()
     return ReplacementReport(diff, kmi is not None, static, names)
 
-
-@contextmanager
-def partitions_opened(inputs: ReplacementInputs) -> Iterator[ReplacementInputs]:
-    """The inputs with each dlkm partition (a directory, image or staging archive) as the
-    modules directory the device sees, extracted for as long as the `with` lasts; the release
-    directory is your kernel's (its boot image's)."""
-    r = inputs.replacement
-    release = parse_kernel(read_boot(r.boot).kernel, f"{r.boot}:kernel").release
-    with ExitStack() as stack:
-        def modules_dir(path: Path | None) -> Path | None:
-            return stack.enter_context(open_partition(path, release)).modules_dir \
-                if path else None
-        gki = replace(inputs.gki, modules_dir=modules_dir(inputs.gki.modules_dir))
-        yield ReplacementInputs(gki, replace(r, vendor_dlkm=modules_dir(r.vendor_dlkm)))
