@@ -186,7 +186,8 @@ def cmd_kmi_list(args: argparse.Namespace) -> int:
 def cmd_replacement(args: argparse.Namespace) -> int:
     from bootverify.readers.dist import read_dist
     from bootverify.replacement import Booted, judge
-    from bootverify.report import replacement_json, replacement_junit, replacement_text
+    from bootverify.report import (gki_inputs_text, replacement_json, replacement_junit,
+                                   replacement_text)
     from bootverify.static.replacement import analyze_replacement, gki_build, yours
     gki = gki_build(read_dist(args.gki_dist) if args.gki_dist else None, args.gki_symvers,
                     tuple(args.kmi_symbol_list), args.system_dlkm)
@@ -194,15 +195,16 @@ def cmd_replacement(args: argparse.Namespace) -> int:
     # GKI's KMI lists.
     mine = argparse.Namespace(**{**vars(args), "system_dlkm": gki.modules_dir,
                                  "kmi_symbol_list": list(gki.kmi_symbol_lists)})
+    _say(gki_inputs_text(gki))
     with opened(mine, run=not args.static_only) as inputs:
         _say(inputs.lines)
-        replacement = yours(gki, inputs)
+        replacement, given = yours(gki, inputs), inputs.given
         rep = analyze_replacement(replacement, cache_dir() / "check", inputs.relabel)
         booted = None if args.static_only else Booted(*boot_and_load(
             args, inputs, replacement.replacement.boot, rep.static))
     verdict = judge(rep, booted)
     if args.json:
-        doc = replacement_json(verdict, args.console_log, replacement)
+        doc = replacement_json(verdict, args.console_log, gki, given)
         write_output(args.json, lambda out: write_json(doc, out))
     if args.junit:
         write_output(args.junit, lambda out: replacement_junit(verdict, out))

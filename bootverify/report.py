@@ -31,7 +31,7 @@ from bootverify.runtime.kmsg import Outcome, RuntimeResult
 from bootverify.static.analysis import Prediction, StaticReport
 from bootverify.static.kmidiff import Change, KmiChange, KmiDiff
 from bootverify.static.kmilist import KmiNeeds, StrictCheck
-from bootverify.static.replacement import Origin, ReplacementInputs
+from bootverify.static.replacement import GkiBuild, Origin
 from bootverify.verdict import Boots, DeviceVerdict
 
 
@@ -298,26 +298,30 @@ def replacement_text(v: ReplacementVerdict, console_log: Path, out: TextIO) -> N
 
 
 def paths_json(build: object) -> dict[str, Any]:
-    """A frozen dataclass of input files as JSON: each field a path, a list of them, or null."""
-    def one(value: object) -> Any:
-        if isinstance(value, tuple):
-            return [str(x) for x in value]
-        return None if value is None else str(value)
-    return {f.name: one(getattr(build, f.name)) for f in fields(build)}  # type: ignore[arg-type]
+    """A dataclass's input files as JSON: each path field a path, a list of them, or null
+    (fields of other types are left out)."""
+    out: dict[str, Any] = {}
+    for f in fields(build):  # type: ignore[arg-type]
+        value = getattr(build, f.name)
+        if isinstance(value, tuple) and all(isinstance(x, Path) for x in value):
+            out[f.name] = [str(x) for x in value]
+        elif value is None or isinstance(value, Path):
+            out[f.name] = None if value is None else str(value)
+    return out
 
 
-def replacement_inputs_text(inputs: ReplacementInputs) -> list[str]:
-    """One line an input taken (from a dist directory or an option), for stderr."""
-    return [f"{label} {name}: {', '.join(value) if isinstance(value, list) else value}"
-            for label, build in (("gki", inputs.gki), ("yours", inputs.replacement))
-            for name, value in paths_json(build).items() if value]
+def gki_inputs_text(gki: GkiBuild) -> list[str]:
+    """What the GKI side was taken from (your side's lines are inputs.py's), for stderr."""
+    return [f"gki: {name.replace('_', '-')}: "
+            f"{', '.join(value) if isinstance(value, list) else value}"
+            for name, value in paths_json(gki).items() if value]
 
 
-def replacement_json(v: ReplacementVerdict, console_log: Path,
-                     inputs: ReplacementInputs) -> dict[str, Any]:
+def replacement_json(v: ReplacementVerdict, console_log: Path, gki: GkiBuild,
+                     yours: object) -> dict[str, Any]:
     """`check`'s JSON (`run`'s after a boot) with "replacement" {verdict, failing, inputs} and
     "kmi" first, and per module its "origin" (gki, device) and the "kmi_changes" behind its
-    failure."""
+    failure. gki, yours: the inputs as given (the GKI side, inputs.Given), not as opened."""
     rep, b = v.report, v.booted
     if b is None:
         doc = static_json(rep.static, v.device)
@@ -332,8 +336,7 @@ def replacement_json(v: ReplacementVerdict, console_log: Path,
         m["kmi_changes"] = [kmi_change_json(c) for c in f.kmi_changes] if f else []
     return {"replacement": {"verdict": "fails" if v.failed else "loads",
                             "failing": list(by_name),
-                            "inputs": {"gki": paths_json(inputs.gki),
-                                       "replacement": paths_json(inputs.replacement)}},
+                            "inputs": {"gki": paths_json(gki), "yours": paths_json(yours)}},
             "kmi": kmi_diff_json(rep.diff), **doc}
 
 

@@ -81,19 +81,23 @@ def test_static_report_ties_md5_to_the_crc_change(sample_images: Path, tmp_path:
 
 @pytest.mark.timeout(900)
 def test_exit_0_only_when_every_module_loads(sample_images: Path, tmp_path: Path) -> None:
-    """Explicit inputs, no dist: the GKI modules that do not use struct crypto_alg all load on
-    the replacement; with md5 among them, not."""
+    """Explicit inputs, no dist (the GKI modules as --system-dlkm): the GKI modules that do not
+    use struct crypto_alg all load on the replacement; with md5 among them, not."""
     gki = tmp_path / "system_dlkm"
     gki.mkdir()
     for name in ("crc16.ko", "crc7.ko"):
         shutil.copy(sample_images / "system_dlkm" / name, gki)
+    (gki / "modules.load").write_text("crc16.ko\ncrc7.ko\n")
+    (gki / "modules.dep").write_text("crc16.ko:\ncrc7.ko:\n")
     args = ["--gki-symvers", sample_images / "vmlinux.symvers", "--kmi-symbol-list",
-            sample_images / "kmi_symbol_list", "--gki-modules", gki,
+            sample_images / "kmi_symbol_list", "--system-dlkm", gki,
             "--boot", sample_images / "replacement/boot.img",
             "--symvers", sample_images / "replacement/vmlinux.symvers", "--static-only"]
     rc, out, _ = replacement(*args)
     assert rc == 0 and out.splitlines()[-1].startswith("REPLACEMENT: LOADS")
     shutil.copy(sample_images / "system_dlkm/md5.ko", gki)
+    (gki / "modules.load").write_text("crc16.ko\ncrc7.ko\nmd5.ko\n")
+    (gki / "modules.dep").write_text("crc16.ko:\ncrc7.ko:\nmd5.ko:\n")
     rc, out, _ = replacement(*args)
     assert rc == 1 and "md5 (GKI module)" in out
     # an option overrides the dist's file: the GKI kernel's own symvers as "yours" changes
