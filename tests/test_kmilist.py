@@ -111,26 +111,28 @@ def test_cuttlefish_full_list_is_what_the_trimmed_gki_kernel_exports(tmp_path: P
 @pytest.mark.images
 @pytest.mark.timeout(900)       # a cold sample build comes first
 def test_samples_additions_are_the_seeded_missing_symbols(sample_images: Path) -> None:
-    """The sample device modules against the untrimmed exports (the replacement kernel's):
-    the KMI lists lack exactly msleep (vendor_backlight and vendor_latent's fault); the
-    others (vendor_modem_ipc_send from a module not shipped) are reported, not listed."""
-    kmi = sample_images / "kmi_symbol_list"
-    base = ["--vendor-kernel-boot", sample_images / "vendor_kernel_boot.img",
-            "--gki-modules", sample_images / "system_dlkm",
-            "--symvers", sample_images / "replacement/vmlinux.symvers", "--kmi-symbol-list", kmi]
-    rc, out, err = kmi_list_cli(*base)
+    """The sample device modules (the GKI build's dist directory, as `check --dist` takes it;
+    its system_dlkm holds the GKI modules) against the untrimmed exports (the replacement
+    kernel's): the KMI lists lack exactly msleep (vendor_backlight and vendor_latent's fault);
+    vendor_modem_ipc_send (from a module not shipped) is reported, not listed."""
+    untrimmed = ["--symvers", sample_images / "replacement/vmlinux.symvers"]
+    rc, out, err = kmi_list_cli("--dist", sample_images, *untrimmed)
     assert rc == 0
     assert out == "[abi_symbol_list]\n\n# commonly used symbols\n  msleep\n"
     assert "vendor_modem_ipc_send (required by vendor_modem.ko)" in err
-    rc, out, _ = kmi_list_cli(*base, "--full")
+    # the same from explicit inputs, the GKI modules named by --gki-modules
+    kmi = sample_images / "kmi_symbol_list"
+    explicit = ["--vendor-kernel-boot", sample_images / "vendor_kernel_boot.img",
+                "--gki-modules", sample_images / "system_dlkm", "--kmi-symbol-list", kmi]
+    assert kmi_list_cli(*explicit, *untrimmed)[1] == out
+    rc, out, _ = kmi_list_cli(*explicit, *untrimmed, "--full")
     full = parse_kmi_symbol_list(out, "stdout")
     lists = read_kmi_symbol_lists([kmi])
     # everything the device modules use, md5's own symbols (a GKI module's) aside
     assert full == lists - {"crypto_register_shash", "crypto_unregister_shash", "memcpy",
                             "memset"} | {"msleep"}
     # strict mode: the trimmed GKI kernel exports exactly the lists, the replacement does not
-    rc, _, err = kmi_list_cli(*base, "--strict")
+    rc, _, err = kmi_list_cli(*explicit, *untrimmed, "--strict")
     assert rc == 1 and "strict: msleep exported by the kernel, in no KMI list" in err
-    rc, _, err = kmi_list_cli(*base[:-4], "--symvers", sample_images / "vmlinux.symvers",
-                              "--kmi-symbol-list", kmi, "--strict")
+    rc, _, err = kmi_list_cli("--dist", sample_images, "--strict")
     assert rc == 0 and err.endswith("strict: the kernel's 13 exports equal the 13 KMI symbols\n")
