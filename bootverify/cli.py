@@ -71,8 +71,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from bootverify.verdict import device_verdict, predicted_outcomes
     with opened(args, run=False) as inputs:
         _say(inputs.lines)
-        report = inputs.relabel(run_check(inputs.check,
-                                          None if args.no_cache else cache_dir() / "check"))
+        cache = cache_dir() / "check" if inputs.cacheable and not args.no_cache else None
+        report = inputs.relabel(run_check(inputs.check, cache))
         _say(inputs.list_notes(report.plan))
     device = (device_verdict(report.plan, predicted_outcomes(report.plan, report.modules))
               if report.plan else None)
@@ -125,7 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with opened(args, run=True) as inputs:
         boot = required(inputs.boot, "boot image", ("--boot", "--kernel"))
         _say(inputs.lines)
-        report = inputs.relabel(run_check(inputs.check, cache_dir() / "check"))
+        report = inputs.relabel(run_check(inputs.check,
+                                          cache_dir() / "check" if inputs.cacheable else None))
         _say(inputs.list_notes(report.plan))
         runtime, verdicts, device = boot_and_load(args, inputs, boot, report)
     assert runtime.plan is not None

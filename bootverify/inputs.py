@@ -143,7 +143,7 @@ def dist_lines(args: argparse.Namespace, g: Given, *, run: bool) -> list[str]:
                      f"written around --modules-dir {args.modules_dir[0]}"),
                  "system-dlkm": args.system_dlkm, "vendor-dlkm": args.vendor_dlkm,
                  "symvers": args.symvers, "system-map": args.system_map,
-                 "kmi-symbol-list": ", ".join(map(str, args.kmi_symbol_list)),
+                 "kmi-symbol-list": tuple(args.kmi_symbol_list),
                  "protected-exports": args.protected_exports}
     unused = {"kernel": "boot.img has the kernel" if g.boot else "",
               "system-map": "there is a symvers" if g.symvers else ""}
@@ -184,6 +184,12 @@ class Opened:
     lines: tuple[str, ...]              # what was taken from where (for the CLI to print)
     given: Given
 
+    @property
+    def cacheable(self) -> bool:
+        """Whether `check`'s report cache can ever hit: not for files extracted or written into
+        a temporary directory (new paths and inodes every time); storing it would only waste
+        the cache's room."""
+        return not self.labels and self.boot == self.given.boot
     def list_notes(self, plan: LoadPlan | None) -> list[str]:
         return list_notes(self.given, plan)
 

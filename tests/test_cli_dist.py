@@ -73,6 +73,12 @@ def test_the_s23_dist_is_read_planned_and_checked(s23_dist: Path, env: Path) -> 
     assert f"system_dlkm: {s23_dist / 'system_dlkm.img'} (ext4), modules from " \
            f"lib/modules/{RELEASE}" in lines
     assert _leftovers(env) == []
+    # Files extracted afresh each time can never hit the report cache: nothing is stored.
+    reports = env / "cache/check/reports"
+    assert not reports.exists() or not any(reports.iterdir())
+    rc, _, _ = run("check", "--vendor-kernel-boot", s23_dist / "vendor_boot.img",
+                   "--symvers", S23_SYMVERS)
+    assert rc == 0 and any(reports.iterdir())
 
 
 def test_an_erofs_image_of_the_same_files_gives_the_same_plan(s23_dist: Path, env: Path) -> None:
@@ -181,3 +187,21 @@ def test_a_module_in_two_partitions_is_reported_on_both_rows(env: Path) -> None:
     assert [(c["partition"], c["path"], c["loads"]) for c in dup["copies"]] == [
         ("vendor_kernel_boot", "/lib/modules/good.ko", True),
         ("system_dlkm", "/system_dlkm/lib/modules/good.ko", False)]
+
+
+def test_check_takes_the_release_from_a_bare_kernel(env: Path) -> None:
+    from craft import RELEASE as CRAFT_RELEASE, fake_image, gz
+    built = compile_modules(env / "kos", {"good": MODS["good"]})
+    # A kernel built without PREEMPT: the modules' vermagic flags do not match.
+    (env / "Image.gz").write_bytes(gz(fake_image("6.1.99-other",
+                                                 "SMP mod_unload modversions aarch64")))
+    (env / "vmlinux.symvers").write_text(SYMVERS)
+    rc, out, err = run("check", "--kernel", env / "Image.gz", "--modules-dir", env / "kos",
+                       "--symvers", env / "vmlinux.symvers", "--json", "-")
+    report = _json(out)
+    # The kernel's release and vermagic, not the modules' (built for CRAFT_RELEASE).
+    assert report["kernel_release"] == "6.1.99-other" != CRAFT_RELEASE
+    (good,) = report["modules"]
+    assert good["path"] == str(built["good"])
+    assert [p["kind"] for p in good["static"]["problems"]] == ["vermagic"] and rc == 1
+    assert _leftovers(env) == []

@@ -41,10 +41,15 @@ def test_every_kleaf_name_is_found_and_said(tmp_path: Path) -> None:
     assert d.blocklists == {Partition.SYSTEM_DLKM: tmp_path / "system_dlkm.modules.blocklist"}
     assert [f.input for f in d.found] == list(INPUTS)
 
-    lines = d.describe({"symvers": "/elsewhere/vmlinux.symvers"})
+    lines = d.describe({"symvers": Path("/elsewhere/vmlinux.symvers"),
+                        "boot": "written around --kernel Image", "protected-exports": None},
+                       {"system-map": "there is a symvers"})
     assert len(lines) == len(INPUTS)
-    assert f"boot: {tmp_path / 'boot.img'}" in lines
+    assert f"kernel: {tmp_path / 'Image.lz4'}" in lines
     assert "symvers: /elsewhere/vmlinux.symvers (--symvers; the dist has vmlinux.symvers)" in lines
+    assert "boot: written around --kernel Image; the dist has boot.img" in lines
+    assert "system-map: not used (there is a symvers; the dist has System.map)" in lines
+    assert f"protected-exports: {tmp_path / 'abi_gki_protected_exports_aarch64'}" in lines
     assert (f"vendor_kernel_boot.modules.blocklist: not found in {tmp_path} (looked for "
             "vendor_kernel_boot.modules.blocklist, vendor_boot.modules.blocklist)") in lines
 

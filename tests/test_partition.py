@@ -165,3 +165,16 @@ def test_bad_partitions_are_one_line_errors_and_leave_nothing(
     with pytest.raises(InputError, match="No such file"), open_partition(tmp_path / "none"):
         pass
     assert _leftovers(own_tempdir) == []
+
+
+def test_links_out_of_an_image_and_loops_are_refused(tmp_path: Path, own_tempdir: Path) -> None:
+    for name, target, message in (("out", "/etc/passwd", "a symbolic link out of the partition"),
+                                  ("loop", "x.ko", "a symbolic link loop")):
+        src = tmp_path / name
+        (src / "lib/modules").mkdir(parents=True)
+        (src / "lib/modules/x.ko").symlink_to(target)
+        image = tmp_path / f"{name}.img"
+        _run("mke2fs", "-q", "-F", "-t", "ext4", "-d", src, image, "1M")
+        with pytest.raises(InputError, match=message), open_partition(image):
+            pass
+    assert _leftovers(own_tempdir) == []

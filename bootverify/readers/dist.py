@@ -125,18 +125,24 @@ class Dist:
 
     def describe(self, overrides: Mapping[str, object] | None = None,
                  unused: Mapping[str, str] | None = None) -> list[str]:
-        """One line per input: `INPUT: PATH`, `INPUT: not found in DIR (looked for ...)`, for
-        an input named in `overrides` (the option's value) `INPUT: VALUE (--INPUT; the dist
-        has NAME)`, for one named in `unused` `INPUT: not used (WHY; the dist has NAME)`."""
+        """One line per input: `INPUT: PATH`, `INPUT: not found in DIR (looked for ...)`; for
+        an input in `overrides`, the option's value (a Path or a sequence of them: `INPUT:
+        VALUE (--INPUT; the dist has NAME)`) or what replaced it (a str: `INPUT: TEXT; the
+        dist has NAME`); for one in `unused`, `INPUT: not used (WHY; the dist has NAME)`."""
         lines = []
         for f in self.found:
             given = (overrides or {}).get(f.input)
             why = (unused or {}).get(f.input)
-            was = f"; the dist has {', '.join(p.name for p in f.paths)}" if f.paths else ""
-            if given:
-                lines.append(f"{f.input}: {given} (--{f.input}{was})")
+            has = ", ".join(p.name for p in f.paths)
+            if isinstance(given, str) and given:
+                lines.append(f"{f.input}: {given}" + (f"; the dist has {has}" if has else ""))
+            elif given:
+                value = ", ".join(map(str, given)) if isinstance(given, (list, tuple)) \
+                    else str(given)
+                lines.append(f"{f.input}: {value} (--{f.input}"
+                             + (f"; the dist has {has})" if has else ")"))
             elif why and f.paths:
-                lines.append(f"{f.input}: not used ({why}{was})")
+                lines.append(f"{f.input}: not used ({why}; the dist has {has})")
             elif f.paths:
                 lines.append(f"{f.input}: {', '.join(str(p) for p in f.paths)}")
             else:

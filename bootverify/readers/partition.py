@@ -170,7 +170,13 @@ def _check_links(root: Path, source: Path) -> None:
     """A symlink in an image that leads out of it would read the host's files: refuse it."""
     top = root.resolve()
     for p in root.rglob("*"):
-        if p.is_symlink() and not p.resolve().is_relative_to(top):
+        if not p.is_symlink():
+            continue
+        try:
+            inside = p.resolve().is_relative_to(top)
+        except (RuntimeError, OSError):         # a loop: Python 3.11 raises RuntimeError
+            raise InputError(source, f"{p.relative_to(root)}: a symbolic link loop") from None
+        if not inside:
             raise InputError(source, f"{p.relative_to(root)}: a symbolic link out of the "
                                      f"partition ({p.readlink()})")
 

@@ -23,7 +23,7 @@ from bootverify.errors import InputError, reading
 from bootverify.readers.bootimg import (BootImage, RamdiskType, VendorBootImage, VendorRamdisk,
                                         write_boot_image, write_vendor_boot_image)
 from bootverify.readers.kernel import parse_kernel
-from bootverify.readers.ramdisk import Compression, compress, entries_from_tree, write_cpio
+from bootverify.readers.ramdisk import Compression, compress, write_cpio
 from bootverify.runtime import agent
 
 HEADER_VERSION = 4
@@ -52,10 +52,7 @@ def dlkm_ramdisk(modules_dir: Path) -> bytes:
     if not modules_dir.is_dir():
         raise InputError(modules_dir, "not a directory (--modules-dir takes the directory of "
                                       "the .ko files and their modules.load)")
-    base = android.MODULE_BASE_DIR.lstrip("/")
-    parts = base.split("/")
-    entries = [agent.dir_entry("/".join(parts[:i])) for i in range(1, len(parts) + 1)]
-    entries += entries_from_tree(modules_dir, base, follow_symlinks=True)
+    entries = agent.tree_entries(modules_dir, android.MODULE_BASE_DIR.lstrip("/"))
     return compress(write_cpio(entries), RAMDISK_COMPRESSION)
 
 
