@@ -94,7 +94,7 @@ def _progress(result: RuntimeResult, done: int, total: int) -> None:
 
 
 def boot_and_load(args: argparse.Namespace, inputs: Opened, boot: Path, report: StaticReport
-                  ) -> tuple[RunReport, list[ModuleVerdict], DeviceVerdict]:
+                  ) -> tuple[RunReport, tuple[ModuleVerdict, ...], DeviceVerdict]:
     """The runtime half of `run` and `replacement`: boot, load every module, cross-check with
     the static `report`, say what the device would do."""
     # The runtime (pexpect, qemu plumbing) is imported only here: `check` starts faster without.
@@ -112,7 +112,7 @@ def boot_and_load(args: argparse.Namespace, inputs: Opened, boot: Path, report: 
                              system_dlkm=inputs.system_dlkm, vendor_dlkm=inputs.vendor_dlkm,
                              busybox=args.busybox, config=config, progress=_progress,
                              console_log=console, boot_mode=args.boot_mode, **timeout)
-    verdicts = crosscheck(report.modules, list(runtime.results))
+    verdicts = tuple(crosscheck(report.modules, list(runtime.results)))
     assert runtime.plan is not None
     device = device_verdict(runtime.plan, {(r.origin, r.name): r.outcome.value
                                            for r in runtime.results})
@@ -142,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         duplicates_text(runtime.plan, sys.stdout)
         print(f"kernel {runtime.release}, {len(runtime.boots)} boot(s), {runtime.seconds:.1f} s; "
               f"console log: {args.console_log}")
-    return EXIT_FAIL if failed(verdicts) or device.failed else EXIT_OK
+    return EXIT_FAIL if failed(list(verdicts)) or device.failed else EXIT_OK
 
 
 # --- kmi-diff ---
@@ -200,7 +200,8 @@ def cmd_replacement(args: argparse.Namespace) -> int:
     with opened(mine, run=not args.static_only) as inputs:
         _say(inputs.lines)
         replacement, given = yours(gki, inputs), inputs.given
-        rep = analyze_replacement(replacement, cache_dir() / "check", inputs.relabel)
+        rep = analyze_replacement(replacement, cache_dir() / "check" if inputs.cacheable
+                                  else None, inputs.relabel)
         booted = None if args.static_only else Booted(*boot_and_load(
             args, inputs, replacement.replacement.boot, rep.static))
     verdict = judge(rep, booted)
