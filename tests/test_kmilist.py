@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
+from packing import run_bootverify
 
-from bootverify import cli
+from bootverify import cli, samples
+from bootverify.cache import cache_dir
 from bootverify.readers.modules import ModuleExport, ModuleFacts, read_module
 from bootverify.readers.symbols import (KERNEL_OWNER, Export, KernelExports,
+                                        kernel_exports_from_symvers,
                                         kernel_exports_from_system_map, parse_kmi_symbol_list,
                                         read_kmi_symbol_lists)
+from bootverify.samples.recipe import RECIPE_DIR
 from bootverify.static.kmilist import additions, by_modules, kmi_needs, strict_check
 
 CUTTLEFISH = Path(__file__).parent / "data/aosp-gki-6.1-cuttlefish"
@@ -136,3 +143,36 @@ def test_samples_additions_are_the_seeded_missing_symbols(sample_images: Path) -
     assert rc == 1 and "strict: msleep exported by the kernel, in no KMI list" in err
     rc, _, err = kmi_list_cli("--dist", sample_images, "--strict")
     assert rc == 0 and err.endswith("strict: the kernel's 13 exports equal the 13 KMI symbols\n")
+
+
+@pytest.mark.images
+@pytest.mark.qemu
+@pytest.mark.timeout(3600)      # the GKI kernel is built again with the longer list (cached)
+def test_the_additions_appended_let_the_trimmed_kernel_load_the_modules(
+        sample_images: Path, tmp_path: Path) -> None:
+    """The proof of the list: kmi-list's additions appended to the device's KMI list
+    (abi_gki_aarch64_vendor) and the samples built again by their own steps (the GKI kernel
+    trimmed to the longer list, the device modules against it): the trimmed kernel now exports
+    msleep, and the modules that failed for it load."""
+    rc, additions, _ = kmi_list_cli("--dist", sample_images, "--symvers",
+                                    sample_images / "replacement/vmlinux.symvers")
+    assert rc == 0 and "msleep" in parse_kmi_symbol_list(additions, "stdout")
+    recipe = tmp_path / "recipe"
+    shutil.copytree(RECIPE_DIR, recipe)
+    vendor_list = recipe / "abi_gki_aarch64_vendor"
+    vendor_list.write_text(vendor_list.read_text() + additions)
+    rebuilt = samples.build(cache_dir() / "images", lambda line: print(line, file=sys.stderr),
+                            recipe_dir=recipe)
+    assert "msleep" in kernel_exports_from_symvers(rebuilt / "vmlinux.symvers").exports
+    # nothing left to add, and the kernel is still trimmed exactly to the lists
+    rc, out, err = kmi_list_cli("--dist", rebuilt, "--symvers",
+                                sample_images / "replacement/vmlinux.symvers")
+    assert out == "[abi_symbol_list]\n"
+    assert kmi_list_cli("--dist", rebuilt, "--strict")[0] == 0
+    rc, _, err = run_bootverify(["run", "--dist", rebuilt, "--module-timeout", "8", "--json",
+                                 tmp_path / "run.json", "--console-log",
+                                 tmp_path / "console.log"], 400)
+    modules = {m["name"]: m for m in json.loads((tmp_path / "run.json").read_text())["modules"]}
+    for name in ("vendor_backlight", "vendor_panel", "vendor_latent"):
+        assert modules[name]["runtime"]["outcome"] == "loaded", (name, err)
+        assert modules[name]["static"]["verdict"] == "ok", modules[name]
