@@ -225,11 +225,14 @@ def _mkbootimg_images(run: Runner, recipe: Recipe, kernel: Kernel, ramdisks: Ram
         cwd=work, log=log, timeout=T_TOOL)
 
 
-def build(cache_root: Path, progress: Callable[[str], None]) -> Path:
-    """Build (or find in the cache) the sample images; return the output directory."""
-    recipe = load_recipe()
+def build(cache_root: Path, progress: Callable[[str], None],
+          recipe_dir: Path = RECIPE_DIR) -> Path:
+    """Build (or find in the cache) the sample images; return the output directory. Another
+    recipe_dir (a changed copy of the recipe: another KMI list, say) gets its own images,
+    cached by its content as the recipe's are."""
+    recipe = load_recipe(recipe_dir)
     version = source_version(recipe.package)
-    final = cache_root / "samples" / recipe_key(RECIPE_DIR, version)
+    final = cache_root / "samples" / recipe_key(recipe_dir, version)
     if final.is_dir():
         return final
     with locked(cache_root):
