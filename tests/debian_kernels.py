@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootverify import debpkg
+from bootverify.readers.modules import MODULE_SUFFIXES
 
 NEWEST = "6.1.0-56"
 OLDER = "6.1.0-54"
@@ -85,8 +86,10 @@ def is_placeholder_system_map(path: Path) -> bool:
 
 
 def module_files(mdir: Path) -> list[Path]:
-    """Every .ko under mdir (what depmod -a and check --modules-dir both take)."""
-    return sorted(p for p in mdir.rglob("*.ko") if p.is_file())
+    """Every module file under mdir, compressed or not (what depmod -a and check --modules-dir
+    both take)."""
+    return sorted(p for p in mdir.rglob("*.ko*") if p.is_file() and p.name.endswith(
+        MODULE_SUFFIXES))
 
 
 def vmlinux_exports(symvers: Path) -> list[str]:
@@ -128,7 +131,7 @@ def write_system_map(symvers: Path, dest: Path, hidden: set[str] = frozenset()) 
 # depmod
 
 _WARNING = re.compile(
-    r"^depmod: WARNING: (?P<path>/\S+\.ko) "
+    r"^depmod: WARNING: (?P<path>/\S+\.ko(?:\.gz|\.xz|\.zst)?) "
     r"(?:needs unknown symbol (?P<unknown>\S+)|disagrees about version of symbol (?P<crc>\S+))$"
 )
 

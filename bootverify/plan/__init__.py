@@ -46,7 +46,7 @@ from bootverify.plan.firststage import (
 )
 from bootverify.plan.libmodprobe import Modprobe, ParseKernelCmdlineOptions
 from bootverify.plan.model import Disposition, Key, Listed, LoadPlan, ModuleSet, ModuleUnit, Step
-from bootverify.readers.modules import find_modules
+from bootverify.readers.modules import MODULE_SUFFIXES, find_modules
 from bootverify.readers.modulesdir import parse_modules_dir, read_modules_dir
 from bootverify.readers.ramdisk import CpioEntry
 
@@ -116,7 +116,8 @@ def make_plan(sets: Sequence[ModuleSet], cmdline: str = "",
 def _tree_set(tree: Mapping[str, CpioEntry], rel: str, mode: BootMode) -> ModuleSet:
     """The modules directory `rel` of the unpacked device ramdisks."""
     files = frozenset(name[len(rel) + 1:] for name, e in tree.items()
-                      if name.startswith(rel + "/") and name.endswith(".ko") and e.is_file)
+                      if name.startswith(rel + "/") and name.endswith(MODULE_SUFFIXES)
+                      and e.is_file)
     texts = {}
     for name in android.MODULES_FILES:
         e = tree.get(f"{rel}/{name}")
