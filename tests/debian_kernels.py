@@ -39,6 +39,12 @@ from bootverify.readers.modules import MODULE_SUFFIXES
 
 NEWEST = "6.1.0-56"
 OLDER = "6.1.0-54"
+# 6.12 (bookworm's linux-image-6.12.*+deb12-arm64, from backports and then bookworm itself): the
+# modules are .ko.xz (4,351 in 6.12.117). 6.12.115 is one update behind 6.12.117; against 117's
+# Module.symvers its modules give depmod -e -E 70,823 CRC mismatches and no unknown symbol, and,
+# unlike 6.1's ABI bumps, module_layout keeps its CRC: the kernel names each symbol.
+NEWEST_612 = "6.12.117+deb12"
+OLDER_612 = "6.12.115+deb12"
 FLAVOUR = "arm64"
 DEPMOD_TIMEOUT = 300
 CHECK_TIMEOUT = 900

@@ -46,7 +46,7 @@ from bootverify.plan.firststage import (
 )
 from bootverify.plan.libmodprobe import Modprobe, ParseKernelCmdlineOptions
 from bootverify.plan.model import Disposition, Key, Listed, LoadPlan, ModuleSet, ModuleUnit, Step
-from bootverify.readers.modules import MODULE_SUFFIXES, find_modules
+from bootverify.readers.modules import COMPRESSED_SUFFIXES, MODULE_SUFFIXES, find_modules
 from bootverify.readers.modulesdir import parse_modules_dir, read_modules_dir
 from bootverify.readers.ramdisk import CpioEntry
 
@@ -95,6 +95,12 @@ def _notes(sets: Sequence[ModuleSet], boot: BootFacts | None) -> list[str]:
         if s.files and not s.load:
             notes.append(f"{s.origin}: {len(s.files)} .ko file(s) and no {s.load_file} "
                          f"entries in {s.guest_dir}: nothing of it loads")
+        compressed = sum(1 for f in s.files if f.endswith(tuple(COMPRESSED_SUFFIXES)))
+        if compressed:
+            notes.append(f"{s.origin}: {compressed} compressed module file(s), loaded as kmod "
+                         f"loads them; Android's libmodprobe (Insmod()) passes finit_module() "
+                         f"no flags, so on a device the kernel would refuse them (ENOEXEC, "
+                         f"Invalid ELF header magic)")
     return notes
 
 
