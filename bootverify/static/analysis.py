@@ -378,29 +378,33 @@ def analyze(kernel: KernelInterface, modules: Sequence[ModuleFacts]) -> StaticRe
     providers = _providers(kernel, modules)
     index = _Index.of(kernel, providers, modules)
     own = {m.name: _own_problems(m, kernel, providers, index) for m in modules}
-    # Which set modules each module takes symbols from, in first-use order. Weak symbols do not
-    # count: when their provider fails they stay unresolved, which a weak reference allows.
+    # Which set modules each module takes which symbols from. Weak symbols do not count: when
+    # their provider fails they stay unresolved, which a weak reference allows.
     from_modules = frozenset(n for n, p in providers.items() if p.owner != KERNEL_OWNER)
-    uses: dict[str, dict[str, str]] = {}
+    uses: dict[str, dict[str, list[str]]] = {}
     for m in modules:
-        deps: dict[str, str] = {}
+        deps: dict[str, list[str]] = {}
         for sym in sorted(m.undefined_set & from_modules):
             if providers[sym].owner != m.name:
-                deps.setdefault(providers[sym].owner, sym)
+                deps.setdefault(providers[sym].owner, []).append(sym)
         uses[m.name] = deps
-    # A failure spreads to every module that needs the failing one, to a fixed point.
+    # A failure spreads to every module that needs the failing one, to a fixed point; each
+    # symbol taken from it is a problem, as simplify_symbols() goes through all of them and
+    # prints "Unknown symbol" for each (6.1 and 6.12 kernel/module/main.c).
     failing = {name for name, probs in own.items() if any(p.fatal for p in probs)}
     inherited: dict[str, list[Problem]] = {m.name: [] for m in modules}
     changed = True
     while changed:
         changed = False
         for m in modules:
-            for dep, sym in uses[m.name].items():
-                if dep in failing and not any(p.symbol == sym for p in inherited[m.name]):
-                    inherited[m.name].append(Reason.DEPENDENCY_FAILED.problem(sym, sym, dep))
-                    if m.name not in failing:
-                        failing.add(m.name)
-                        changed = True
+            for dep, syms in uses[m.name].items():
+                if dep not in failing or any(p.symbol == syms[0] for p in inherited[m.name]):
+                    continue
+                inherited[m.name] += [Reason.DEPENDENCY_FAILED.problem(sym, sym, dep)
+                                      for sym in syms]
+                if m.name not in failing:
+                    failing.add(m.name)
+                    changed = True
     return StaticReport(
         kernel_release=kernel.release,
         kmi_trimmed=kernel.trimmed,
