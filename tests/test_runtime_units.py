@@ -76,6 +76,21 @@ FINIT_BUILD_TIMEOUT = 600
     ("foo: module has no symbols (stripped?)", K.INVALID_FORMAT, "",
      "module has no symbols (stripped?)"),
     ("Loading of unsigned module is rejected", K.SIGNATURE_REJECTED, "", "unsigned module"),
+    # 6.12's ELF checks (6.1: "No module found in object")
+    ("foo: No module found in object", K.INVALID_FORMAT, "", "No module found in object"),
+    ("module foo: .gnu.linkonce.this_module section size must match the kernel's built struct "
+     "module size at run time", K.INVALID_FORMAT, "", ".gnu.linkonce.this_module section size "
+     "must match the kernel's built struct module size at run time"),
+    ("Invalid module architecture in ELF header: 62", K.INVALID_FORMAT, "",
+     "Invalid module architecture in ELF header: 62"),
+    ("Only one .modinfo section must exist.", K.INVALID_FORMAT, "",
+     "Only one .modinfo section must exist."),
+    # the in-kernel decompressor (MODULE_INIT_COMPRESSED_FILE)
+    ("[    3.1] not an xz compressed module", K.INVALID_FORMAT, "", "not an xz compressed module"),
+    ("decompression failed with status 6", K.INVALID_FORMAT, "",
+     "decompression failed with status 6"),
+    ("ZSTD-compressed data has an incomplete frame header", K.INVALID_FORMAT, "",
+     "ZSTD-compressed data has an incomplete frame header"),
 ])
 def test_link_messages(line: str, kind: K, symbol: str, detail: str) -> None:
     m = kmsg.match_line(line)

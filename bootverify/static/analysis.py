@@ -17,6 +17,20 @@ They run in load_module()'s order:
 and on top the KMI: a kernel symbol outside the lists is a failure on a trimmed kernel and a
 latent violation otherwise. The kernel stops at the first refusal; the report lists them all.
 A module whose provider fails cannot load either.
+
+Generations (GKI android12-5.10 ... android16-6.12): these rules read the same in 5.10 and 5.15
+(kernel/module.c, ACK and the AOSP prebuilts' modules), 6.1 (Debian's linux-source-6.1) and 6.12
+(Debian's linux-source-6.12: kernel/module/main.c, version.c): check_modstruct_version() and
+module_layout, struct modversion_info (64 bytes on 64-bit), same_magic() and VERMAGIC_STRING
+(include/linux/vermagic.h, identical in 6.1 and 6.12), resolve_symbol()'s order and
+verify_exported_symbols(). What differs is where a module keeps its export CRCs
+(readers/modules.py _crcs(): SHN_ABS in 5.10/5.15), how compressed modules are loaded
+(runtime/boot.py: MODULE_INIT_COMPRESSED_FILE from 5.17), some kernel messages (runtime/kmsg.py)
+and, by distributor rather than generation, check_version() on a missing __versions entry:
+Debian's 6.1 and 6.12 refuse it, upstream and ACK 5.10 to 6.12 warn once and load it. The GKI
+protection rule is android14-6.1's; an earlier kernel/gki_module.c (ACK, 2021, read in a mirror
+of ACK common of the 5.x era) looks symbols up in a list of protected ones instead of the KMI's
+unprotected ones: that variant is not modelled apart.
 """
 
 from __future__ import annotations
