@@ -185,6 +185,6 @@ def plan_for(tree: Mapping[str, CpioEntry], release: str, kernel_image: bytes,
             sets.append(dir_module_set(origin, dlkm_dirs[origin], facts.mode))
     inside = first.guest_dir.lstrip("/") + "/"
     strays = sorted("/" + name for name, e in tree.items()
-                    if e.is_file and name.endswith(".ko")
+                    if e.is_file and name.endswith(MODULE_SUFFIXES)
                     and not (name.startswith(inside) and name[len(inside):] in first.files))
     return make_plan(sets, cmdline, facts, strays)
