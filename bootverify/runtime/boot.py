@@ -182,7 +182,7 @@ def modules_for_kernel(kernel: KernelImage, entries: Iterable[CpioEntry]) -> Mod
         if not e.is_file or not e.name.endswith(MODULE_SUFFIXES):
             continue
         how = module_compression(e.data)
-        if how is not None and how is not kernel.module_decompress:
+        if how is not None and how != kernel.module_decompress:
             out.append(replace(e, data=decompress_module(e.data, how, f"initrd:/{e.name}")))
             formats[how] += 1
     takes = (f"only {kernel.module_decompress} (CONFIG_MODULE_DECOMPRESS)"
