@@ -349,13 +349,16 @@ def check_version(m: ModuleFacts, sym: str, crc: int | None, owner: str,
     CONFIG_MODVERSIONS): a provider without CRCs is not checked; a __versions entry with
     another CRC is "disagrees about version of symbol" (return 0: EINVAL); no entry at all is
     "no symbol version for SYM". What that does depends on the kernel's source:
-    - Debian's linux-source-6.1 (6.1.192, the samples' kernels), with Debian's patch
+    - Debian's linux-source-6.1 (6.1.192, the samples' kernels) and linux-source-6.12
+      (6.12.95: kernel/module/version.c the same), with Debian's patch
       "module: Disable matching missing version CRC" (Ben Hutchings, 2016, "fail closed"):
       pr_warn() and return 0, so resolve_symbol() gives ERR_PTR(-EINVAL) and
       simplify_symbols() logs "Unknown symbol SYM (err -22)", even for a weak reference;
-    - upstream 5.10 and 5.15 (kernel/module.c) and 6.1 (kernel/module/version.c): "Broken
-      toolchain. Warn once, then let it go..": pr_warn_once() and return 1, the module loads
-      (KernelInterface.missing_version_fatal=False: a warning).
+    - upstream 5.10 and 5.15 (kernel/module.c) and 6.1 to 6.12 (kernel/module/version.c):
+      "Broken toolchain. Warn once, then let it go..": pr_warn_once() and return 1, the module
+      loads (KernelInterface.missing_version_fatal=False: a warning). The kernel's Image does
+      not tell the two apart (the same format string), nor does its release (the samples'
+      "6.1.192" carries Debian's patch): the stricter reading is the default.
     No __versions at all was refused once, by check_modstruct_version()."""
     if crc is None or not kernel.modversions:
         return None
