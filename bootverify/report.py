@@ -8,6 +8,8 @@ load plan (a vendor boot image or dlkm directories) "android", "boot_mode" and "
 (verdict.py), "boot_mode", "notes", "console_log" and per module "runtime": {"outcome", "errno",
 "errno_name", "problems": [{"kind", "symbol", "detail"}], "kmsg", "message", "reason", "origin",
 "seconds"}, "agreement" and "why" (see crosscheck).
+Both add "duplicates": [{"name", "copies": [{"partition", "path", "loads", "why"}]}], the
+modules shipped in more than one partition, each copy in load order.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from bootverify.android import DEVICE_IMAGE_OF
 from bootverify.crosscheck import DISAGREEMENTS, Agreement, ModuleVerdict
+from bootverify.plan.model import Disposition, LoadPlan, ModuleUnit
 from bootverify.runtime.kmsg import Outcome, RuntimeResult
 from bootverify.static.analysis import Prediction, StaticReport
 from bootverify.verdict import Boots, DeviceVerdict
@@ -183,3 +187,41 @@ def junit(verdicts: Sequence[ModuleVerdict], out: TextIO,
     suite.set("skipped", str(skipped))
     ET.indent(suite)
     out.write(ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n")
+
+
+# --- modules shipped twice (LoadPlan.duplicates) ---
+
+
+def _copies(plan: LoadPlan) -> list[tuple[str, ModuleUnit, bool, str]]:
+    """(partition, unit, loads, what happens to it) per copy of each duplicated module."""
+    out = []
+    for copies in plan.duplicates():
+        first = next((u for u in copies if u.disposition is Disposition.LOAD), None)
+        for u in copies:
+            if u is first:
+                what = "this copy is the one loaded"
+            elif u.disposition is Disposition.LOAD and first is not None:
+                what = (f"never runs: the kernel has {u.name} from "
+                        f"{DEVICE_IMAGE_OF[first.origin]} already (EEXIST)")
+            else:
+                what = f"not loaded: {u.disposition}"
+            out.append((DEVICE_IMAGE_OF[u.origin], u, u is first, what))
+    return out
+
+
+def duplicates_json(plan: LoadPlan | None) -> list[dict[str, Any]]:
+    """`"duplicates": [{"name", "copies": [{"partition", "path", "loads", "why"}]}]`."""
+    doc: dict[str, dict[str, Any]] = {}
+    for partition, u, loads, what in _copies(plan) if plan else []:
+        doc.setdefault(u.name, {"name": u.name, "copies": []})["copies"].append(
+            {"partition": partition, "path": u.path, "loads": loads, "why": what})
+    return list(doc.values())
+
+
+def duplicates_text(plan: LoadPlan | None, out: TextIO) -> None:
+    """One row per copy, each naming its own partition and path."""
+    rows = [(u.name, partition, u.path, what)
+            for partition, u, _, what in (_copies(plan) if plan else [])]
+    if rows:
+        out.write("\nModules shipped in more than one partition:\n")
+        out.write(table(rows, ("DUPLICATE", "PARTITION", "PATH", "")))
