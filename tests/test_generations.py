@@ -98,7 +98,9 @@ def test_gki_515_against_another_515_build(tmp_path):
 def test_gki_61_gki_and_vendor_modules_against_system_map(tmp_path):
     files = sorted([*GKI_61.glob("*.ko"), *(GKI_61 / "virtual-device").glob("*.ko")])
     mdir = module_tree(tmp_path, "6.1.0-gki", files)
-    depmod, check = parity(tmp_path, mdir, system_map=GKI_61 / "System.map.ksymtab")
+    # the `__ksymtab_` lines of the GKI kernel's System.map (aosp-gki-6.1-cuttlefish/SOURCE.txt)
+    depmod, check = parity(tmp_path, mdir,
+                           system_map=DATA / "aosp-gki-6.1-cuttlefish" / "System.map.ksymtab")
     users = {Path(p).name for p, _ in depmod.unresolved}
     assert users == {"net_failover.ko", "r8153_ecm.ko"}     # failover.ko, r8152.ko left out
     assert_same("unresolved", depmod.unresolved, check.findings.unresolved)
