@@ -8,6 +8,9 @@ or broken infrastructure (one line on stderr, no traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +18,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from bootverify.android import BootMode
 from bootverify.cache import cache_dir
-from bootverify.errors import InfraError, InputError, writing
+from bootverify.errors import (InfraError, InputError, Terminated, one_line, signals_as_interrupt,
+                               writing)
 from bootverify.readers import bootimg
 from bootverify.readers.symbols import kernel_exports_from_symvers, read_kmi_symbol_lists
 from bootverify.report import static_json, static_text, write_json
@@ -36,6 +40,11 @@ def write_output(dest: str, write: Callable[[TextIO], None]) -> None:
         return
     with writing(dest), open(dest, "w", encoding="utf-8") as out:
         write(out)
+
+
+def warn(message: str) -> None:
+    """A problem that costs only time (an unusable cache): one line, and the run goes on."""
+    print(f"bootverify: warning: {one_line(message)}", file=sys.stderr)
 
 
 # --- check ---
@@ -64,7 +73,7 @@ def check_inputs(args: argparse.Namespace, modules_dirs: list[Path]) -> CheckInp
 
 def cmd_check(args: argparse.Namespace) -> int:
     report = run_check(check_inputs(args, args.modules_dir),
-                       None if args.no_cache else cache_dir() / "check")
+                       None if args.no_cache else cache_dir() / "check", warn)
     if args.json:
         write_output(args.json, lambda out: write_json(static_json(report), out))
     if args.json != "-":
@@ -88,10 +97,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bootverify.runtime.vm import VMConfig
     from bootverify.verdict import device_verdict
     dlkm_dirs = [d for d in (args.system_dlkm, args.vendor_dlkm) if d]
-    report = run_check(check_inputs(args, dlkm_dirs), cache_dir() / "check")
+    report = run_check(check_inputs(args, dlkm_dirs), cache_dir() / "check", warn)
     given = {"boot_timeout": args.boot_timeout, "memory_mb": args.memory}
-    config = VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v})
-    timeout = {"module_timeout": args.module_timeout} if args.module_timeout else {}
+    config = VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v is not None})
+    timeout = {"module_timeout": args.module_timeout} if args.module_timeout is not None else {}
     with writing(args.console_log):
         console = open(args.console_log, "w", encoding="utf-8", errors="replace")
     with console:
@@ -220,6 +229,35 @@ load list, or a disagreement; 2 bad input or infrastructure failure (qemu missin
 """
 
 
+def seconds(text: str) -> float:
+    """A duration option: a finite number of seconds above 0 and at most a day (nan, inf,
+    1e400, 0 and negatives are bad input, not a default)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be above 0 and at most "
+                                         f"{MAX_SECONDS:.0f}")
+    return value
+
+
+def megabytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of MB: {text!r}") from None
+    if not 0 < value <= MAX_MEMORY_MB:
+        raise argparse.ArgumentTypeError(f"{text!r}: MB must be above 0 and at most "
+                                         f"{MAX_MEMORY_MB}")
+    return value
+
+
+# Beyond these an option is a typo, and a timeout past a day overflows what select() takes.
+MAX_SECONDS = 86400.0
+MAX_MEMORY_MB = 1 << 20
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="bootverify",
@@ -262,11 +300,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--busybox", type=Path, metavar="PATH",
                    help="static arm64 busybox for the agent (default: Debian's busybox-static, "
                         "fetched once into the cache)")
-    p.add_argument("--module-timeout", type=float, metavar="S",
+    p.add_argument("--module-timeout", type=seconds, metavar="S",
                    help="a module whose load takes longer is recorded as hung (default 30)")
-    p.add_argument("--boot-timeout", type=float, metavar="S",
+    p.add_argument("--boot-timeout", type=seconds, metavar="S",
                    help="seconds from qemu start to the agent's prompt (default 120)")
-    p.add_argument("--memory", type=int, metavar="MB",
+    p.add_argument("--memory", type=megabytes, metavar="MB",
                    help="guest memory (default: 1024 + 16 x the initrd's size in MB)")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
                    help="KVM (with -cpu host) when the host is aarch64 with a usable /dev/kvm")
@@ -301,15 +339,57 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+class _Stdout:
+    """stdout for the reports. A reader that went away (`bootverify run ... | head -1`) is not
+    bad input: the rest of the text is dropped and the exit status stays the verdict's. Any
+    other write error (stdout on /dev/full) is an error naming stdout."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out: TextIO | None = out
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.out, name)
+
+    def _call(self, what: Callable[[TextIO], object]) -> None:
+        if self.out is None:
+            return
+        try:
+            what(self.out)
+        except OSError as e:
+            # Later writes, and the interpreter's flush at exit, go to /dev/null.
+            with contextlib.suppress(OSError, ValueError):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, self.out.fileno())
+                os.close(null)
+            self.out = None
+            if not isinstance(e, BrokenPipeError):
+                raise InputError("(stdout)", f"cannot write: {e.strerror or e}") from None
+
+    def write(self, text: str) -> int:
+        self._call(lambda out: out.write(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._call(lambda out: out.flush())
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    stdout = sys.stdout
+    sys.stdout = _Stdout(stdout)  # type: ignore[assignment]
     try:
-        return int(args.func(args))
+        with signals_as_interrupt():
+            args = parser().parse_args(argv)
+            status = int(args.func(args))
+            sys.stdout.flush()
+            return status
     except (InputError, InfraError) as e:
         print(f"bootverify: {e}", file=sys.stderr)
         return EXIT_ERROR
+    except Terminated as e:
+        print(f"bootverify: terminated (signal {e.signum})", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("bootverify: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return EXIT_ERROR
+    finally:
+        sys.stdout = stdout

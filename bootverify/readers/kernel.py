@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootverify.errors import InputError, reading
+from bootverify.errors import InputError, reading, regular_file
 from bootverify.readers.ramdisk import Compression, decompress, detect
 
 # Documentation/arm64/booting.rst: the Image header carries "ARM\x64" at offset 56.
@@ -44,6 +44,7 @@ def parse_kernel(data: bytes, path: object) -> KernelImage:
 
 
 def read_kernel(path: Path | str) -> KernelImage:
+    regular_file(path)
     with reading(path):
         data = Path(path).read_bytes()
     return parse_kernel(data, path)

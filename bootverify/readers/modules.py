@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bootverify.errors import InputError, reading
+from bootverify.errors import InputError, reading, regular_file
 
 MODULE_SIGNATURE_MAGIC = b"~Module signature appended~\n"   # include/linux/module_signature.h
 KSYMTAB_PREFIX = "__ksymtab_"
@@ -368,6 +368,7 @@ def parse_module(data: bytes | mmap.mmap, path: str) -> ModuleFacts:
 def read_module(path: str | Path) -> ModuleFacts:
     # mmap, not read(): the tables are a small part of a .ko, and the pages of the rest are never
     # touched (depmod does the same).
+    regular_file(path)
     with reading(path), open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
             raise InputError(path, "not an ELF file (empty): not a kernel module")

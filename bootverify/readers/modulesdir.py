@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootverify import android
-from bootverify.errors import InputError, reading
+from bootverify.errors import InputError, reading, regular_file
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,7 @@ def read_modules_dir(root: Path) -> ModulesDir:
     for name in android.MODULES_FILES:
         path = root / name
         if path.exists():
+            regular_file(path)
             try:
                 with reading(path):
                     texts[name] = path.read_text(encoding="utf-8")

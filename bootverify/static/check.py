@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bootverify.cache import file_fingerprint, memo
-from bootverify.errors import InputError
+from bootverify.errors import InputError, reading, regular_file
 from bootverify.readers.bootimg import read_boot
 from bootverify.readers.kernel import parse_kernel
 from bootverify.readers.modules import find_modules
@@ -75,15 +76,17 @@ def _analyze(inputs: CheckInputs, module_files: list[Path]) -> StaticReport:
     return report
 
 
-def run_check(inputs: CheckInputs, cache_root: Path | None) -> StaticReport:
+def run_check(inputs: CheckInputs, cache_root: Path | None,
+              warn: Callable[[str], None] | None = None) -> StaticReport:
     if not inputs.vendor_boot and not inputs.modules_dirs:
         raise InputError("(command line)", "give a vendor boot image and/or a modules directory")
     for p in inputs.files():
-        if not p.is_file():
-            raise InputError(p, "no such file")
+        regular_file(p)
     module_files = [p for d in inputs.modules_dirs for p in find_modules(d)]
-    key = hashlib.sha256(repr((ANALYSIS_VERSION, inputs,
-                               [file_fingerprint(p) for p in inputs.files() + module_files])
-                              ).encode()).hexdigest()
+    fingerprints = []
+    for p in inputs.files() + module_files:
+        with reading(p):
+            fingerprints.append(file_fingerprint(p))
+    key = hashlib.sha256(repr((ANALYSIS_VERSION, inputs, fingerprints)).encode()).hexdigest()
     return memo(cache_root / "reports" if cache_root else None, key,
-                lambda: _analyze(inputs, module_files))
+                lambda: _analyze(inputs, module_files), StaticReport, warn)
