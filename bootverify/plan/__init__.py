@@ -60,35 +60,39 @@ def _steps(units: Mapping[Key, ModuleUnit], order: Sequence[Key],
     out: list[Step] = []
     seen: set[Key] = set()
     loads = 0
-
-    def visit(k: Key) -> None:
-        nonlocal loads
-        if k in seen:
-            return
-        seen.add(k)                     # before the dependencies: a cycle ends here
+    # Depth first on an explicit stack (a modules.dep chain can be thousands deep): "visit"
+    # a module, or "place" it once its deps and pre-deps are placed.
+    todo: list[tuple[bool, Key]] = [(False, k) for k in reversed([*order, *unlisted])]
+    while todo:
+        place, k = todo.pop()
         u = units[k]
-        for d in u.deps + u.pre:
-            visit(d)
-        if u.disposition is Disposition.LOAD:
-            loads += 1
-            out.append(Step(k, loads))
-        else:
-            out.append(Step(k, None, u.note))
-        for d in u.post:
-            visit(d)
-
-    for k in [*order, *unlisted]:
-        visit(k)
+        if place:
+            if u.disposition is Disposition.LOAD:
+                loads += 1
+                out.append(Step(k, loads))
+            else:
+                out.append(Step(k, None, u.note))
+            continue
+        if k in seen:
+            continue
+        seen.add(k)                     # before the dependencies: a cycle ends here
+        todo += [(False, d) for d in reversed(u.post)]
+        todo.append((True, k))
+        todo += [(False, d) for d in reversed(u.deps + u.pre)]
     return tuple(out)
 
 
-def _notes(sets: Sequence[ModuleSet], boot: BootFacts | None) -> list[str]:
+def _notes(sets: Sequence[ModuleSet], boot: BootFacts | None,
+           cycles: Sequence[tuple[Key, ...]] = ()) -> list[str]:
     notes = []
     if boot is not None:
         notes.append(f"boot mode {boot.mode} ({boot.mode_why})")
         if boot.parallel:
             notes.append("bootconfig asks for parallel loading (androidboot.load_modules_"
                          "parallel): bootverify loaded the modules one at a time")
+    notes += [f"packaging problem: modules.dep cycle {' -> '.join(f'{o}:{n}' for o, n in c)} "
+              f"(libmodprobe's InsmodWithDeps would recurse without end, depmod refuses it; "
+              f"bootverify cut it there)" for c in cycles]
     for s in sets:
         notes += [f"{s.origin}: not evaluated (options from a program's output): {d.line}"
                   for d in s.config.dyn_options]
@@ -109,7 +113,8 @@ def make_plan(sets: Sequence[ModuleSet], cmdline: str = "",
         if u.path and any(c.isspace() for c in u.path):
             raise InputError(u.path, "module path with white space: the guest's plan file "
                                      "cannot hold it")
-    return LoadPlan(dict(m.units), order, tuple(sets), tuple(_notes(sets, boot)),
+    return LoadPlan(dict(m.units), order, tuple(sets),
+                    tuple(_notes(sets, boot, list(m.cycles.values()))),
                     _steps(m.units, order, unlisted), tuple(listed), boot)
 
 

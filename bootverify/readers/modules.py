@@ -159,7 +159,7 @@ def _elf64le_tables(data: bytes, path: object) -> tuple[dict[str, _Section], lis
                        for st_name, info, _, shndx, value, _ in
                        ELF64_SYM.iter_unpack(view[symtab.offset:symtab.offset + symtab.size])
                        if shndx in wanted and st_name for o in (str_off + st_name,)]
-    except (struct.error, IndexError):
+    except (struct.error, IndexError, OverflowError):
         raise InputError(path, "truncated or corrupt ELF file") from None
     return sections, symbols
 
@@ -193,6 +193,11 @@ def _pyelftools_tables(data: bytes, path: object) -> tuple[dict[str, _Section], 
                    for s in symtab.iter_symbols()]
     except ELFError as e:
         raise InputError(path, f"corrupt ELF file: {e}") from None
+    # pyelftools trusts the file's numbers: out-of-range ones surface as whatever the code
+    # they reach raises (seen: AttributeError, struct.error, ValueError, OverflowError).
+    except (AttributeError, struct.error, ValueError, OverflowError, IndexError, KeyError,
+            TypeError, UnicodeDecodeError, AssertionError):
+        raise InputError(path, "corrupt ELF file (values out of range)") from None
     return sections, symbols
 
 
@@ -226,11 +231,18 @@ class _Elf:
 
     def labels(self, prefix: str) -> list[tuple[str, int]]:
         """(name without prefix, file offset) of each symbol named prefix+NAME that labels data
-        in one of the fact sections."""
+        in one of the fact sections; a label outside its section is a corrupt module."""
         by_index = self._by_index
-        return [(name[len(prefix):], by_index[shndx].offset + value)
-                for name, shndx, _, value in self.defined
-                if name.startswith(prefix) and shndx in by_index]
+        out = []
+        for name, shndx, _, value in self.defined:
+            if name.startswith(prefix) and shndx in by_index:
+                section = by_index[shndx]
+                if not 0 <= value < section.size:
+                    raise InputError(self.path, f"symbol {name[:80]!r} lies outside its section "
+                                                f"(value {value:#x}, section size "
+                                                f"{section.size:#x})")
+                out.append((name[len(prefix):], section.offset + value))
+        return out
 
 
 class ElfReader(enum.Enum):

@@ -272,7 +272,7 @@ def _archives(data: bytes, path: object, compressed: bool,
         how = INITRD_READABLE.get(name or "")
         if how is None or detect(data[pos:pos + 4]) is not how:
             raise InputError(path, f"initrd: {name or 'invalid magic'} at offset {pos}: "
-                             + (f"bootverify reads gzip and lz4 (legacy) initrds only"
+                             + ("bootverify reads gzip and lz4 (legacy) initrds only"
                                 if name else "neither cpio nor a compression the kernel knows "
                                              "(invalid magic at start of compressed archive)"))
         raw, pos = _inflate_stream(data, path, pos)
