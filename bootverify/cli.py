@@ -287,8 +287,9 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=RUN_DESCRIPTION)
     p.add_argument("--boot", type=Path, required=True, metavar="IMG", help="boot.img (v0-v4)")
-    p.add_argument("--vendor-kernel-boot", "--vendor-boot", type=Path, required=True,
-                   metavar="IMG", help="vendor_kernel_boot.img or vendor_boot.img (v3/v4)")
+    p.add_argument("--vendor-kernel-boot", "--vendor-boot", type=Path, metavar="IMG",
+                   help="vendor_kernel_boot.img or vendor_boot.img (v3/v4); a boot.img v0-v2 "
+                        "carries its own ramdisk and takes none")
     p.add_argument("--system-dlkm", type=Path, metavar="DIR",
                    help="further modules with their own modules.load, loaded after the ramdisk's")
     p.add_argument("--vendor-dlkm", type=Path, metavar="DIR",

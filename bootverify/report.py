@@ -12,6 +12,7 @@ JSON contract (`bootverify check`): {"kernel_release", "kmi_trimmed", "modules":
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
@@ -135,6 +136,16 @@ def run_json(report: StaticReport, verdicts: Sequence[ModuleVerdict],
     }
 
 
+# Characters XML 1.0 cannot hold even escaped (§2.2 Char): what a guest prints can have them (an
+# oops amid console noise), and one of them makes the whole JUnit file unreadable.
+NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_chars(text: str) -> str:
+    """text with each character XML cannot hold shown escaped, as repr shows it."""
+    return NOT_XML_CHAR.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def junit(verdicts: Sequence[ModuleVerdict], out: TextIO,
           device: DeviceVerdict | None = None) -> None:
     """Testcase `android-boot` (a failure when the device would not boot), then one testcase per
@@ -164,5 +175,8 @@ def junit(verdicts: Sequence[ModuleVerdict], out: TextIO,
             failures += 1
     suite.set("failures", str(failures))
     suite.set("skipped", str(skipped))
+    for element in suite.iter():
+        element.text = element.text and xml_chars(element.text)
+        element.attrib = {k: xml_chars(v) for k, v in element.attrib.items()}
     ET.indent(suite)
     out.write(ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n")

@@ -45,6 +45,7 @@ class BootImages:
     boot: BootImage
     vendor: VendorBootImage | None
     boot_path: str
+    vendor_path: str = ""
 
 
 def read_images(boot: Path | str, vendor_boot: Path | str | None) -> BootImages:
@@ -61,7 +62,7 @@ def read_images(boot: Path | str, vendor_boot: Path | str | None) -> BootImages:
     elif b.header_version >= 3:
         raise InputError(boot, f"boot image header v{b.header_version} needs a vendor boot image "
                                f"(its ramdisk and command line are there)")
-    return BootImages(b, v, str(boot))
+    return BootImages(b, v, str(boot), str(vendor_boot or ""))
 
 
 def bootconfig_with_trailer(bootconfig: bytes) -> bytes:
@@ -81,20 +82,23 @@ class Handoff:
                             # order, then the generic ramdisk (joined once: it can be 100 MB)
     bootconfig: bytes       # with its trailer; b"" when there is none
     cmdline: str            # boot + " " + vendor
+    source: str = "initrd"  # the image(s) the ramdisks come from, for error messages
 
     def ramdisk_tree(self) -> dict[str, CpioEntry]:
         """The file tree the device's ramdisks unpack to (later archives win)."""
-        return unpack_initrd(self.ramdisk, "initrd")
+        return unpack_initrd(self.ramdisk, self.source)
 
 
 def handoff(images: BootImages) -> Handoff:
     kernel = parse_kernel(images.boot.kernel, f"{images.boot_path} (kernel)")
     v = images.vendor
     if v is None:
-        return Handoff(kernel, images.boot.ramdisk, b"", images.boot.cmdline.strip())
+        return Handoff(kernel, images.boot.ramdisk, b"", images.boot.cmdline.strip(),
+                       f"{images.boot_path} (ramdisk)")
     cmdline = " ".join(c for c in (images.boot.cmdline.strip(), v.cmdline.strip()) if c)
     bootconfig = bootconfig_with_trailer(v.bootconfig) if v.header_version >= 4 else b""
-    return Handoff(kernel, v.ramdisk + images.boot.ramdisk, bootconfig, cmdline)
+    return Handoff(kernel, v.ramdisk + images.boot.ramdisk, bootconfig, cmdline,
+                   f"{images.vendor_path} + {images.boot_path} (initrd)")
 
 
 def new_nonce() -> str:

@@ -133,9 +133,11 @@ class Console:
         return time.monotonic() - start
 
     def _failure(self, what: str) -> str:
-        lines = self.last_lines(20)
-        shown = "\n".join(f"  | {line}" for line in lines) if lines else "  | (no output)"
-        return f"{what}; last console lines:\n{shown}"
+        """One line: the console's last line says where it stopped; the rest of the console
+        is in the console log."""
+        lines = [line.strip() for line in self.last_lines(20) if line.strip()]
+        last = lines[-1][:200] if lines else "(no output)"
+        return f"{what}; last console lines: {last!r} (the console log has them all)"
 
     def start(self, command: str | Callable[[int], str]) -> int:
         """Send one command line, wrapped in markers, without waiting; its sequence number.

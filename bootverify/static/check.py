@@ -61,11 +61,18 @@ def kernel_interface(inputs: CheckInputs) -> KernelInterface:
         vermagic=vermagic, release=release)
 
 
+def _own_ramdisk(boot: Path | None) -> Path | None:
+    """A boot.img v0-v2 carries the device's ramdisk: its modules are the set."""
+    return boot if boot is not None and read_boot(boot).header_version < 3 else None
+
+
 def _analyze(inputs: CheckInputs, module_files: list[Path]) -> StaticReport:
     kernel = kernel_interface(inputs)
-    modules = load_module_set(inputs.vendor_boot, module_files)
+    modules = load_module_set(inputs.vendor_boot, module_files,
+                              None if inputs.vendor_boot else _own_ramdisk(inputs.boot))
     if not modules:
-        where = inputs.vendor_boot or (inputs.modules_dirs[0] if inputs.modules_dirs else "")
+        where = inputs.vendor_boot or (inputs.modules_dirs[0] if inputs.modules_dirs
+                                       else inputs.boot or "")
         raise InputError(where, "no kernel modules (.ko) found")
     report = analyze(kernel, modules)
     if report.kernel_release is None:
@@ -78,7 +85,7 @@ def _analyze(inputs: CheckInputs, module_files: list[Path]) -> StaticReport:
 
 def run_check(inputs: CheckInputs, cache_root: Path | None,
               warn: Callable[[str], None] | None = None) -> StaticReport:
-    if not inputs.vendor_boot and not inputs.modules_dirs:
+    if not inputs.vendor_boot and not inputs.modules_dirs and not inputs.boot:
         raise InputError("(command line)", "give a vendor boot image and/or a modules directory")
     for p in inputs.files():
         regular_file(p)
