@@ -46,8 +46,8 @@ from bootverify.plan.firststage import (
 )
 from bootverify.plan.libmodprobe import Modprobe, ParseKernelCmdlineOptions
 from bootverify.plan.model import Disposition, Key, Listed, LoadPlan, ModuleSet, ModuleUnit, Step
-from bootverify.readers.modules import find_modules
-from bootverify.readers.modulesdir import parse_modules_dir, read_modules_dir
+from bootverify.readers.modules import find_modules, parse_module, read_module
+from bootverify.readers.modulesdir import MakeCanonical, parse_modules_dir, read_modules_dir
 from bootverify.readers.ramdisk import CpioEntry
 
 __all__ = ["Disposition", "Key", "Listed", "LoadPlan", "ModuleSet", "ModuleUnit", "Step",
@@ -132,7 +132,23 @@ def _tree_set(tree: Mapping[str, CpioEntry], rel: str, mode: BootMode) -> Module
                 raise InputError(f"initrd:/{rel}/{name}", f"not text: {err}") from None
     return ModuleSet("vendor_ramdisk", "/" + rel, files,
                      parse_modules_dir(Path(f"initrd:/{rel}"), texts),
-                     GetModuleLoadList(mode, texts))
+                     GetModuleLoadList(mode, texts),
+                     _own_names({f: tree[f"{rel}/{f}"].data for f in files}, f"initrd:/{rel}"))
+
+
+def _own_names(modules: Mapping[str, bytes | Path], where: str) -> dict[str, str]:
+    """The modules whose own name (modinfo name=, the kernel's) is not their file's; a module
+    that cannot be read keeps its file's name (the kernel's verdict on it comes at load)."""
+    out = {}
+    for rel, source in modules.items():
+        try:
+            facts = read_module(source) if isinstance(source, Path) else \
+                parse_module(source, f"{where}/{rel}")
+        except InputError:
+            continue
+        if facts.name != MakeCanonical(rel):
+            out[rel] = facts.name
+    return out
 
 
 def ramdisk_module_set(tree: Mapping[str, CpioEntry], release: str, mode: BootMode,
@@ -157,10 +173,11 @@ def dir_module_set(origin: str, directory: Path, mode: BootMode = BootMode.NORMA
     """A dlkm partition's module directory (--system-dlkm / --vendor-dlkm) as packed into the
     overlay. Its load list is the mode's, as for the first stage."""
     directory = Path(directory)
-    files = frozenset(str(p.relative_to(directory)) for p in find_modules(directory))
+    found = {str(p.relative_to(directory)): p for p in find_modules(directory)}
     present = [f for f in android.LOAD_LISTS.values() if (directory / f).is_file()]
-    return ModuleSet(origin, android.DLKM_GUEST_DIRS[origin], files, read_modules_dir(directory),
-                     GetModuleLoadList(mode, present))
+    return ModuleSet(origin, android.DLKM_GUEST_DIRS[origin], frozenset(found),
+                     read_modules_dir(directory), GetModuleLoadList(mode, present),
+                     _own_names(found, str(directory)))
 
 
 def plan_for(tree: Mapping[str, CpioEntry], release: str, kernel_image: bytes,

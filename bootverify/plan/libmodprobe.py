@@ -115,6 +115,9 @@ class Modprobe:
                     return (o, tail)
         return None
 
+    def _own_name(self, where: tuple[str, str] | None) -> str:
+        return self.sets[where[0]].own_names.get(where[1], "") if where else ""
+
     def _guest_path(self, where: tuple[str, str] | None) -> str:
         return f"{self.sets[where[0]].guest_dir}/{where[1]}" if where else ""
 
@@ -189,9 +192,10 @@ class Modprobe:
         self._active_set.discard(key)
         params = " ".join(p for p in (s.config.options.get(name, ""),
                                       self.kernel_options.get(name, "")) if p)
-        path = self._guest_path(self.locate(origin, target))
-        self.units[key] = ModuleUnit(origin, name, path, params, tuple(deps), Disposition.LOAD,
-                                     pre=tuple(soft["pre"]), post=tuple(soft["post"]))
+        where = self.locate(origin, target)
+        self.units[key] = ModuleUnit(origin, name, self._guest_path(where), params, tuple(deps),
+                                     Disposition.LOAD, pre=tuple(soft["pre"]),
+                                     post=tuple(soft["post"]), own_name=self._own_name(where))
         return key
 
     def LoadListedModules(self, s: ModuleSet) -> list[Listed]:

@@ -98,7 +98,8 @@ Progress = Callable[[RuntimeResult, int, int], None]    # (result, done, total)
 def classify_output(u: ModuleUnit, out: LoadOutput, host_seconds: float) -> RuntimeResult:
     """One module's verdict from what the agent printed for it."""
     seconds = out.seconds if out.seconds is not None else host_seconds
-    common = dict(name=u.name, path=u.path, seconds=seconds, params=u.params, origin=u.origin)
+    common = dict(name=u.name, path=u.path, seconds=seconds, params=u.params, origin=u.origin,
+                  own_name=u.own_name)
     if out.label is Label.OPEN:
         assert out.value is not None
         return kmsg.skipped(name=u.name, path=u.path, origin=u.origin,
@@ -122,7 +123,7 @@ def host_verdict(u: ModuleUnit, lines: Sequence[str], seconds: float, *,
     qemu exited (a panic); whatever the console showed for the module is the evidence."""
     out = protocol.parse_load_output(lines)
     return kmsg.classify(name=u.name, path=u.path, errno=None, kmsg=out.kmsg + out.console,
-                         seconds=seconds, params=u.params, origin=u.origin,
+                         seconds=seconds, params=u.params, origin=u.origin, own_name=u.own_name,
                          timed_out=timed_out, vm_died=vm_died)
 
 
