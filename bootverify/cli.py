@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from bootverify.android import BootMode
 from bootverify.cache import cache_dir
@@ -258,8 +258,15 @@ MAX_SECONDS = 86400.0
 MAX_MEMORY_MB = 1 << 20
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are bad input too: one line, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"bootverify: {self.prog}: {one_line(message)} (see --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="bootverify",
         description="Do a device's kernel modules load on this kernel? Static KMI analysis of "
                     "the .ko files, and a real boot in qemu.",

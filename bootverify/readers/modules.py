@@ -19,6 +19,7 @@ import functools
 import io
 import mmap
 import os
+import stat
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -391,8 +392,9 @@ def read_module(path: str | Path) -> ModuleFacts:
 def find_modules(root: Path) -> list[Path]:
     """Every .ko below root, sorted, symlinks followed as depmod follows them; a file or
     directory reached twice counts once."""
-    if not root.is_dir():
-        raise InputError(root, "not a directory")
+    with reading(root):
+        if not stat.S_ISDIR(os.stat(root).st_mode):
+            raise InputError(root, "not a directory")
     found: dict[str, str] = {}
     seen_dirs: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):

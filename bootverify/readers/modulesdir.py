@@ -8,6 +8,7 @@ drops the line; a verifier says so and stops).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,7 +161,9 @@ def read_modules_dir(root: Path) -> ModulesDir:
     texts = {}
     for name in android.MODULES_FILES:
         path = root / name
-        if path.exists():
+        with reading(path):
+            present = os.path.lexists(path)
+        if present:
             regular_file(path)
             try:
                 with reading(path):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootverify.android import BOOTCONFIG_MAGIC, DLKM_GUEST_DIRS
-from bootverify.errors import InputError
+from bootverify.errors import InputError, reading
 from bootverify.readers.bootimg import BootImage, VendorBootImage, read_boot, read_vendor_boot
 from bootverify.readers.kernel import KernelImage, parse_kernel
 from bootverify.readers.ramdisk import CpioEntry, entries_from_tree, unpack_initrd
@@ -146,8 +146,9 @@ def dlkm_entries(dirs: Mapping[str, Path]) -> list[CpioEntry]:
     for origin, directory in dirs.items():
         if origin not in DLKM_GUEST_DIRS:
             raise ValueError(f"unknown module directory kind {origin!r}")
-        if not Path(directory).is_dir():
-            raise InputError(directory, "not a directory")
+        with reading(directory):
+            if not Path(directory).is_dir():
+                raise InputError(directory, "not a directory")
         guest = DLKM_GUEST_DIRS[origin].lstrip("/")
         parts = guest.split("/")
         out += [agent.dir_entry("/".join(parts[:i])) for i in range(1, len(parts) + 1)]
