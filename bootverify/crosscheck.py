@@ -41,7 +41,6 @@ DISAGREEMENTS = frozenset({Agreement.MISSED, Agreement.UNCONFIRMED})
 ISSUES_FALLBACK = "https://github.com/bootverify/bootverify/issues"
 
 
-@functools.cache
 @functools.cache          # once a process: every `missed` module names it
 def issues_url() -> str:
     """The project's issue tracker, from the installed metadata's Project-URL "Issues, URL"."""

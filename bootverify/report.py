@@ -1,12 +1,15 @@
 """Reports: a text table for people, JSON for CI (a contract), JUnit for test dashboards.
 
 JSON contract (`bootverify check`): {"kernel_release", "kmi_trimmed", "modules": [{"name",
-"path", "static": {"verdict", "problems": [{"kind", "symbol", "detail", "fatal"}]}}]}.
-`bootverify run` adds "android": {"verdict": "boots"|"stops", "stage": "first-stage"|
-"second-stage"|null, "stops_at": MODULE|null, "reason", "failures": [TEXT]} (verdict.py),
-"boot_mode", "notes", "console_log" and per module "runtime": {"outcome", "errno", "errno_name",
-"problems": [{"kind", "symbol", "detail"}], "kmsg", "message", "reason", "origin", "seconds"},
-"agreement" and "why" (see crosscheck).
+"path", "static": {"verdict", "problems": [{"kind", "symbol", "detail", "fatal"}]}}]}, with a
+load plan (a vendor boot image or dlkm directories) "android", "boot_mode" and "notes" first, as
+`run` has them. `bootverify run` adds "android": {"verdict": "boots"|"stops", "stage":
+"first-stage"|"second-stage"|null, "stops_at": MODULE|null, "reason", "failures": [TEXT]}
+(verdict.py), "boot_mode", "notes", "console_log" and per module "runtime": {"outcome", "errno",
+"errno_name", "problems": [{"kind", "symbol", "detail"}], "kmsg", "message", "reason", "origin",
+"seconds"}, "agreement" and "why" (see crosscheck).
+Both add "duplicates": [{"name", "copies": [{"partition", "path", "loads", "why"}]}], the
+modules shipped in more than one partition, each copy in load order.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from bootverify.android import DEVICE_IMAGE_OF
 from bootverify.crosscheck import DISAGREEMENTS, Agreement, ModuleVerdict
+from bootverify.plan.model import Disposition, LoadPlan, ModuleUnit
 from bootverify.runtime.kmsg import Outcome, RuntimeResult
 from bootverify.static.analysis import Prediction, StaticReport
 from bootverify.verdict import Boots, DeviceVerdict
@@ -44,7 +49,19 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-def static_text(report: StaticReport, out: TextIO) -> None:
+def device_head(device: DeviceVerdict | None, notes: Sequence[str], out: TextIO) -> None:
+    """The device verdict and the plan's notes: what a report says first."""
+    if device is None:
+        return
+    out.write(device_line(device) + "\n")
+    out.writelines(f"  note: {n}\n" for n in notes)
+    out.write("\n")
+
+
+def static_text(report: StaticReport, out: TextIO, device: DeviceVerdict | None = None) -> None:
+    """The predicted device verdict first (when the modules have a load plan), then one row a
+    module."""
+    device_head(device, report.plan.notes if report.plan else (), out)
     rows = [(p.name, p.verdict.value, problem_summary(p)) for p in report.modules]
     out.write(table(rows, ("MODULE", "STATIC", "PROBLEMS")))
     counts = Counter(p.verdict.value for p in report.modules)
@@ -60,8 +77,14 @@ def prediction_json(p: Prediction) -> dict[str, Any]:
                           "fatal": x.fatal} for x in p.problems]}
 
 
-def static_json(report: StaticReport) -> dict[str, Any]:
+def static_json(report: StaticReport, device: DeviceVerdict | None = None) -> dict[str, Any]:
+    plan = report.plan
+    head = {} if device is None or plan is None else {
+        "android": device_json(device),
+        "boot_mode": plan.boot.mode.value if plan.boot else None,
+        "notes": list(plan.notes)}
     return {
+        **head,
         "kernel_release": report.kernel_release,
         "kmi_trimmed": report.kmi_trimmed,
         "modules": [{"name": p.name, "path": p.path, "static": prediction_json(p)}
@@ -85,9 +108,7 @@ def device_line(device: DeviceVerdict) -> str:
 def run_text(verdicts: Sequence[ModuleVerdict], out: TextIO, device: DeviceVerdict,
              notes: Sequence[str] = ()) -> None:
     """The device verdict first, then the notes, then one row a module."""
-    out.write(device_line(device) + "\n")
-    out.writelines(f"  note: {n}\n" for n in notes)
-    out.write("\n")
+    device_head(device, notes, out)
     rows = [(v.name, v.prediction.verdict.value if v.prediction else "-",
              v.runtime.outcome.value + (f" ({v.runtime.errno_name})" if v.runtime.errno else ""),
              f"{v.runtime.seconds:.2f}", v.agreement.value, v.why or "-") for v in verdicts]
@@ -180,3 +201,41 @@ def junit(verdicts: Sequence[ModuleVerdict], out: TextIO,
         element.attrib = {k: xml_chars(v) for k, v in element.attrib.items()}
     ET.indent(suite)
     out.write(ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n")
+
+
+# --- modules shipped twice (LoadPlan.duplicates) ---
+
+
+def _copies(plan: LoadPlan) -> list[tuple[str, ModuleUnit, bool, str]]:
+    """(partition, unit, loads, what happens to it) per copy of each duplicated module."""
+    out = []
+    for copies in plan.duplicates():
+        first = next((u for u in copies if u.disposition is Disposition.LOAD), None)
+        for u in copies:
+            if u is first:
+                what = "this copy is the one loaded"
+            elif u.disposition is Disposition.LOAD and first is not None:
+                what = (f"never runs: the kernel has {u.name} from "
+                        f"{DEVICE_IMAGE_OF[first.origin]} already (EEXIST)")
+            else:
+                what = f"not loaded: {u.disposition}"
+            out.append((DEVICE_IMAGE_OF[u.origin], u, u is first, what))
+    return out
+
+
+def duplicates_json(plan: LoadPlan | None) -> list[dict[str, Any]]:
+    """`"duplicates": [{"name", "copies": [{"partition", "path", "loads", "why"}]}]`."""
+    doc: dict[str, dict[str, Any]] = {}
+    for partition, u, loads, what in _copies(plan) if plan else []:
+        doc.setdefault(u.name, {"name": u.name, "copies": []})["copies"].append(
+            {"partition": partition, "path": u.path, "loads": loads, "why": what})
+    return list(doc.values())
+
+
+def duplicates_text(plan: LoadPlan | None, out: TextIO) -> None:
+    """One row per copy, each naming its own partition and path."""
+    rows = [(u.name, partition, u.path, what)
+            for partition, u, _, what in (_copies(plan) if plan else [])]
+    if rows:
+        out.write("\nModules shipped in more than one partition:\n")
+        out.write(table(rows, ("DUPLICATE", "PARTITION", "PATH", "")))

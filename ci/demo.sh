@@ -11,10 +11,8 @@ build=$(.venv/bin/bootverify images build)
 out=$(printf '%s\n' "$build" | tail -n 1)
 mkdir -p bootverify-demo
 set +e
-.venv/bin/bootverify run \
-    --boot "$out/boot.img" --vendor-kernel-boot "$out/vendor_kernel_boot.img" \
-    --system-dlkm "$out/system_dlkm" \
-    --symvers "$out/vmlinux.symvers" --kmi-symbol-list "$out/kmi_symbol_list" \
+# The output directory is a dist directory, as a Kleaf build leaves one: --dist takes it as is.
+.venv/bin/bootverify run --dist "$out" \
     --json bootverify-demo/report.json --junit bootverify-demo/junit.xml \
     --console-log bootverify-demo/console.log
 rc=$?

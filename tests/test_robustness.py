@@ -388,7 +388,7 @@ def test_17_a_v2_boot_img_runs_without_a_vendor_image(tmp_path, built):  # noqa:
         "0x00000001\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n")
     rc, out, err = run("check", "--boot", tmp_path / "boot.img", "--symvers",
                        tmp_path / "vmlinux.symvers", "--no-cache")
-    assert rc == 0 and out.startswith("MODULE") and "good" in out, err
+    assert rc == 0 and out.startswith("ANDROID: BOOTS") and "\ngood " in out, err
 
 
 # --- 18, 20: signals ---

@@ -29,9 +29,16 @@ from pathlib import Path
 
 from bootverify.android import BOOTCONFIG_MAGIC, DLKM_GUEST_DIRS
 from bootverify.errors import InputError, reading
-from bootverify.readers.bootimg import BootImage, VendorBootImage, read_boot, read_vendor_boot
+from bootverify.readers.bootimg import (
+    BootImage,
+    VendorBootImage,
+    bootloader_cmdline,
+    bootloader_ramdisk,
+    read_boot,
+    read_vendor_boot,
+)
 from bootverify.readers.kernel import KernelImage, parse_kernel
-from bootverify.readers.ramdisk import CpioEntry, entries_from_tree, unpack_initrd
+from bootverify.readers.ramdisk import CpioEntry, unpack_initrd
 from bootverify.runtime import agent
 
 # bootverify's own parameters, after the images' command lines:
@@ -92,13 +99,11 @@ class Handoff:
 def handoff(images: BootImages) -> Handoff:
     kernel = parse_kernel(images.boot.kernel, f"{images.boot_path} (kernel)")
     v = images.vendor
-    if v is None:
-        return Handoff(kernel, images.boot.ramdisk, b"", images.boot.cmdline.strip(),
-                       f"{images.boot_path} (ramdisk)")
-    cmdline = " ".join(c for c in (images.boot.cmdline.strip(), v.cmdline.strip()) if c)
-    bootconfig = bootconfig_with_trailer(v.bootconfig) if v.header_version >= 4 else b""
-    return Handoff(kernel, v.ramdisk + images.boot.ramdisk, bootconfig, cmdline,
-                   f"{images.vendor_path} + {images.boot_path} (initrd)")
+    bootconfig = bootconfig_with_trailer(v.bootconfig) if v and v.header_version >= 4 else b""
+    source = f"{images.vendor_path} + {images.boot_path} (initrd)" if v else \
+        f"{images.boot_path} (ramdisk)"
+    return Handoff(kernel, bootloader_ramdisk(images.boot, v), bootconfig,
+                   bootloader_cmdline(images.boot, v), source)
 
 
 def new_nonce() -> str:
@@ -149,10 +154,7 @@ def dlkm_entries(dirs: Mapping[str, Path]) -> list[CpioEntry]:
         with reading(directory):
             if not Path(directory).is_dir():
                 raise InputError(directory, "not a directory")
-        guest = DLKM_GUEST_DIRS[origin].lstrip("/")
-        parts = guest.split("/")
-        out += [agent.dir_entry("/".join(parts[:i])) for i in range(1, len(parts) + 1)]
-        out += entries_from_tree(Path(directory), guest, follow_symlinks=True)
+        out += agent.tree_entries(Path(directory), DLKM_GUEST_DIRS[origin].lstrip("/"))
     return out
 
 
