@@ -177,6 +177,17 @@ def test_4_a_closed_pipe_keeps_the_verdict(env):  # noqa: F811
     assert r.returncode == 0 and r.stderr == ""
 
 
+def test_4_every_way_of_writing_survives_a_closed_pipe():
+    """Found by benchmarks/fuzz.py: the device verdict's notes go out by writelines()."""
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, "w") as pipe:
+        out = cli._Stdout(pipe)  # type: ignore[arg-type]
+        out.write("x" * 100000)
+        out.writelines(["a\n", "b\n"])
+        out.flush()
+
+
 # --- 5, 6: paths and numbers on the command line ---
 
 @pytest.mark.parametrize("option", ["--symvers", "--kmi-symbol-list", "--boot", "--modules-dir"])
@@ -296,6 +307,13 @@ def test_9_a_banner_repeated_without_newline_is_read_in_linear_time():
     image = fake_image()[:56 + 4] + b"Linux version 6.1 (" * 30000
     with pytest.raises(InputError, match="no 'Linux version' banner"):
         parse_kernel(image, "Image")
+
+
+def test_9_a_release_that_is_not_utf8_is_read():
+    """Found by benchmarks/fuzz.py: a banner byte flipped to 0xfe."""
+    image = fake_image().replace(f"Linux version {RELEASE} ".encode(),
+                                 f"Linux version \xfe{RELEASE[1:]} ".encode("latin-1"))
+    assert parse_kernel(image, "Image").release.startswith("\ufffd")
 
 
 # --- 10: qemu exits before the agent is ready ---

@@ -43,8 +43,9 @@ def parse_kernel(data: bytes, path: object) -> KernelImage:
     release = m.group(1)
     vm = re.search(rb"\0(" + re.escape(release) + rb" " + VERMAGIC_FLAGS + rb"[^\0]{0,256})\0",
                    image)
-    return KernelImage(image, how, release.decode(), m.group(0).decode("utf-8", "replace"),
-                       vm.group(1).decode() if vm else None)
+    return KernelImage(image, how, release.decode("utf-8", "replace"),
+                       m.group(0).decode("utf-8", "replace"),
+                       vm.group(1).decode("utf-8", "replace") if vm else None)
 
 
 def read_kernel(path: Path | str) -> KernelImage:

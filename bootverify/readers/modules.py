@@ -19,7 +19,6 @@ import functools
 import io
 import mmap
 import os
-import stat
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -392,9 +391,8 @@ def read_module(path: str | Path) -> ModuleFacts:
 def find_modules(root: Path) -> list[Path]:
     """Every .ko below root, sorted, symlinks followed as depmod follows them; a file or
     directory reached twice counts once."""
-    with reading(root):
-        if not stat.S_ISDIR(os.stat(root).st_mode):
-            raise InputError(root, "not a directory")
+    if not os.path.isdir(root):     # not Path.is_dir(): that raises ENAMETOOLONG
+        raise InputError(root, "not a directory")
     found: dict[str, str] = {}
     seen_dirs: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
