@@ -450,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, InfraError) as e:
         print(f"bootverify: {e}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as e:
+        # A file access outside errors.reading() (ENAMETOOLONG from a stat): still bad input.
+        where = e.filename if e.filename is not None else "(unknown file)"
+        print(f"bootverify: {InputError(where, e.strerror or str(e))}", file=sys.stderr)
+        return EXIT_ERROR
     except Terminated as e:
         print(f"bootverify: terminated (signal {e.signum})", file=sys.stderr)
         return 128 + e.signum

@@ -190,7 +190,8 @@ def test_4_every_way_of_writing_survives_a_closed_pipe():
 
 # --- 5, 6: paths and numbers on the command line ---
 
-@pytest.mark.parametrize("option", ["--symvers", "--kmi-symbol-list", "--boot", "--modules-dir"])
+@pytest.mark.parametrize("option", ["--symvers", "--kmi-symbol-list", "--boot", "--modules-dir",
+                                    "--system-dlkm", "--dist"])
 def test_5_an_over_long_path_component_is_one_line(env, option):  # noqa: F811
     long = env / ("x" * 300)
     args = {"--symvers": ["--modules-dir", env / "modules", "--symvers", long],
@@ -198,7 +199,9 @@ def test_5_an_over_long_path_component_is_one_line(env, option):  # noqa: F811
                                   env / "vmlinux.symvers", "--kmi-symbol-list", long],
             "--boot": ["--modules-dir", env / "modules", "--symvers", env / "vmlinux.symvers",
                        "--boot", long],
-            "--modules-dir": ["--modules-dir", long, "--symvers", env / "vmlinux.symvers"]}
+            "--modules-dir": ["--modules-dir", long, "--symvers", env / "vmlinux.symvers"],
+            "--system-dlkm": ["--system-dlkm", long, "--symvers", env / "vmlinux.symvers"],
+            "--dist": ["--dist", long, "--symvers", env / "vmlinux.symvers"]}
     rc, out, err = run("check", *args[option])
     assert rc == 2
     one_line_error(err, long)
