@@ -11,6 +11,9 @@ Agreement per module:
 - skipped       not handed to the kernel (blocklisted, not-found, unlisted): nothing observed;
                 the static verdict stands alone;
 - ok            predicted to load, and loaded.
+
+Findings (kmsg.Finding: a WARN, a sanitizer report, a failed probe, ...) are not linking and do
+not change the agreement; the classes in `fail_on` fail the run all the same.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ import importlib.metadata
 from dataclasses import dataclass
 
 from bootverify.readers.modules import module_name
-from bootverify.runtime.kmsg import Outcome, RuntimeResult
+from bootverify.runtime.kmsg import (
+    DEFAULT_FAIL_ON,
+    Finding,
+    FindingClass,
+    Outcome,
+    RuntimeResult,
+)
 from bootverify.static.analysis import Prediction, Verdict
 
 
@@ -144,8 +153,14 @@ def crosscheck(predictions: tuple[Prediction, ...],
     return verdicts
 
 
-def failed(verdicts: list[ModuleVerdict]) -> bool:
+def failing_findings(v: ModuleVerdict,
+                     fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON) -> tuple[Finding, ...]:
+    return tuple(f for f in v.runtime.findings if f.kind in fail_on)
+
+
+def failed(verdicts: list[ModuleVerdict],
+           fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON) -> bool:
     """Exit 1 (with the device verdict's failures): a module did not load (blocklisted and
-    unlisted ones aside) or the halves disagree."""
-    return any(v.agreement in DISAGREEMENTS or
-               v.runtime.outcome not in NOT_FAILED_OUTCOMES for v in verdicts)
+    unlisted ones aside), the halves disagree, or its load showed a finding of `fail_on`."""
+    return any(v.agreement in DISAGREEMENTS or v.runtime.outcome not in NOT_FAILED_OUTCOMES
+               or failing_findings(v, fail_on) for v in verdicts)
