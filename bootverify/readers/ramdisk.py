@@ -242,6 +242,15 @@ INITRD_FORMATS: dict[bytes, str] = {
 INITRD_READABLE = {"gzip": Compression.GZIP, "lz4": Compression.LZ4_LEGACY}
 
 
+NOT_PADDING = re.compile(rb"[^\0]")
+
+
+def _past_padding(data: bytes, pos: int) -> int:
+    """The offset of the first byte from pos on that is not zero padding (or the end)."""
+    m = NOT_PADDING.search(data, pos)
+    return m.start() if m else len(data)
+
+
 def _archives(data: bytes, path: object, compressed: bool,
               tree: dict[str, CpioEntry]) -> None:
     """init/initramfs.c unpack_to_rootfs(): cpio archives and zero padding; at the top level
@@ -253,14 +262,13 @@ def _archives(data: bytes, path: object, compressed: bool,
     where = "compressed archive" if compressed else "initrd"
     while pos < len(data):
         if data[pos] == 0:                  # padding (the kernel skips it a byte at a time)
-            pos += 1
+            pos = _past_padding(data, pos)
             continue
         if data[pos:pos + 1] == b"0" and not pos & 3:
             entries, pos = read_cpio(data, path, pos)
             for e in entries:
                 tree[_normalise(e.name)] = e
-            while pos < len(data) and data[pos] == 0:
-                pos += 1
+            pos = _past_padding(data, pos)
             if pos < len(data) and pos & 3:
                 raise InputError(path, f"{where}: broken padding at offset {pos} (the next "
                                        f"archive is not 4-aligned; the kernel stops there)")
