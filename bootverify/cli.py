@@ -8,14 +8,18 @@ or broken infrastructure (one line on stderr, no traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from bootverify.cache import cache_dir
-from bootverify.errors import InfraError, InputError, writing
+from bootverify.errors import (InfraError, InputError, Terminated, one_line, signals_as_interrupt,
+                               writing)
 from bootverify.readers import bootimg
 from bootverify.readers.kernel import parse_kernel
 from bootverify.readers.ramdisk import Compression, decompress, unpack_initrd, write_tree
@@ -49,6 +53,11 @@ def write_output(dest: str, write: Callable[[TextIO], None]) -> None:
         write(out)
 
 
+def warn(message: str) -> None:
+    """A problem that costs only time (an unusable cache): one line, and the run goes on."""
+    print(f"bootverify: warning: {one_line(message)}", file=sys.stderr)
+
+
 # --- check ---
 
 def _say(lines: Sequence[str]) -> None:
@@ -73,7 +82,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     with opened(args, run=False) as inputs:
         _say(inputs.lines)
         cache = cache_dir() / "check" if inputs.cacheable and not args.no_cache else None
-        report = inputs.relabel(run_check(inputs.check, cache))
+        report = inputs.relabel(run_check(inputs.check, cache, warn))
         _say(inputs.list_notes(report.plan))
     device = (device_verdict(report.plan, predicted_outcomes(report.plan, report.modules))
               if report.plan else None)
@@ -117,8 +126,8 @@ def boot_and_load(args: argparse.Namespace, inputs: Opened, boot: Path, report: 
     from bootverify.runtime.vm import VMConfig
     from bootverify.verdict import device_verdict
     given = {"boot_timeout": args.boot_timeout, "memory_mb": args.memory}
-    config = VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v})
-    timeout = {"module_timeout": args.module_timeout} if args.module_timeout else {}
+    config = VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v is not None})
+    timeout = {"module_timeout": args.module_timeout} if args.module_timeout is not None else {}
     with writing(args.console_log):
         console = open(args.console_log, "w", encoding="utf-8", errors="replace")
     with console:
@@ -139,8 +148,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with opened(args, run=True) as inputs:
         boot = required(inputs.boot, "boot image", ("--boot", "--kernel"))
         _say(inputs.lines)
-        report = inputs.relabel(run_check(inputs.check,
-                                          cache_dir() / "check" if inputs.cacheable else None))
+        cache = cache_dir() / "check" if inputs.cacheable else None
+        report = inputs.relabel(run_check(inputs.check, cache, warn))
         _say(inputs.list_notes(report.plan))
         runtime, verdicts, device = boot_and_load(args, inputs, boot, report)
     assert runtime.plan is not None
@@ -365,11 +374,11 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--busybox", type=Path, metavar="PATH",
                    help="static arm64 busybox for the agent (default: Debian's busybox-static, "
                         "fetched once into the cache)")
-    p.add_argument("--module-timeout", type=float, metavar="S",
+    p.add_argument("--module-timeout", type=seconds, metavar="S",
                    help="a module whose load takes longer is recorded as hung (default 30)")
-    p.add_argument("--boot-timeout", type=float, metavar="S",
+    p.add_argument("--boot-timeout", type=seconds, metavar="S",
                    help="seconds from qemu start to the agent's prompt (default 120)")
-    p.add_argument("--memory", type=int, metavar="MB",
+    p.add_argument("--memory", type=megabytes, metavar="MB",
                    help="guest memory (default: 1024 + 16 x the initrd's size in MB)")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
                    help="KVM (with -cpu host) when the host is aarch64 with a usable /dev/kvm")
@@ -404,8 +413,44 @@ failure.
 """
 
 
+def seconds(text: str) -> float:
+    """A duration option: a finite number of seconds above 0 and at most a day (nan, inf,
+    1e400, 0 and negatives are bad input, not a default)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be above 0 and at most "
+                                         f"{MAX_SECONDS:.0f}")
+    return value
+
+
+def megabytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of MB: {text!r}") from None
+    if not 0 < value <= MAX_MEMORY_MB:
+        raise argparse.ArgumentTypeError(f"{text!r}: MB must be above 0 and at most "
+                                         f"{MAX_MEMORY_MB}")
+    return value
+
+
+# Beyond these an option is a typo, and a timeout past a day overflows what select() takes.
+MAX_SECONDS = 86400.0
+MAX_MEMORY_MB = 1 << 20
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are bad input too: one line, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"bootverify: {self.prog}: {one_line(message)} (see --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="bootverify",
         description="Do a device's kernel modules load on this kernel? Static KMI analysis of "
                     "the .ko files, and a real boot in qemu.",
@@ -506,15 +551,66 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+class _Stdout:
+    """stdout for the reports. A reader that went away (`bootverify run ... | head -1`) is not
+    bad input: the rest of the text is dropped and the exit status stays the verdict's. Any
+    other write error (stdout on /dev/full) is an error naming stdout."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out: TextIO | None = out
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.out, name)
+
+    def _call(self, what: Callable[[TextIO], object]) -> None:
+        if self.out is None:
+            return
+        try:
+            what(self.out)
+        except OSError as e:
+            # Later writes, and the interpreter's flush at exit, go to /dev/null.
+            with contextlib.suppress(OSError, ValueError):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, self.out.fileno())
+                os.close(null)
+            self.out = None
+            if not isinstance(e, BrokenPipeError):
+                raise InputError("(stdout)", f"cannot write: {e.strerror or e}") from None
+
+    def write(self, text: str) -> int:
+        self._call(lambda out: out.write(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._call(lambda out: out.flush())
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    stdout = sys.stdout
+    sys.stdout = _Stdout(stdout)  # type: ignore[assignment]
     try:
-        return int(args.func(args))
+        with signals_as_interrupt():
+            args = parser().parse_args(argv)
+            status = int(args.func(args))
+            sys.stdout.flush()
+            return status
     except (InputError, InfraError) as e:
         print(f"bootverify: {e}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as e:
+        # A file access outside errors.reading() (ENAMETOOLONG from a stat): still bad input.
+        where = e.filename if e.filename is not None else "(unknown file)"
+        print(f"bootverify: {InputError(where, e.strerror or str(e))}", file=sys.stderr)
+        return EXIT_ERROR
+    except Terminated as e:
+        print(f"bootverify: terminated (signal {e.signum})", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("bootverify: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return EXIT_ERROR
+    finally:
+        sys.stdout = stdout

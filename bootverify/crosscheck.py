@@ -23,6 +23,7 @@ import functools
 import importlib.metadata
 from dataclasses import dataclass
 
+from bootverify.readers.modules import module_name
 from bootverify.runtime.kmsg import (
     DEFAULT_FAIL_ON,
     Finding,
@@ -101,7 +102,9 @@ def agree(prediction: Prediction | None, runtime: RuntimeResult,
     outcome = runtime.outcome
 
     def result(a: Agreement, why: str = "") -> ModuleVerdict:
-        return ModuleVerdict(runtime.name, prediction, runtime, a, why)
+        # The kernel's name for it (modinfo name=), which its log uses, over the file's.
+        return ModuleVerdict(prediction.name if prediction else runtime.name, prediction,
+                             runtime, a, why)
 
     if outcome is Outcome.SKIPPED:
         return result(Agreement.SKIPPED, runtime.reason)
@@ -134,12 +137,15 @@ def agree(prediction: Prediction | None, runtime: RuntimeResult,
 def crosscheck(predictions: tuple[Prediction, ...],
                runtime: list[RuntimeResult]) -> list[ModuleVerdict]:
     by_name = {p.name: p for p in predictions}
+    # The plan names a module by its file, as libmodprobe does; the analysis by its modinfo
+    # name=, as the kernel does. A module whose two names differ is found by its file.
+    by_file = {module_name(p.path): p for p in predictions}
     verdicts = []
     # Modules whose failure had a runtime-only cause, their own or, transitively, a
     # dependency's; results come in load order, so dependencies are seen first.
     runtime_caused: set[str] = set()
     for r in runtime:
-        v = agree(by_name.get(r.name), r,
+        v = agree(by_name.get(r.name) or by_file.get(r.name), r,
                   tuple(d for d in r.failed_dependencies if d in runtime_caused))
         if v.agreement is Agreement.RUNTIME_ONLY:
             runtime_caused.add(r.name)

@@ -16,6 +16,7 @@ modules shipped in more than one partition, each copy in load order.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
@@ -189,6 +190,16 @@ def run_json(report: StaticReport, verdicts: Sequence[ModuleVerdict],
     }
 
 
+# Characters XML 1.0 cannot hold even escaped (§2.2 Char): what a guest prints can have them (an
+# oops amid console noise), and one of them makes the whole JUnit file unreadable.
+NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_chars(text: str) -> str:
+    """text with each character XML cannot hold shown escaped, as repr shows it."""
+    return NOT_XML_CHAR.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def junit(verdicts: Sequence[ModuleVerdict], out: TextIO,
           device: DeviceVerdict | None = None,
           fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON) -> None:
@@ -229,6 +240,9 @@ def junit(verdicts: Sequence[ModuleVerdict], out: TextIO,
                 f"finding {f.kind}: {f.line}\n" for f in v.runtime.findings)
     suite.set("failures", str(failures))
     suite.set("skipped", str(skipped))
+    for element in suite.iter():
+        element.text = element.text and xml_chars(element.text)
+        element.attrib = {k: xml_chars(v) for k, v in element.attrib.items()}
     ET.indent(suite)
     out.write(ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n")
 

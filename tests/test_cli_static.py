@@ -292,7 +292,7 @@ def test_missing_symvers(env):
     rc, out, err = run("check", "--modules-dir", env / "modules", "--symvers",
                        env / "absent.symvers")
     assert rc == 2 and out == ""
-    one_line_error(err, env / "absent.symvers", "no such file")
+    one_line_error(err, env / "absent.symvers", "No such file")
 
 
 def test_malformed_inputs(env):
@@ -569,11 +569,11 @@ def test_python_m_end_to_end(env, built):
 def test_report_cache_keeps_only_the_most_recent(tmp_path):
     from bootverify.cache import memo
     for i in range(5):
-        assert memo(tmp_path, f"k{i}", lambda i=i: i, keep=3) == i
+        assert memo(tmp_path, f"k{i}", lambda i=i: i, int, keep=3) == i
     assert sorted(p.stem for p in tmp_path.glob("*.pickle")) == ["k2", "k3", "k4"]
     # a hit counts as a use: k2 survives the next store, k3 goes
     os.utime(tmp_path / "k3.pickle", (1, 1))
     os.utime(tmp_path / "k4.pickle", (2, 2))
-    assert memo(tmp_path, "k2", lambda: "recomputed", keep=3) == 2
-    memo(tmp_path, "k5", lambda: 5, keep=3)
+    assert memo(tmp_path, "k2", lambda: -1, int, keep=3) == 2
+    memo(tmp_path, "k5", lambda: 5, int, keep=3)
     assert sorted(p.stem for p in tmp_path.glob("*.pickle")) == ["k2", "k4", "k5"]

@@ -46,8 +46,9 @@ from bootverify.plan.firststage import (
 )
 from bootverify.plan.libmodprobe import Modprobe, ParseKernelCmdlineOptions
 from bootverify.plan.model import Disposition, Key, Listed, LoadPlan, ModuleSet, ModuleUnit, Step
-from bootverify.readers.modules import COMPRESSED_SUFFIXES, MODULE_SUFFIXES, find_modules
-from bootverify.readers.modulesdir import parse_modules_dir, read_modules_dir
+from bootverify.readers.modules import (COMPRESSED_SUFFIXES, MODULE_SUFFIXES, find_modules,
+                                        parse_module, read_module)
+from bootverify.readers.modulesdir import MakeCanonical, parse_modules_dir, read_modules_dir
 from bootverify.readers.ramdisk import CpioEntry
 
 __all__ = ["Disposition", "Key", "Listed", "LoadPlan", "ModuleSet", "ModuleUnit", "Step",
@@ -60,35 +61,39 @@ def _steps(units: Mapping[Key, ModuleUnit], order: Sequence[Key],
     out: list[Step] = []
     seen: set[Key] = set()
     loads = 0
-
-    def visit(k: Key) -> None:
-        nonlocal loads
-        if k in seen:
-            return
-        seen.add(k)                     # before the dependencies: a cycle ends here
+    # Depth first on an explicit stack (a modules.dep chain can be thousands deep): "visit"
+    # a module, or "place" it once its deps and pre-deps are placed.
+    todo: list[tuple[bool, Key]] = [(False, k) for k in reversed([*order, *unlisted])]
+    while todo:
+        place, k = todo.pop()
         u = units[k]
-        for d in u.deps + u.pre:
-            visit(d)
-        if u.disposition is Disposition.LOAD:
-            loads += 1
-            out.append(Step(k, loads))
-        else:
-            out.append(Step(k, None, u.note))
-        for d in u.post:
-            visit(d)
-
-    for k in [*order, *unlisted]:
-        visit(k)
+        if place:
+            if u.disposition is Disposition.LOAD:
+                loads += 1
+                out.append(Step(k, loads))
+            else:
+                out.append(Step(k, None, u.note))
+            continue
+        if k in seen:
+            continue
+        seen.add(k)                     # before the dependencies: a cycle ends here
+        todo += [(False, d) for d in reversed(u.post)]
+        todo.append((True, k))
+        todo += [(False, d) for d in reversed(u.deps + u.pre)]
     return tuple(out)
 
 
-def _notes(sets: Sequence[ModuleSet], boot: BootFacts | None) -> list[str]:
+def _notes(sets: Sequence[ModuleSet], boot: BootFacts | None,
+           cycles: Sequence[tuple[Key, ...]] = ()) -> list[str]:
     notes = []
     if boot is not None:
         notes.append(f"boot mode {boot.mode} ({boot.mode_why})")
         if boot.parallel:
             notes.append("bootconfig asks for parallel loading (androidboot.load_modules_"
                          "parallel): bootverify loaded the modules one at a time")
+    notes += [f"packaging problem: modules.dep cycle {' -> '.join(f'{o}:{n}' for o, n in c)} "
+              f"(libmodprobe's InsmodWithDeps would recurse without end, depmod refuses it; "
+              f"bootverify cut it there)" for c in cycles]
     for s in sets:
         notes += [f"{s.origin}: not evaluated (options from a program's output): {d.line}"
                   for d in s.config.dyn_options]
@@ -120,7 +125,8 @@ def make_plan(sets: Sequence[ModuleSet], cmdline: str = "",
         if u.path and any(c.isspace() for c in u.path):
             raise InputError(u.path, "module path with white space: the guest's plan file "
                                      "cannot hold it")
-    return LoadPlan(dict(m.units), order, tuple(sets), tuple(_notes(sets, boot)),
+    return LoadPlan(dict(m.units), order, tuple(sets),
+                    tuple(_notes(sets, boot, list(m.cycles.values()))),
                     _steps(m.units, order, unlisted), tuple(listed), boot)
 
 
@@ -139,7 +145,23 @@ def _tree_set(tree: Mapping[str, CpioEntry], rel: str, mode: BootMode) -> Module
                 raise InputError(f"initrd:/{rel}/{name}", f"not text: {err}") from None
     return ModuleSet("vendor_ramdisk", "/" + rel, files,
                      parse_modules_dir(Path(f"initrd:/{rel}"), texts),
-                     GetModuleLoadList(mode, texts))
+                     GetModuleLoadList(mode, texts),
+                     _own_names({f: tree[f"{rel}/{f}"].data for f in files}, f"initrd:/{rel}"))
+
+
+def _own_names(modules: Mapping[str, bytes | Path], where: str) -> dict[str, str]:
+    """The modules whose own name (modinfo name=, the kernel's) is not their file's; a module
+    that cannot be read keeps its file's name (the kernel's verdict on it comes at load)."""
+    out = {}
+    for rel, source in modules.items():
+        try:
+            facts = read_module(source) if isinstance(source, Path) else \
+                parse_module(source, f"{where}/{rel}")
+        except InputError:
+            continue
+        if facts.name != MakeCanonical(rel):
+            out[rel] = facts.name
+    return out
 
 
 def ramdisk_module_set(tree: Mapping[str, CpioEntry], release: str, mode: BootMode,
@@ -164,10 +186,11 @@ def dir_module_set(origin: str, directory: Path, mode: BootMode = BootMode.NORMA
     """A dlkm partition's module directory (--system-dlkm / --vendor-dlkm) as packed into the
     overlay. Its load list is the mode's, as for the first stage."""
     directory = Path(directory)
-    files = frozenset(str(p.relative_to(directory)) for p in find_modules(directory))
+    found = {str(p.relative_to(directory)): p for p in find_modules(directory)}
     present = [f for f in android.LOAD_LISTS.values() if (directory / f).is_file()]
-    return ModuleSet(origin, android.DLKM_GUEST_DIRS[origin], files, read_modules_dir(directory),
-                     GetModuleLoadList(mode, present))
+    return ModuleSet(origin, android.DLKM_GUEST_DIRS[origin], frozenset(found),
+                     read_modules_dir(directory), GetModuleLoadList(mode, present),
+                     _own_names(found, str(directory)))
 
 
 def plan_for(tree: Mapping[str, CpioEntry], release: str, kernel_image: bytes,

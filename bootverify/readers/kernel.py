@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootverify.errors import InputError, reading
+from bootverify.errors import InputError, reading, regular_file
 from bootverify.readers.modules import ModuleCompression
 from bootverify.readers.ramdisk import Compression, decompress, detect
 
@@ -15,7 +15,10 @@ ARM64_IMAGE_MAGIC = b"ARM\x64"
 ARM64_MAGIC_OFFSET = 56
 # init/version.c linux_banner:
 #   "Linux version " UTS_RELEASE " (" LINUX_COMPILE_BY "@" ... ") " UTS_VERSION
-LINUX_BANNER = re.compile(rb"Linux version ([^\s%]+) \(([^\n]*?)\) (#[^\n\0]*)")
+# Every part is bounded (a release is at most 64 characters, utsname's field), so a scan costs
+# the Image's length, whatever repeats in it without a newline.
+LINUX_BANNER = re.compile(
+    rb"Linux version ([^\s%]{1,64}) \(([^\n\0]{0,512}?)\) (#[^\n\0]{0,512})")
 # include/linux/vermagic.h VERMAGIC_STRING: UTS_RELEASE " " then the flags, arm64 last.
 VERMAGIC_FLAGS = rb"(?:SMP )?(?:preempt |PREEMPT_RT )?(?:mod_unload )?(?:modversions )?aarch64"
 # kernel/module/decompress.c, built only with CONFIG_MODULE_DECOMPRESS (5.17 and later, when
@@ -54,12 +57,16 @@ def parse_kernel(data: bytes, path: object) -> KernelImage:
     if not m:
         raise InputError(path, "no 'Linux version' banner in the kernel Image")
     release = m.group(1)
-    vm = re.search(rb"\0(" + re.escape(release) + rb" " + VERMAGIC_FLAGS + rb"[^\0]*)\0", image)
-    return KernelImage(image, how, release.decode(), m.group(0).decode("utf-8", "replace"),
-                       vm.group(1).decode() if vm else None, module_decompress(image))
+    vm = re.search(rb"\0(" + re.escape(release) + rb" " + VERMAGIC_FLAGS + rb"[^\0]{0,256})\0",
+                   image)
+    return KernelImage(image, how, release.decode("utf-8", "replace"),
+                       m.group(0).decode("utf-8", "replace"),
+                       vm.group(1).decode("utf-8", "replace") if vm else None,
+                       module_decompress(image))
 
 
 def read_kernel(path: Path | str) -> KernelImage:
+    regular_file(path)
     with reading(path):
         data = Path(path).read_bytes()
     return parse_kernel(data, path)

@@ -45,7 +45,7 @@ from typing import Literal
 
 import zstandard
 
-from bootverify.errors import InputError, reading
+from bootverify.errors import InputError, reading, regular_file
 
 MODULE_SIGNATURE_MAGIC = b"~Module signature appended~\n"   # include/linux/module_signature.h
 KSYMTAB_PREFIX = "__ksymtab_"
@@ -230,7 +230,7 @@ def _elf64le_tables(data: bytes, path: object) -> tuple[dict[str, _Section], lis
                        for st_name, info, _, shndx, value, _ in
                        ELF64_SYM.iter_unpack(view[symtab.offset:symtab.offset + symtab.size])
                        if shndx in wanted and st_name for o in (str_off + st_name,)]
-    except (struct.error, IndexError):
+    except (struct.error, IndexError, OverflowError):
         raise InputError(path, "truncated or corrupt ELF file") from None
     return sections, symbols
 
@@ -264,6 +264,11 @@ def _pyelftools_tables(data: bytes, path: object) -> tuple[dict[str, _Section], 
                    for s in symtab.iter_symbols()]
     except ELFError as e:
         raise InputError(path, f"corrupt ELF file: {e}") from None
+    # pyelftools trusts the file's numbers: out-of-range ones surface as whatever the code
+    # they reach raises (seen: AttributeError, struct.error, ValueError, OverflowError).
+    except (AttributeError, struct.error, ValueError, OverflowError, IndexError, KeyError,
+            TypeError, UnicodeDecodeError, AssertionError):
+        raise InputError(path, "corrupt ELF file (values out of range)") from None
     return sections, symbols
 
 
@@ -297,11 +302,18 @@ class _Elf:
 
     def labels(self, prefix: str) -> list[tuple[str, int]]:
         """(name without prefix, file offset) of each symbol named prefix+NAME that labels data
-        in one of the fact sections."""
+        in one of the fact sections; a label outside its section is a corrupt module."""
         by_index = self._by_index
-        return [(name[len(prefix):], by_index[shndx].offset + value)
-                for name, shndx, _, value in self.defined
-                if name.startswith(prefix) and shndx in by_index]
+        out = []
+        for name, shndx, _, value in self.defined:
+            if name.startswith(prefix) and shndx in by_index:
+                section = by_index[shndx]
+                if not 0 <= value < section.size:
+                    raise InputError(self.path, f"symbol {name[:80]!r} lies outside its section "
+                                                f"(value {value:#x}, section size "
+                                                f"{section.size:#x})")
+                out.append((name[len(prefix):], section.offset + value))
+        return out
 
 
 class ElfReader(enum.Enum):
@@ -453,6 +465,7 @@ def parse_module(data: bytes | mmap.mmap, path: str) -> ModuleFacts:
 def read_module(path: str | Path) -> ModuleFacts:
     # mmap, not read(): the tables are a small part of a .ko, and the pages of the rest are never
     # touched (depmod does the same).
+    regular_file(path)
     with reading(path), open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
             raise InputError(path, "not an ELF file (empty): not a kernel module")
@@ -463,7 +476,7 @@ def read_module(path: str | Path) -> ModuleFacts:
 def find_modules(root: Path) -> list[Path]:
     """Every module file (.ko, .ko.gz, .ko.xz, .ko.zst) below root, sorted, symlinks followed as
     depmod follows them; a file or directory reached twice counts once."""
-    if not root.is_dir():
+    if not os.path.isdir(root):     # not Path.is_dir(): that raises ENAMETOOLONG
         raise InputError(root, "not a directory")
     found: dict[str, str] = {}
     seen_dirs: set[tuple[int, int]] = set()

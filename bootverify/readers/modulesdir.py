@@ -8,12 +8,13 @@ drops the line; a verifier says so and stops).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootverify import android
-from bootverify.errors import InputError, reading
+from bootverify.errors import InputError, reading, regular_file
 from bootverify.readers.modules import strip_module_suffix
 
 
@@ -164,7 +165,10 @@ def read_modules_dir(root: Path) -> ModulesDir:
     texts = {}
     for name in android.MODULES_FILES:
         path = root / name
-        if path.exists():
+        with reading(path):
+            present = os.path.lexists(path)
+        if present:
+            regular_file(path)
             try:
                 with reading(path):
                     texts[name] = path.read_text(encoding="utf-8")

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootverify.errors import InputError, reading
+from bootverify.errors import InputError, reading, regular_file
 
 KERNEL_OWNER = "vmlinux"
 KSYMTAB_PREFIX = "__ksymtab_"
@@ -58,6 +58,7 @@ class KernelExports:
 
 
 def _read_text(path: Path | str) -> str:
+    regular_file(path)
     try:
         with reading(path):
             return Path(path).read_text(encoding="utf-8")

@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bootverify.android import BOOTCONFIG_MAGIC, DLKM_GUEST_DIRS
-from bootverify.errors import InputError
+from bootverify.errors import InputError, reading
 from bootverify.readers.bootimg import (
     BootImage,
     VendorBootImage,
@@ -61,6 +61,7 @@ class BootImages:
     boot: BootImage
     vendor: VendorBootImage | None
     boot_path: str
+    vendor_path: str = ""
 
 
 def read_images(boot: Path | str, vendor_boot: Path | str | None) -> BootImages:
@@ -77,7 +78,7 @@ def read_images(boot: Path | str, vendor_boot: Path | str | None) -> BootImages:
     elif b.header_version >= 3:
         raise InputError(boot, f"boot image header v{b.header_version} needs a vendor boot image "
                                f"(its ramdisk and command line are there)")
-    return BootImages(b, v, str(boot))
+    return BootImages(b, v, str(boot), str(vendor_boot or ""))
 
 
 def bootconfig_with_trailer(bootconfig: bytes) -> bytes:
@@ -97,18 +98,21 @@ class Handoff:
                             # order, then the generic ramdisk (joined once: it can be 100 MB)
     bootconfig: bytes       # with its trailer; b"" when there is none
     cmdline: str            # boot + " " + vendor
+    source: str = "initrd"  # the image(s) the ramdisks come from, for error messages
 
     def ramdisk_tree(self) -> dict[str, CpioEntry]:
         """The file tree the device's ramdisks unpack to (later archives win)."""
-        return unpack_initrd(self.ramdisk, "initrd")
+        return unpack_initrd(self.ramdisk, self.source)
 
 
 def handoff(images: BootImages) -> Handoff:
     kernel = parse_kernel(images.boot.kernel, f"{images.boot_path} (kernel)")
     v = images.vendor
     bootconfig = bootconfig_with_trailer(v.bootconfig) if v and v.header_version >= 4 else b""
+    source = f"{images.vendor_path} + {images.boot_path} (initrd)" if v else \
+        f"{images.boot_path} (ramdisk)"
     return Handoff(kernel, bootloader_ramdisk(images.boot, v), bootconfig,
-                   bootloader_cmdline(images.boot, v))
+                   bootloader_cmdline(images.boot, v), source)
 
 
 def new_nonce() -> str:
@@ -157,8 +161,9 @@ def dlkm_entries(dirs: Mapping[str, Path]) -> list[CpioEntry]:
     for origin, directory in dirs.items():
         if origin not in DLKM_GUEST_DIRS:
             raise ValueError(f"unknown module directory kind {origin!r}")
-        if not Path(directory).is_dir():
-            raise InputError(directory, "not a directory")
+        with reading(directory):
+            if not Path(directory).is_dir():
+                raise InputError(directory, "not a directory")
         out += agent.tree_entries(Path(directory), DLKM_GUEST_DIRS[origin].lstrip("/"))
     return out
 

@@ -443,11 +443,14 @@ class RuntimeResult:
         return errno_name(self.errno)
 
 
-def link_problems(lines: Iterable[str], module: str) -> tuple[LinkProblem, ...]:
+def link_problems(lines: Iterable[str], module: str,
+                  own_name: str = "") -> tuple[LinkProblem, ...]:
     """The link problems the log names for `module`, one per (kind, symbol), in log order.
 
     A line naming another module is not this module's problem (asynchronous messages can land
     between the markers); lines that name no module (Invalid ELF ...) are taken as this one's.
+    The kernel names a module by its own name (modinfo name=), `own_name` when it is not the
+    file's.
     """
     specific: dict[str, LinkProblem] = {}
     found: list[LinkProblem] = []
@@ -455,7 +458,7 @@ def link_problems(lines: Iterable[str], module: str) -> tuple[LinkProblem, ...]:
         m = match_line(line)
         if m is None or m.message.effect is not Effect.LINK:
             continue
-        if m.module and m.module != module:
+        if m.module and m.module not in (module, own_name or module):
             continue
         kind = m.message.kind
         assert kind is not None
@@ -489,12 +492,13 @@ def loader_message(path: str, params: str, errno: int | None) -> str:
 
 def classify(*, name: str, path: str, errno: int | None, kmsg: Sequence[str], seconds: float,
              params: str = "", origin: str = "", timed_out: bool = False,
-             vm_died: bool = False, killed_by: int | None = None) -> RuntimeResult:
+             vm_died: bool = False, killed_by: int | None = None,
+             own_name: str = "") -> RuntimeResult:
     """The verdict for one finit_module: errno is what it returned (0 loaded), None if it did not
     return (timed out, VM died, killed by signal `killed_by`)."""
     lines = tuple(kmsg)
     crashes = crash_lines(lines)
-    problems = link_problems(lines, name)
+    problems = link_problems(lines, name, own_name)
     seen = findings(lines)
     if timed_out:
         return RuntimeResult(name, path, Outcome.HUNG, None, (), lines,
