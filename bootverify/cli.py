@@ -8,6 +8,7 @@ or broken infrastructure (one line on stderr, no traceback).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from bootverify.android import BootMode
 from bootverify.cache import cache_dir
-from bootverify.errors import InfraError, InputError, writing
+from bootverify import version
+from bootverify.errors import EXIT_ERROR, InfraError, InputError, interrupt_status, writing
 from bootverify.readers import bootimg
 from bootverify.readers.symbols import kernel_exports_from_symvers, read_kmi_symbol_lists
 from bootverify.report import static_json, static_text, write_json
@@ -24,9 +26,10 @@ from bootverify.static.check import CheckInputs, run_check
 from bootverify.static.kmidiff import kmi_diff
 
 if TYPE_CHECKING:
+    from bootverify.nightly.session import RunOptions
     from bootverify.runtime.kmsg import RuntimeResult
 
-EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_FAIL = 0, 1
 
 
 def write_output(dest: str, write: Callable[[TextIO], None]) -> None:
@@ -82,38 +85,35 @@ def _progress(result: RuntimeResult, done: int, total: int) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     # The runtime (pexpect, qemu plumbing) is imported only here: `check` starts faster without.
-    from bootverify.crosscheck import crosscheck, failed
-    from bootverify.report import junit, run_json, run_text
-    from bootverify.runtime.loader import run_images
+    from bootverify.nightly.session import failed_run, run_nightly
+    from bootverify.reports.document import run_document
+    from bootverify.reports.summary import summary_text
+    run = run_nightly(run_options(args), progress=_progress)
+    if args.json == "-":
+        write_json(run_document(run), sys.stdout)
+    else:
+        sys.stdout.write(summary_text(run))
+        print(f"\nkernel {run.release}, {len(run.meta['boots'])} boot(s), {run.seconds:.1f} s; "
+              f"reports in {Path(run.console_log).parent}")
+    return EXIT_FAIL if failed_run(run) else EXIT_OK
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    from bootverify.nightly.session import RunOptions
     from bootverify.runtime.vm import VMConfig
-    from bootverify.verdict import device_verdict
     dlkm_dirs = [d for d in (args.system_dlkm, args.vendor_dlkm) if d]
-    report = run_check(check_inputs(args, dlkm_dirs), cache_dir() / "check")
     given = {"boot_timeout": args.boot_timeout, "memory_mb": args.memory}
-    config = VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v})
     timeout = {"module_timeout": args.module_timeout} if args.module_timeout else {}
-    with writing(args.console_log):
-        console = open(args.console_log, "w", encoding="utf-8", errors="replace")
-    with console:
-        runtime = run_images(args.boot, args.vendor_kernel_boot,
-                             system_dlkm=args.system_dlkm, vendor_dlkm=args.vendor_dlkm,
-                             busybox=args.busybox, config=config, progress=_progress,
-                             console_log=console, boot_mode=args.boot_mode, **timeout)
-    verdicts = crosscheck(report.modules, list(runtime.results))
-    assert runtime.plan is not None
-    device = device_verdict(runtime.plan, {(r.origin, r.name): r.outcome.value
-                                           for r in runtime.results})
-    mode = runtime.plan.boot.mode.value if runtime.plan.boot else None
-    if args.json:
-        doc = run_json(report, verdicts, str(args.console_log), device, mode, runtime.notes)
-        write_output(args.json, lambda out: write_json(doc, out))
-    if args.junit:
-        write_output(args.junit, lambda out: junit(verdicts, out, device))
-    if args.json != "-":
-        run_text(verdicts, sys.stdout, device, runtime.notes)
-        print(f"kernel {runtime.release}, {len(runtime.boots)} boot(s), {runtime.seconds:.1f} s; "
-              f"console log: {args.console_log}")
-    return EXIT_FAIL if failed(verdicts) or device.failed else EXIT_OK
+    return RunOptions(
+        check_inputs(args, dlkm_dirs), args.boot, args.vendor_kernel_boot,
+        args.system_dlkm, args.vendor_dlkm, args.boot_mode, args.busybox,
+        VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v}),
+        output=args.output, json=None if args.json in (None, "-") else Path(args.json),
+        junit=args.junit, console_log=args.console_log, tap=args.tap, kcidb=args.kcidb,
+        expect=args.expect, strict_expect=args.strict_expect, baseline=args.baseline,
+        rerun_failed=args.rerun_failed, only=tuple(args.only), exclude=tuple(args.exclude),
+        name=args.name, infra_retries=args.infra_retries, argv=tuple(sys.argv),
+        **timeout)
 
 
 # --- kmi-diff ---
@@ -178,6 +178,84 @@ def cmd_images_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- run's options, by concern ---
+
+def number(kind: type[float] | type[int], minimum: float, exclusive: bool = True
+           ) -> Callable[[str], float]:
+    """An argparse type: a finite number above `minimum` (or at least it); anything else is
+    bad input (argparse: exit 2), never silently the default."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+        if value < minimum or (exclusive and value == minimum):
+            raise argparse.ArgumentTypeError(
+                f"must be {'greater than' if exclusive else 'at least'} {minimum:g}: {text!r}")
+        return value
+    return parse
+
+
+def add_vm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--module-timeout", type=number(float, 0), metavar="S",
+                   help="a module whose load takes longer is recorded as hung (default 30; "
+                        "seconds, > 0)")
+    p.add_argument("--boot-timeout", type=number(float, 0), metavar="S",
+                   help="seconds from qemu start to the agent's prompt (default 120; > 0)")
+    p.add_argument("--memory", type=number(int, 64, exclusive=False), metavar="MB",
+                   help="guest memory (default: 1024 + 16 x the initrd's size in MB; >= 64)")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
+                   help="KVM (with -cpu host) when the host is aarch64 with a usable /dev/kvm")
+    p.add_argument("--infra-retries", type=number(int, 0, exclusive=False), default=0,
+                   metavar="N", help="run again, from the start, up to N times after an "
+                                     "infrastructure failure (no agent prompt, qemu died "
+                                     "outside a module); a module's failure is never retried")
+
+
+def add_report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", type=Path, metavar="DIR",
+                   help="where report.json, junit.xml, console.log, summary.txt and meta.json "
+                        "go (default: a fresh bootverify-YYYYmmddTHHMMSSZ/ under the current "
+                        "directory); every output path is checked before the first boot")
+    p.add_argument("--name", metavar="NAME",
+                   help="the JUnit suite and report name (default: the vendor boot image's "
+                        "name, else bootverify): two devices in one job do not collide")
+    p.add_argument("--json", metavar="PATH|-",
+                   help="also write the JSON report here (- for stdout, instead of the summary)")
+    p.add_argument("--junit", type=Path, metavar="PATH",
+                   help="also write the JUnit XML here (junit-10.xsd and Ant JUnit.xsd valid)")
+    p.add_argument("--tap", type=Path, metavar="PATH",
+                   help="write a KTAP (kselftest-style) report, one test a module")
+    p.add_argument("--kcidb", type=Path, metavar="PATH",
+                   help="write KCIDB JSON (schema v4) for KernelCI")
+    p.add_argument("--console-log", type=Path, metavar="PATH",
+                   help="also copy the full serial console log here (always in --output)")
+
+
+def add_nightly_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--expect", type=Path, metavar="FILE",
+                   help="TOML of known failures ([modules.NAME] outcome/agreement, reason, "
+                        "link; [android] verdict, stops_at): expected failures do not fail the "
+                        "run, an expected failure that passes is reported fixed, anything else "
+                        "that fails is a regression (exit 1)")
+    p.add_argument("--strict-expect", action="store_true",
+                   help="with --expect: fixed modules and stale entries fail the run too")
+    p.add_argument("--baseline", type=Path, metavar="PREV.json",
+                   help="last night's report.json: per module new-failure, fixed, "
+                        "still-failing, still-passing, new-module, gone")
+    p.add_argument("--rerun-failed", type=Path, metavar="PREV.json",
+                   help="run only the modules that failed in that report (with their "
+                        "dependencies)")
+    p.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                   help="run only modules whose name matches (fnmatch; repeatable), with "
+                        "their dependencies")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="leave out modules whose name matches (fnmatch; repeatable); their "
+                        "dependents still get them as dependencies")
+
+
 RUN_DESCRIPTION = """\
 Boot boot.img + vendor_kernel_boot.img in qemu-system-aarch64 as a bootloader would (initrd =
 vendor ramdisks, generic ramdisk, bootverify's agent, bootconfig; cmdline = boot + vendor +
@@ -214,9 +292,18 @@ Agreement with the static analysis (the same inputs as `bootverify check`):
   skipped       not given to the kernel (blocklisted, not-found, unlisted)
   ok            predicted to load, and loaded
 
+Nightly use: --expect FILE names the known failures (the sample images ship expect.toml),
+--baseline compares with last night's report.json, --rerun-failed / --only / --exclude narrow
+the run (dependencies come along), --output DIR holds every report (summary.txt: the device
+verdict, counts, root causes grouped, top symbols; report.json with meta: tool, qemu, host,
+inputs' sha256, boots), partial ones with `error` when the run is cut short.
+
 Exit status: 0 the device boots, every listed module loaded (blocklisted ones aside) and
-nothing disagrees; 1 the device would stop, a module fails, a module set has .ko files and no
-load list, or a disagreement; 2 bad input or infrastructure failure (qemu missing, no agent prompt).
+nothing disagrees (with --expect: no regression); 1 the device would stop, a module fails, a
+module set has .ko files and no load list, or a disagreement (with --expect: only a
+regression, or with --strict-expect a fixed module or a stale entry); 2 bad input or
+infrastructure failure (qemu missing, no agent prompt: the reports are written, partial, with
+an error); 130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (reports written, partial).
 """
 
 
@@ -226,7 +313,8 @@ def parser() -> argparse.ArgumentParser:
         description="Do a device's kernel modules load on this kernel? Static KMI analysis of "
                     "the .ko files, and a real boot in qemu.",
         epilog="Exit status: 0 all good, 1 a module fails or static and runtime disagree, "
-               "2 bad input or infrastructure failure.")
+               "2 bad input or infrastructure failure, 128+N killed by signal N (run).")
+    ap.add_argument("--version", action="version", version=f"bootverify {version()}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", help="predict, without booting, whether each module loads",
@@ -262,41 +350,58 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--busybox", type=Path, metavar="PATH",
                    help="static arm64 busybox for the agent (default: Debian's busybox-static, "
                         "fetched once into the cache)")
-    p.add_argument("--module-timeout", type=float, metavar="S",
-                   help="a module whose load takes longer is recorded as hung (default 30)")
-    p.add_argument("--boot-timeout", type=float, metavar="S",
-                   help="seconds from qemu start to the agent's prompt (default 120)")
-    p.add_argument("--memory", type=int, metavar="MB",
-                   help="guest memory (default: 1024 + 16 x the initrd's size in MB)")
-    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
-                   help="KVM (with -cpu host) when the host is aarch64 with a usable /dev/kvm")
-    p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
-    p.add_argument("--junit", metavar="PATH",
-                   help="write a JUnit XML report, one testcase a module")
-    p.add_argument("--console-log", type=Path, default=Path("bootverify-console.log"),
-                   metavar="PATH", help="the full serial console log (default %(default)s)")
+    add_vm_args(p)
+    add_report_args(p)
+    add_nightly_args(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("kmi-diff", help="KMI symbols removed or changed between two symvers")
-    p.add_argument("old", type=Path, metavar="OLD_SYMVERS")
-    p.add_argument("new", type=Path, metavar="NEW_SYMVERS")
-    p.add_argument("--kmi-symbol-list", type=Path, action="append", default=[], metavar="FILE")
-    p.add_argument("--json", metavar="PATH|-")
+    p = sub.add_parser(
+        "kmi-diff", help="KMI symbols removed or changed between two symvers",
+        description="Compare two kernels' exports (vmlinux.symvers or Module.symvers): every "
+                    "symbol of OLD that NEW no longer exports (removed) or exports with another "
+                    "CRC (changed), i.e. what modules built against OLD would fail to link "
+                    "against on NEW. With --kmi-symbol-list only the KMI's symbols count.",
+        epilog="Exit status: 0 nothing removed or changed, 1 a symbol removed or changed, "
+               "2 bad input.")
+    p.add_argument("old", type=Path, metavar="OLD_SYMVERS",
+                   help="symvers of the kernel the modules were built against")
+    p.add_argument("new", type=Path, metavar="NEW_SYMVERS", help="symvers of the new kernel")
+    p.add_argument("--kmi-symbol-list", type=Path, action="append", default=[], metavar="FILE",
+                   help="Android KMI symbol list ([abi_symbol_list]); only its symbols are "
+                        "compared; repeat to merge several")
+    p.add_argument("--json", metavar="PATH|-",
+                   help="write {old, new, symbols_compared, changes: [{symbol, change, old_crc, "
+                        "new_crc}]} (- for stdout)")
     p.set_defaults(func=cmd_kmi_diff)
 
-    p = sub.add_parser("inspect", help="print a boot image's header fields and sections")
-    p.add_argument("image", type=Path, metavar="IMG")
+    p = sub.add_parser("inspect", help="print a boot image's header fields and sections",
+                       description="Print the header fields of a boot.img (v0-v4) or "
+                                   "vendor_boot.img / vendor_kernel_boot.img (v3/v4) and the "
+                                   "sizes of its sections (kernel, ramdisks, dtb, bootconfig).")
+    p.add_argument("image", type=Path, metavar="IMG", help="the image to describe")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("unpack", help="write a boot image's kernel, ramdisks, dtb, bootconfig, "
-                                      "cmdline to DIR")
-    p.add_argument("image", type=Path, metavar="IMG")
-    p.add_argument("dir", type=Path, metavar="DIR")
+                                      "cmdline to DIR",
+                       description="Write each section of a boot or vendor boot image to DIR "
+                                   "(made if missing): kernel, ramdisk (each vendor ramdisk "
+                                   "fragment as vendor_ramdiskNN[_NAME]), dtb, bootconfig, "
+                                   "cmdline; prints each file written.")
+    p.add_argument("image", type=Path, metavar="IMG", help="the image to unpack")
+    p.add_argument("dir", type=Path, metavar="DIR", help="where the sections go")
     p.set_defaults(func=cmd_unpack)
 
-    p = sub.add_parser("images", help="the built-in sample images")
+    p = sub.add_parser("images", help="the built-in sample images",
+                       description="The sample images: a GKI-like kernel and a replacement "
+                                   "kernel from Debian's linux-source-6.1 with device modules "
+                                   "carrying seeded faults (images/README.md).")
     isub = p.add_subparsers(dest="images_command", required=True)
-    b = isub.add_parser("build", help="build (cached) and print the output directory last")
+    b = isub.add_parser("build", help="build (cached) and print the output directory last",
+                        description="Build the sample images into $BOOTVERIFY_CACHE (cached "
+                                    "by a hash of the recipe) and print the output directory "
+                                    "last: boot.img, vendor_kernel_boot.img, system_dlkm/, "
+                                    "vmlinux.symvers, kmi_symbol_list, expect.toml (the "
+                                    "expected failures, for run --expect), replacement/.")
     b.set_defaults(func=cmd_images_build)
     return ap
 
@@ -308,8 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, InfraError) as e:
         print(f"bootverify: {e}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("bootverify: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"bootverify: interrupted ({e or 'SIGINT'}); partial reports written where the "
+              f"run had its output directory", file=sys.stderr)
+        return interrupt_status(e)
     except BrokenPipeError:
         return EXIT_ERROR

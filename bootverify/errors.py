@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+EXIT_ERROR = 2      # bad input or broken infrastructure
 
 
 class InputError(Exception):
@@ -22,6 +25,23 @@ class InputError(Exception):
 class InfraError(Exception):
     """The machinery failed (qemu missing, no agent prompt, a build step failed)."""
 
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised as a KeyboardInterrupt so that every cleanup a Ctrl-C runs runs
+    (vm.signals_as_interrupt); the CLI exits 128 + signum, as a shell reports a signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+def interrupt_status(e: KeyboardInterrupt) -> int:
+    """128 + the signal: 130 for Ctrl-C (SIGINT), 143 for SIGTERM, 129 for SIGHUP."""
+    return 128 + (e.signum if isinstance(e, Interrupted) else signal.SIGINT)
+
+
+def signal_name(e: KeyboardInterrupt) -> str:
+    return signal.Signals(e.signum if isinstance(e, Interrupted) else signal.SIGINT).name
 
 
 # The one wording of a missing, unreadable or unwritable file, for every reader and writer:

@@ -1,26 +1,27 @@
-"""Reports: a text table for people, JSON for CI (a contract), JUnit for test dashboards.
+"""Reports: a text table for people, JSON for CI (a contract); `run`'s summary, JUnit, KTAP,
+KCIDB and the JSON's nightly parts are in bootverify/reports/.
 
 JSON contract (`bootverify check`): {"kernel_release", "kmi_trimmed", "modules": [{"name",
 "path", "static": {"verdict", "problems": [{"kind", "symbol", "detail", "fatal"}]}}]}.
 `bootverify run` adds "android": {"verdict": "boots"|"stops", "stage": "first-stage"|
 "second-stage"|null, "stops_at": MODULE|null, "reason", "failures": [TEXT]} (verdict.py),
 "boot_mode", "notes", "console_log" and per module "runtime": {"outcome", "errno", "errno_name",
-"problems": [{"kind", "symbol", "detail"}], "kmsg", "message", "reason", "origin", "seconds"},
-"agreement" and "why" (see crosscheck).
+"problems": [{"kind", "symbol", "detail", "static_kind"}], "kmsg", "message", "reason",
+"origin", "seconds"}, "agreement" and "why" (see crosscheck); reports/document.py adds "meta",
+"summary", "error", "expect", "baseline".
 """
 
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from bootverify.crosscheck import DISAGREEMENTS, Agreement, ModuleVerdict
-from bootverify.runtime.kmsg import Outcome, RuntimeResult
+from bootverify.crosscheck import ModuleVerdict, static_kind
+from bootverify.runtime.kmsg import RuntimeResult
 from bootverify.static.analysis import Prediction, StaticReport
-from bootverify.verdict import Boots, DeviceVerdict
+from bootverify.verdict import DeviceVerdict
 
 
 def problem_summary(p: Prediction) -> str:
@@ -81,33 +82,12 @@ def device_line(device: DeviceVerdict) -> str:
     return f"ANDROID: {device.verdict.upper()}{where}{at}: {device.reason}"
 
 
-def run_text(verdicts: Sequence[ModuleVerdict], out: TextIO, device: DeviceVerdict,
-             notes: Sequence[str] = ()) -> None:
-    """The device verdict first, then the notes, then one row a module."""
-    out.write(device_line(device) + "\n")
-    out.writelines(f"  note: {n}\n" for n in notes)
-    out.write("\n")
-    rows = [(v.name, v.prediction.verdict.value if v.prediction else "-",
-             v.runtime.outcome.value + (f" ({v.runtime.errno_name})" if v.runtime.errno else ""),
-             f"{v.runtime.seconds:.2f}", v.agreement.value, v.why or "-") for v in verdicts]
-    out.write(table(rows, ("MODULE", "STATIC", "RUNTIME", "SECONDS", "AGREEMENT", "WHY")))
-    outcomes = Counter(v.runtime.outcome.value for v in verdicts)
-    agreements = Counter(v.agreement.value for v in verdicts)
-    out.write(f"\n{len(verdicts)} modules: "
-              + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) + "; agreement: "
-              + ", ".join(f"{n} {k}" for k, n in sorted(agreements.items())) + "\n")
-    missed = [v for v in verdicts if v.agreement is Agreement.MISSED]
-    if missed:
-        out.write(f"\nMISSED BY STATIC ANALYSIS ({len(missed)}): the kernel refused these for "
-                  f"reasons the analysis did not predict; please report:\n")
-        for v in missed:
-            out.write(f"  {v.name}: {v.why}\n")
-
-
-def runtime_json(r: RuntimeResult) -> dict[str, Any]:
+def runtime_json(r: RuntimeResult, prediction: Prediction | None = None) -> dict[str, Any]:
+    """`static_kind`: the static problem kind a link problem is (crosscheck.LINK_KINDS), so
+    that a consumer joins the halves without a table of its own."""
     return {"outcome": r.outcome.value, "errno": r.errno, "errno_name": r.errno_name,
-            "problems": [{"kind": p.kind.value, "symbol": p.symbol, "detail": p.detail}
-                         for p in r.problems],
+            "problems": [{"kind": p.kind.value, "symbol": p.symbol, "detail": p.detail,
+                          "static_kind": static_kind(p, prediction)} for p in r.problems],
             "kmsg": list(r.kmsg), "message": r.modprobe_message, "reason": r.reason,
             "origin": r.origin, "seconds": round(r.seconds, 3)}
 
@@ -130,39 +110,6 @@ def run_json(report: StaticReport, verdicts: Sequence[ModuleVerdict],
         "modules": [{"name": v.name,
                      "path": v.prediction.path if v.prediction else v.runtime.path,
                      "static": prediction_json(v.prediction) if v.prediction else None,
-                     "runtime": runtime_json(v.runtime),
+                     "runtime": runtime_json(v.runtime, v.prediction),
                      "agreement": v.agreement.value, "why": v.why} for v in verdicts],
     }
-
-
-def junit(verdicts: Sequence[ModuleVerdict], out: TextIO,
-          device: DeviceVerdict | None = None) -> None:
-    """Testcase `android-boot` (a failure when the device would not boot), then one testcase per
-    module: a failure when it did not load or the halves disagree; skipped when it was not
-    given to the kernel on purpose (blocklisted) or is in no load list."""
-    suite = ET.Element("testsuite", name="bootverify",
-                       tests=str(len(verdicts) + (device is not None)))
-    failures = skipped = 0
-    if device is not None:
-        case = ET.SubElement(suite, "testcase", name="android-boot", time="0.000",
-                             classname="bootverify.android")
-        if device.verdict is Boots.STOPS:
-            ET.SubElement(case, "failure", type=f"stops/{device.stage}",
-                          message=device.reason).text = "\n".join(device.failures)
-            failures += 1
-    for v in verdicts:
-        case = ET.SubElement(suite, "testcase", name=v.name, time=f"{v.runtime.seconds:.3f}",
-                             classname=f"bootverify.{v.runtime.origin or 'modules'}")
-        if v.runtime.outcome in (Outcome.SKIPPED, Outcome.UNLISTED):
-            ET.SubElement(case, "skipped", message=v.why)
-            skipped += 1
-        elif v.runtime.outcome is not Outcome.LOADED or v.agreement in DISAGREEMENTS:
-            failure = ET.SubElement(case, "failure", type=f"{v.runtime.outcome.value}/"
-                                                          f"{v.agreement.value}",
-                                    message=v.why or v.runtime.modprobe_message)
-            failure.text = "\n".join(v.runtime.kmsg)
-            failures += 1
-    suite.set("failures", str(failures))
-    suite.set("skipped", str(skipped))
-    ET.indent(suite)
-    out.write(ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
-import xml.etree.ElementTree as ET
 
 from bootverify.android import Stage
 from bootverify.crosscheck import Agreement, crosscheck, failed, issues_url
-from bootverify.report import junit, run_json, run_text
+from bootverify.report import run_json
 from bootverify.runtime.kmsg import LinkProblem, LinkProblemKind, Outcome, RuntimeResult
 from bootverify.static.analysis import Prediction, Problem, ProblemKind, StaticReport
 from bootverify.verdict import Boots, DeviceVerdict
@@ -130,19 +128,4 @@ def test_run_reports():
     assert broken["runtime"]["outcome"] == "link-error"
     assert broken["runtime"]["errno_name"] == "ENOENT"
     assert broken["runtime"]["problems"] == [{"kind": "unknown-symbol", "symbol": "msleep",
-                                              "detail": ""}]
-    out = io.StringIO()
-    junit(verdicts, out)
-    suite = ET.fromstring(out.getvalue().split("\n", 1)[1])
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
-    failure = suite.find("testcase[@name='broken']/failure")
-    assert failure is not None and "broken: line" in (failure.text or "")
-    out = io.StringIO()
-    junit(verdicts, out, device)
-    suite = ET.fromstring(out.getvalue().split("\n", 1)[1])
-    assert (suite.get("tests"), suite.get("failures")) == ("4", "2")
-    boot = suite.find("testcase[@name='android-boot']/failure")
-    assert boot is not None and boot.get("message") == "first stage stops at broken.ko"
-    out = io.StringIO()
-    run_text(verdicts, out, device, ["a note"])
-    assert out.getvalue().startswith("ANDROID: STOPS in first-stage at broken: first stage")
+                                              "detail": "", "static_kind": "unresolved"}]

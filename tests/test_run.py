@@ -39,8 +39,7 @@ def _run(images: Path, out: Path, *extra: str) -> Run:
         "--vendor-kernel-boot", images / "vendor_kernel_boot.img",
         "--system-dlkm", images / "system_dlkm", "--symvers", images / "vmlinux.symvers",
         "--kmi-symbol-list", images / "kmi_symbol_list", "--module-timeout", MODULE_TIMEOUT,
-        "--json", out / "report.json", "--junit", out / "junit.xml",
-        "--console-log", out / "console.log", *extra], RUN_TIMEOUT)
+        "--output", out, *extra], RUN_TIMEOUT)
     return Run(rc, stdout, stderr,
                json.loads((out / "report.json").read_text()),
                ET.parse(out / "junit.xml").getroot(),

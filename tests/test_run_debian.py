@@ -36,7 +36,7 @@ def _bootverify_run(images: tuple[Path, Path], symvers: Path, out: Path) -> tupl
     proc = subprocess.run(
         [sys.executable, "-m", "bootverify", "run", "--boot", str(boot_img),
          "--vendor-boot", str(vendor_img), "--symvers", str(symvers), "--module-timeout", "20",
-         "--json", str(out / "report.json"), "--console-log", str(out / "console.log")],
+         "--output", str(out)],
         capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode, json.loads((out / "report.json").read_text())

@@ -33,7 +33,7 @@ from typing import TextIO
 
 import pexpect
 
-from bootverify.errors import InfraError
+from bootverify.errors import InfraError, Interrupted
 from bootverify.runtime.boot import GuestBoot
 from bootverify.runtime.console import Console
 
@@ -279,14 +279,14 @@ class Booter:
 
 @contextlib.contextmanager
 def signals_as_interrupt() -> Iterator[None]:
-    """Within the block SIGTERM and SIGHUP raise KeyboardInterrupt, so cleanup runs (main thread
-    only; elsewhere a no-op)."""
+    """Within the block SIGTERM and SIGHUP raise errors.Interrupted (a KeyboardInterrupt), so
+    cleanup runs (main thread only; elsewhere a no-op)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise Interrupted(signum)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:

@@ -44,6 +44,15 @@ class Partition(enum.Enum):
 class Expectation:
     static: tuple[str, ...]
     runtime: str
+    why: str = ""                    # why it fails: its reason in expect.toml
+
+
+@dataclass(frozen=True)
+class DeviceExpectation:
+    """The device verdict a variant's expect.toml expects ([android] of samples.toml)."""
+    verdict: str
+    stops_at: str | None
+    why: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,7 @@ class Recipe:
     bootconfig: tuple[str, ...]
     system_dlkm: tuple[GkiModule, ...]
     modules: tuple[DeviceModule, ...]
+    android: dict[Variant, DeviceExpectation]
 
     def shipped(self) -> list[DeviceModule]:
         return [m for m in self.modules if m.shipped]
@@ -107,7 +117,11 @@ def _expectations(entry: dict, where: str, recipe: Path) -> dict[Variant, Expect
         if unknown or runtime not in RUNTIME_OUTCOMES:
             raise InfraError(f"{recipe}: {where} ({variant.value}): unknown problem kind "
                              f"{sorted(unknown)} or runtime outcome {runtime!r}")
-        return Expectation(static, runtime)
+        why = raw.get("why", "")
+        if runtime not in (Outcome.LOADED, Outcome.SKIPPED) and not why:
+            raise InfraError(f"{recipe}: {where} ({variant.value}): a {runtime} needs a why "
+                             f"(its reason in expect.toml)")
+        return Expectation(static, runtime, why)
 
     gki = one(entry.get("gki", {}), Variant.GKI) if "gki" in entry else None
     repl = one(entry["replacement"], Variant.REPLACEMENT) if "replacement" in entry else gki
@@ -153,7 +167,9 @@ def _parse_recipe(raw: dict, root: Path) -> Recipe:
         bootconfig=tuple(b["bootconfig"]),
         system_dlkm=tuple(GkiModule(g["path"], _expectations(g, g["path"], path))
                           for g in raw["system_dlkm"]),
-        modules=modules)
+        modules=modules,
+        android={v: DeviceExpectation(e["verdict"], e.get("stops_at"), e["why"])
+                 for v, e in ((v, raw["android"][v.value]) for v in Variant)})
 
 
 def recipe_key(root: Path, version: str, builder: Path = PACKAGE_DIR) -> str:
