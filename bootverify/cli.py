@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, TextIO
 from bootverify.android import BootMode
 from bootverify.cache import cache_dir
 from bootverify import version
-from bootverify.errors import EXIT_ERROR, InfraError, InputError, interrupt_status, writing
+from bootverify.errors import (
+    EXIT_ERROR,
+    InfraError,
+    InputError,
+    interrupt_status,
+    signal_name,
+    writing,
+)
 from bootverify.readers import bootimg
 from bootverify.readers.symbols import kernel_exports_from_symvers, read_kmi_symbol_lists
 from bootverify.report import static_json, static_text, write_json
@@ -414,8 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bootverify: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt as e:
-        print(f"bootverify: interrupted ({e or 'SIGINT'}); partial reports written where the "
-              f"run had its output directory", file=sys.stderr)
+        print(f"bootverify: interrupted by {signal_name(e)}", file=sys.stderr)
         return interrupt_status(e)
     except BrokenPipeError:
         return EXIT_ERROR
