@@ -72,6 +72,9 @@ class Stage(enum.StrEnum):
 ORIGINS = ("vendor_ramdisk", "system_dlkm", "vendor_dlkm")     # in load order
 STAGE_OF: Mapping[str, Stage] = {"vendor_ramdisk": Stage.FIRST, "system_dlkm": Stage.SECOND,
                                  "vendor_dlkm": Stage.SECOND}
+# The device image each module set comes from (what a fix names: "move X to ...'s modules.load").
+DEVICE_IMAGE_OF: Mapping[str, str] = {"vendor_ramdisk": "vendor_kernel_boot",
+                                      "system_dlkm": "system_dlkm", "vendor_dlkm": "vendor_dlkm"}
 # Where bootverify's guest sees the dlkm partitions' modules (Android's mount points; a device's
 # own modules.dep may name them as /system/lib/modules/..., /vendor/lib/modules/...).
 DLKM_GUEST_DIRS: Mapping[str, str] = {

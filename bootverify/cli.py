@@ -28,7 +28,8 @@ from bootverify.errors import (
 from bootverify.readers import bootimg
 from bootverify.readers.symbols import kernel_exports_from_symvers, read_kmi_symbol_lists
 from bootverify.report import static_json, static_text, write_json
-from bootverify.static.analysis import Verdict
+from bootverify.plan.model import Disposition
+from bootverify.static.analysis import StaticReport, Verdict
 from bootverify.static.check import CheckInputs, run_check
 from bootverify.static.kmidiff import kmi_diff
 
@@ -65,21 +66,48 @@ def add_kernel_args(p: argparse.ArgumentParser) -> None:
                    help="GKI protected exports list (abi_gki_protected_exports_<arch>)")
 
 
+def add_plan_args(p: argparse.ArgumentParser) -> None:
+    """What decides the load plan besides the images, for `check` and `run` alike."""
+    p.add_argument("--system-dlkm", type=Path, metavar="DIR",
+                   help="system_dlkm's modules with their modules.load: second stage, after "
+                        "the vendor ramdisk's")
+    p.add_argument("--vendor-dlkm", type=Path, metavar="DIR",
+                   help="vendor_dlkm's modules with their modules.load: second stage, last")
+    p.add_argument("--boot-mode", choices=[m.value for m in BootMode], type=BootMode,
+                   help="load the list of this mode (modules.load, modules.load.recovery, "
+                        "modules.load.charger) instead of the one bootconfig/cmdline choose")
+
+
 def check_inputs(args: argparse.Namespace, modules_dirs: list[Path]) -> CheckInputs:
     return CheckInputs(symvers=args.symvers, system_map=args.system_map,
                        kmi_symbol_lists=tuple(args.kmi_symbol_list),
                        protected_exports=args.protected_exports, boot=args.boot,
-                       vendor_boot=args.vendor_kernel_boot, modules_dirs=tuple(modules_dirs))
+                       vendor_boot=args.vendor_kernel_boot, modules_dirs=tuple(modules_dirs),
+                       system_dlkm=args.system_dlkm, vendor_dlkm=args.vendor_dlkm,
+                       boot_mode=args.boot_mode)
+
+
+def planned_failures(report: StaticReport) -> bool:
+    """A module predicted to fail that the device would try to load (an unlisted or blocklisted
+    one is reported, not counted, as `run` does), or any failing module of a plain set."""
+    if report.plan is None:
+        return any(p.verdict is Verdict.FAIL for p in report.modules)
+    loads = {u.name for u in report.plan.units.values() if u.disposition is Disposition.LOAD
+             or u.disposition is Disposition.NOT_FOUND}
+    return any(p.verdict is Verdict.FAIL and p.name in loads for p in report.modules)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from bootverify.verdict import device_verdict, predicted_outcomes
     report = run_check(check_inputs(args, args.modules_dir),
                        None if args.no_cache else cache_dir() / "check")
+    device = (device_verdict(report.plan, predicted_outcomes(report.plan, report.modules))
+              if report.plan else None)
     if args.json:
-        write_output(args.json, lambda out: write_json(static_json(report), out))
+        write_output(args.json, lambda out: write_json(static_json(report, device), out))
     if args.json != "-":
-        static_text(report, sys.stdout)
-    return EXIT_FAIL if any(p.verdict is Verdict.FAIL for p in report.modules) else EXIT_OK
+        static_text(report, sys.stdout, device)
+    return EXIT_FAIL if planned_failures(report) or (device and device.failed) else EXIT_OK
 
 
 # --- run ---
@@ -108,11 +136,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def run_options(args: argparse.Namespace) -> RunOptions:
     from bootverify.nightly.session import RunOptions
     from bootverify.runtime.vm import VMConfig
-    dlkm_dirs = [d for d in (args.system_dlkm, args.vendor_dlkm) if d]
     given = {"boot_timeout": args.boot_timeout, "memory_mb": args.memory}
     timeout = {"module_timeout": args.module_timeout} if args.module_timeout else {}
     return RunOptions(
-        check_inputs(args, dlkm_dirs), args.boot, args.vendor_kernel_boot,
+        check_inputs(args, []), args.boot, args.vendor_kernel_boot,
         args.system_dlkm, args.vendor_dlkm, args.boot_mode, args.busybox,
         VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v}),
         output=args.output, json=None if args.json in (None, "-") else Path(args.json),
@@ -326,14 +353,21 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="predict, without booting, whether each module loads",
                        description="Static analysis by the kernel's own load-time rules: "
-                                   "unresolved, crc-mismatch, not-in-kmi, namespace, gpl-only, "
-                                   "vermagic, protected, duplicate-export, dependency-failed.")
+                                   "unresolved, crc-mismatch, missing-version, not-in-kmi, "
+                                   "namespace, gpl-only, vermagic, protected, duplicate-export, "
+                                   "dependency-failed. With a vendor boot image or dlkm "
+                                   "directories it follows the load plan `run` follows (stages, "
+                                   "boot mode, load lists, modules.dep order): a provider that "
+                                   "loads later or never, a dependency or listed module "
+                                   "libmodprobe cannot load, is `packaging`; the first line "
+                                   "says whether the device would boot.")
     p.add_argument("--vendor-kernel-boot", type=Path, metavar="IMG",
                    help="vendor_kernel_boot.img or vendor_boot.img whose ramdisks hold modules")
     p.add_argument("--modules-dir", type=Path, action="append", default=[], metavar="DIR",
                    help="directory searched recursively for .ko files; repeatable")
     p.add_argument("--boot", type=Path, metavar="IMG",
                    help="boot.img: its kernel gives the release and vermagic to check against")
+    add_plan_args(p)
     add_kernel_args(p)
     p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the report cache")
@@ -346,14 +380,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--boot", type=Path, required=True, metavar="IMG", help="boot.img (v0-v4)")
     p.add_argument("--vendor-kernel-boot", "--vendor-boot", type=Path, required=True,
                    metavar="IMG", help="vendor_kernel_boot.img or vendor_boot.img (v3/v4)")
-    p.add_argument("--system-dlkm", type=Path, metavar="DIR",
-                   help="further modules with their own modules.load, loaded after the ramdisk's")
-    p.add_argument("--vendor-dlkm", type=Path, metavar="DIR",
-                   help="further modules with their own modules.load, loaded last")
+    add_plan_args(p)
     add_kernel_args(p)
-    p.add_argument("--boot-mode", choices=[m.value for m in BootMode], type=BootMode,
-                   help="load the list of this mode (modules.load, modules.load.recovery, "
-                        "modules.load.charger) instead of the one bootconfig/cmdline choose")
     p.add_argument("--busybox", type=Path, metavar="PATH",
                    help="static arm64 busybox for the agent (default: Debian's busybox-static, "
                         "fetched once into the cache)")

@@ -40,7 +40,6 @@ DISAGREEMENTS = frozenset({Agreement.MISSED, Agreement.UNCONFIRMED})
 ISSUES_FALLBACK = "https://github.com/bootverify/bootverify/issues"
 
 
-@functools.cache
 @functools.cache          # once a process: every `missed` module names it
 def issues_url() -> str:
     """The project's issue tracker, from the installed metadata's Project-URL "Issues, URL"."""
@@ -163,10 +162,10 @@ P = ProblemKind
 # The kernel's messages (runtime/kmsg.py KERNEL_MESSAGES) against the analysis' rules
 # (static/analysis.py): "Unknown symbol" (err -2) is what the kernel says for a symbol it does
 # not export, a trimmed-away (non-KMI) one, a GPL-only one to a non-GPL module, or one a failed
-# dependency would have provided.
+# dependency (or a provider the plan loads later or never: packaging) would have provided.
 LINK_KINDS: dict[LinkProblemKind, LinkKind] = {
     LinkProblemKind.UNKNOWN_SYMBOL: LinkKind(
-        (P.UNRESOLVED, P.NOT_IN_KMI, P.GPL_ONLY, P.DEPENDENCY_FAILED),
+        (P.UNRESOLVED, P.NOT_IN_KMI, P.GPL_ONLY, P.DEPENDENCY_FAILED, P.PACKAGING),
         "the kernel exports no such symbol to this module"),
     LinkProblemKind.DISAGREES_ABOUT_VERSION: LinkKind(
         (P.CRC_MISMATCH,), "built against another version of the symbol (CRC mismatch)"),

@@ -2,13 +2,14 @@
 KCIDB and the JSON's nightly parts are in bootverify/reports/.
 
 JSON contract (`bootverify check`): {"kernel_release", "kmi_trimmed", "modules": [{"name",
-"path", "static": {"verdict", "problems": [{"kind", "symbol", "detail", "fatal"}]}}]}.
-`bootverify run` adds "android": {"verdict": "boots"|"stops", "stage": "first-stage"|
-"second-stage"|null, "stops_at": MODULE|null, "reason", "failures": [TEXT]} (verdict.py),
-"boot_mode", "notes", "console_log" and per module "runtime": {"outcome", "errno", "errno_name",
-"problems": [{"kind", "symbol", "detail", "static_kind"}], "kmsg", "message", "reason",
-"origin", "seconds"}, "agreement" and "why" (see crosscheck); reports/document.py adds "meta",
-"summary", "error", "expect", "baseline".
+"path", "static": {"verdict", "problems": [{"kind", "symbol", "detail", "fatal"}]}}]}, with a
+load plan (a vendor boot image or dlkm directories) "android", "boot_mode" and "notes" first, as
+`run` has them. `bootverify run` adds "android": {"verdict": "boots"|"stops", "stage":
+"first-stage"|"second-stage"|null, "stops_at": MODULE|null, "reason", "failures": [TEXT]}
+(verdict.py), "boot_mode", "notes", "console_log" and per module "runtime": {"outcome", "errno",
+"errno_name", "problems": [{"kind", "symbol", "detail", "static_kind"}], "kmsg", "message",
+"reason", "origin", "seconds"}, "agreement" and "why" (see crosscheck); reports/document.py adds
+"meta", "summary", "error", "expect", "baseline".
 """
 
 from __future__ import annotations
@@ -44,7 +45,19 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-def static_text(report: StaticReport, out: TextIO) -> None:
+def device_head(device: DeviceVerdict | None, notes: Sequence[str], out: TextIO) -> None:
+    """The device verdict and the plan's notes: what a report says first."""
+    if device is None:
+        return
+    out.write(device_line(device) + "\n")
+    out.writelines(f"  note: {n}\n" for n in notes)
+    out.write("\n")
+
+
+def static_text(report: StaticReport, out: TextIO, device: DeviceVerdict | None = None) -> None:
+    """The predicted device verdict first (when the modules have a load plan), then one row a
+    module."""
+    device_head(device, report.plan.notes if report.plan else (), out)
     rows = [(p.name, p.verdict.value, problem_summary(p)) for p in report.modules]
     out.write(table(rows, ("MODULE", "STATIC", "PROBLEMS")))
     counts = Counter(p.verdict.value for p in report.modules)
@@ -60,8 +73,14 @@ def prediction_json(p: Prediction) -> dict[str, Any]:
                           "fatal": x.fatal} for x in p.problems]}
 
 
-def static_json(report: StaticReport) -> dict[str, Any]:
+def static_json(report: StaticReport, device: DeviceVerdict | None = None) -> dict[str, Any]:
+    plan = report.plan
+    head = {} if device is None or plan is None else {
+        "android": device_json(device),
+        "boot_mode": plan.boot.mode.value if plan.boot else None,
+        "notes": list(plan.notes)}
     return {
+        **head,
         "kernel_release": report.kernel_release,
         "kmi_trimmed": report.kmi_trimmed,
         "modules": [{"name": p.name, "path": p.path, "static": prediction_json(p)}

@@ -20,13 +20,14 @@ From the plan and each module's runtime outcome, by Android's rules (REFERENCE.m
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bootverify import android
 from bootverify.android import Stage
 from bootverify.plan.model import Disposition, Key, Listed, LoadPlan
 from bootverify.runtime.kmsg import Outcome
+from bootverify.static.analysis import Prediction, Verdict
 
 
 class Boots(enum.StrEnum):
@@ -47,8 +48,29 @@ class DeviceVerdict:
         return self.verdict is Boots.STOPS or bool(self.failures)
 
 
+def predicted_outcomes(plan: LoadPlan, predictions: Sequence[Prediction]) -> dict[Key, str]:
+    """What `check` expects of each module the plan loads: loaded, or the failure it predicts
+    (an outcome `device_verdict` takes as it takes the runtime's)."""
+    by_name = {p.name: p for p in predictions}
+    out = {}
+    for k, u in plan.units.items():
+        p = by_name.get(u.name)
+        if p is None or p.verdict is not Verdict.FAIL:
+            out[k] = Outcome.LOADED.value
+        else:
+            by_kind: dict[str, list[str]] = {}
+            for x in p.problems:
+                if x.fatal:
+                    by_kind.setdefault(x.kind, []).append(x.symbol)
+            out[k] = "predicted to fail (" + "; ".join(
+                f"{kind} {', '.join(filter(None, syms))}".strip()
+                for kind, syms in by_kind.items()) + ")"
+    return out
+
+
 def device_verdict(plan: LoadPlan, outcomes: Mapping[Key, str]) -> DeviceVerdict:
-    """`outcomes`: each module's runtime outcome (the JSON strings), by plan key."""
+    """`outcomes`: each module's outcome (the JSON strings), by plan key: the runtime's, or
+    `predicted_outcomes`."""
     def why_not(k: Key, seen: frozenset[Key] = frozenset()) -> str:
         """"" if k loaded with all its hard deps, else why not."""
         u = plan.units[k]

@@ -161,7 +161,10 @@ def test_check_vendor_kernel_boot_and_boot(env, built):
         [CpioEntry("lib", stat.S_IFDIR | 0o755), CpioEntry("lib/modules", stat.S_IFDIR | 0o755)]
         + [CpioEntry(f"lib/modules/{n}.ko", stat.S_IFREG | 0o644, built[n].read_bytes())
            for n in ("provider", "consumer", "broken")]
-        + [CpioEntry("lib/modules/modules.load", stat.S_IFREG | 0o644, b"provider.ko\n")])
+        + [CpioEntry("lib/modules/modules.load", stat.S_IFREG | 0o644,
+                     b"provider.ko\nconsumer.ko\nbroken.ko\n"),
+           CpioEntry("lib/modules/modules.dep", stat.S_IFREG | 0o644,
+                     b"provider.ko:\nconsumer.ko: provider.ko\nbroken.ko:\n")])
     img = VendorBootImage(4, "", (
         VendorRamdisk(compress(write_cpio([CpioEntry("init", stat.S_IFREG | 0o755, b"#!")]),
                                Compression.GZIP), RamdiskType.PLATFORM, "platform"),
@@ -218,7 +221,12 @@ def test_module_name_seen_twice_keeps_the_first(env, built):
     write_vendor_boot_image(img, env / "vb.img")
     rc, out, _ = run(*check_args(env, "--vendor-kernel-boot", env / "vb.img", "--json", "-"))
     goods = [m for m in json.loads(out)["modules"] if m["name"] == "good"]
-    assert rc == 1 and [g["path"] for g in goods] == [f"{env / 'vb.img'}:ramdisk0/good.ko"]
+    assert [g["path"] for g in goods] == [f"{env / 'vb.img'}:ramdisk0/good.ko"]
+    # outside /lib/modules: first stage never loads it, so its failure fails nothing
+    problems = goods[0]["static"]["problems"]
+    assert rc == 0 and goods[0]["static"]["verdict"] == "fail"
+    assert {"kind": "packaging", "symbol": "", "fatal": False, "detail": "outside first "
+            "stage's module directory /lib/modules: never loaded"} in problems
 
 
 # --- the cache ---

@@ -46,6 +46,8 @@ def test_check_reads_every_module_and_predicts_they_load() -> None:
     assert sorted(m["name"] + ".ko" for m in report["modules"]) == \
         sorted(n.replace("-", "_") for n in _listed())
     assert {m["static"]["verdict"] for m in report["modules"]} == {"ok"}
+    # in the plan's order every provider has loaded before its user: the device boots
+    assert report["android"]["verdict"] == "boots"
 
 
 def test_first_stage_plans_every_listed_module_as_the_device_would() -> None:

@@ -1,4 +1,4 @@
-"""`bootverify run` says what the device would do (issue 9's table, rows 1, 2, 3, 4 and 7): the
+"""`bootverify run` says what the device would do (issue 9's table, rows 1 to 5 and 7): the
 sample GKI boot.img with vendor_kernel_boot images repacked from the sample's, each with one of
 the packaging mistakes real device builds make. Only well-behaved sample modules are shipped, so
 each run is one short boot."""
@@ -120,6 +120,43 @@ def test_row4_no_modules_dep(sample_images, kos, tmp_path):
     assert (run.android["verdict"], run.android["stops_at"]) == ("stops", "vendor_core")
     assert "not in /lib/modules/modules.dep" in run.android["reason"]
     assert run.outcomes() == {"vendor_core": "not-found", "vendor_sensor": "not-found"}
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_row5_first_stage_dependency_only_in_vendor_dlkm(sample_images, kos, tmp_path):
+    """vendor_sensor is first stage; vendor_core, whose symbols it needs, only vendor_dlkm has:
+    the device stops, and `check` (the same command line without the runtime options) says so
+    before any boot."""
+    vendor_dlkm = tmp_path / "vendor_dlkm"
+    vendor_dlkm.mkdir()
+    (vendor_dlkm / "vendor_core.ko").write_bytes(kos["vendor_core"])
+    (vendor_dlkm / "modules.dep").write_text("vendor_core.ko:\n")
+    (vendor_dlkm / "modules.load").write_text("vendor_core.ko\n")
+    run = run_device(sample_images, tmp_path, ko(kos, "vendor_sensor") | {
+        "modules.dep": b"vendor_sensor.ko:\n", "modules.load": b"vendor_sensor.ko\n"},
+        "--vendor-dlkm", vendor_dlkm)
+    assert run.rc == 1
+    assert (run.android["verdict"], run.android["stage"], run.android["stops_at"]) == (
+        "stops", "first-stage", "vendor_sensor")
+    mods = {m["name"]: m for m in run.report["modules"]}
+    assert run.outcomes() == {"vendor_sensor": "link-error", "vendor_core": "loaded"}
+    assert mods["vendor_sensor"]["agreement"] == "confirmed"
+    problems = mods["vendor_sensor"]["static"]["problems"]
+    assert {p["symbol"] for p in problems} == {p["symbol"] for p in
+                                               mods["vendor_sensor"]["runtime"]["problems"]}
+    for p in problems:
+        assert p["kind"] == "packaging" and p["detail"].endswith(
+            "move vendor_core to vendor_kernel_boot's modules.load")
+    rc, stdout, stderr = run_bootverify([
+        "check", "--boot", sample_images / "boot.img",
+        "--vendor-kernel-boot", tmp_path / "vendor_kernel_boot.img",
+        "--vendor-dlkm", vendor_dlkm, "--symvers", sample_images / "vmlinux.symvers",
+        "--kmi-symbol-list", sample_images / "kmi_symbol_list", "--json", "-"], RUN_TIMEOUT)
+    assert rc == 1, stderr
+    check = json.loads(stdout)
+    assert [check["android"][k] for k in ("verdict", "stage", "stops_at")] == \
+        [run.android[k] for k in ("verdict", "stage", "stops_at")]
+    assert [m["static"] for m in check["modules"]] == [m["static"] for m in run.report["modules"]]
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)

@@ -99,12 +99,17 @@ def _notes(sets: Sequence[ModuleSet], boot: BootFacts | None) -> list[str]:
 
 
 def make_plan(sets: Sequence[ModuleSet], cmdline: str = "",
-              boot: BootFacts | None = None) -> LoadPlan:
+              boot: BootFacts | None = None, strays: Sequence[str] = ()) -> LoadPlan:
+    """`strays`: the vendor ramdisk's .ko files outside first stage's module directory, which
+    nothing loads."""
     m = Modprobe(sets, ParseKernelCmdlineOptions(cmdline))
     listed = [x for s in sets for x in m.LoadListedModules(s)]
     order = tuple(dict.fromkeys(k for x in listed for k in x.keys))
     unlisted = [k for s in sets
                 for k in m.unlisted(s, f"in no load list ({s.guest_dir}/{s.load_file})")]
+    if sets:
+        unlisted += m.strays(sets[0].origin, strays,
+                             f"outside first stage's module directory {sets[0].guest_dir}")
     for u in m.units.values():
         if u.path and any(c.isspace() for c in u.path):
             raise InputError(u.path, "module path with white space: the guest's plan file "
@@ -166,8 +171,13 @@ def plan_for(tree: Mapping[str, CpioEntry], release: str, kernel_image: bytes,
     mode when forced."""
     facts = boot_facts(cmdline, proc_bootconfig(bootconfig), android.RECOVERY_BINARY in tree,
                        boot_mode)
-    sets = [ramdisk_module_set(tree, release, facts.mode, GetPageSizeSuffix(kernel_image))]
+    first = ramdisk_module_set(tree, release, facts.mode, GetPageSizeSuffix(kernel_image))
+    sets = [first]
     for origin in android.ORIGINS[1:]:
         if dlkm_dirs and origin in dlkm_dirs:
             sets.append(dir_module_set(origin, dlkm_dirs[origin], facts.mode))
-    return make_plan(sets, cmdline, facts)
+    inside = first.guest_dir.lstrip("/") + "/"
+    strays = sorted("/" + name for name, e in tree.items()
+                    if e.is_file and name.endswith(".ko")
+                    and not (name.startswith(inside) and name[len(inside):] in first.files))
+    return make_plan(sets, cmdline, facts, strays)

@@ -176,3 +176,15 @@ class Modprobe:
                                          note)
             out.append(key)
         return out
+
+    def strays(self, origin: str, paths: Sequence[str], note: str) -> list[Key]:
+        """Files of a set's image outside its modules directory (guest paths): a unit each, not
+        loaded, unless a module of that name is already there."""
+        out = []
+        for path in paths:
+            key = (origin, MakeCanonical(path))
+            if key not in self.units:
+                self.units[key] = ModuleUnit(origin, key[1], path, "", (), Disposition.UNLISTED,
+                                             note)
+                out.append(key)
+        return out

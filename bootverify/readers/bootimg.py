@@ -159,6 +159,19 @@ class VendorBootImage:
         return b"".join(r.data for r in self.ramdisks)
 
 
+def bootloader_cmdline(boot: BootImage | None, vendor: VendorBootImage | None) -> str:
+    """The command line a bootloader hands the kernel (U-Boot boot/image-android.c
+    android_image_get_kernel()): boot.img's, a space, the vendor boot image's."""
+    return " ".join(c for c in (boot.cmdline.strip() if boot else "",
+                                vendor.cmdline.strip() if vendor else "") if c)
+
+
+def bootloader_ramdisk(boot: BootImage | None, vendor: VendorBootImage | None) -> bytes:
+    """The initrd a bootloader hands the kernel, bootconfig aside (U-Boot
+    android_image_get_ramdisk()): the vendor ramdisk section, then boot.img's ramdisk."""
+    return (vendor.ramdisk if vendor else b"") + (boot.ramdisk if boot else b"")
+
+
 def layout(img: BootImage | VendorBootImage) -> list[Section]:
     """Where each section sits in the file; empty sections are left out."""
     v = img.header_version

@@ -29,7 +29,14 @@ from pathlib import Path
 
 from bootverify.android import BOOTCONFIG_MAGIC, DLKM_GUEST_DIRS
 from bootverify.errors import InputError
-from bootverify.readers.bootimg import BootImage, VendorBootImage, read_boot, read_vendor_boot
+from bootverify.readers.bootimg import (
+    BootImage,
+    VendorBootImage,
+    bootloader_cmdline,
+    bootloader_ramdisk,
+    read_boot,
+    read_vendor_boot,
+)
 from bootverify.readers.kernel import KernelImage, parse_kernel
 from bootverify.readers.ramdisk import CpioEntry, entries_from_tree, unpack_initrd
 from bootverify.runtime import agent
@@ -90,11 +97,9 @@ class Handoff:
 def handoff(images: BootImages) -> Handoff:
     kernel = parse_kernel(images.boot.kernel, f"{images.boot_path} (kernel)")
     v = images.vendor
-    if v is None:
-        return Handoff(kernel, images.boot.ramdisk, b"", images.boot.cmdline.strip())
-    cmdline = " ".join(c for c in (images.boot.cmdline.strip(), v.cmdline.strip()) if c)
-    bootconfig = bootconfig_with_trailer(v.bootconfig) if v.header_version >= 4 else b""
-    return Handoff(kernel, v.ramdisk + images.boot.ramdisk, bootconfig, cmdline)
+    bootconfig = bootconfig_with_trailer(v.bootconfig) if v and v.header_version >= 4 else b""
+    return Handoff(kernel, bootloader_ramdisk(images.boot, v), bootconfig,
+                   bootloader_cmdline(images.boot, v))
 
 
 def new_nonce() -> str:

@@ -17,6 +17,12 @@ They run in load_module()'s order:
 and on top the KMI: a kernel symbol outside the lists is a failure on a trimmed kernel and a
 latent violation otherwise. The kernel stops at the first refusal; the report lists them all.
 A module whose provider fails cannot load either.
+
+Given the load plan (`load_slots`: what Android's loaders do, bootverify/plan/), the rules also
+follow its order, since find_symbol() finds only the modules already loaded: a provider that
+loads later (a first-stage module whose provider only vendor_dlkm has), one that never loads
+(blocklisted, not found, in no load list), a hard dependency libmodprobe cannot load, a module
+it cannot load itself, are problems of kind `packaging`, each naming the fix.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from bootverify.android import DEVICE_IMAGE_OF, ORIGINS, STAGE_OF, Stage
+from bootverify.plan.model import Disposition, LoadPlan
 from bootverify.readers.modules import ModuleFacts
 from bootverify.readers.symbols import KERNEL_OWNER, KernelExports
 
@@ -46,6 +54,7 @@ class ProblemKind(enum.StrEnum):
     PROTECTED = "protected"
     DUPLICATE_EXPORT = "duplicate-export"
     DEPENDENCY_FAILED = "dependency-failed"
+    PACKAGING = "packaging"
 
 
 class Verdict(enum.StrEnum):
@@ -86,6 +95,16 @@ class Reason(enum.Enum):
     PROTECTED_EXPORT = (ProblemKind.PROTECTED, "unsigned module exports a protected symbol")
     DUPLICATE_EXPORT = (ProblemKind.DUPLICATE_EXPORT, "exports a symbol %s already exports")
     DEPENDENCY_FAILED = (ProblemKind.DEPENDENCY_FAILED, "needs %s from %s, which fails to load")
+    NOT_LOADABLE = (ProblemKind.PACKAGING, "%s: libmodprobe does not load it")
+    DEP_NOT_LOADABLE = (ProblemKind.PACKAGING, "its modules.dep dependency %s is %s: "
+                                               "InsmodWithDeps stops there")
+    PROVIDER_NEVER_LOADS = (ProblemKind.PACKAGING, "needs it from %s, which never loads (%s)")
+    PROVIDER_LATER_STAGE = (ProblemKind.PACKAGING, "%s (%s) needs it from %s, which only %s has "
+                                                   "(%s): move %s to %s's modules.load")
+    PROVIDER_LATER = (ProblemKind.PACKAGING, "needs it from %s, which loads after it: "
+                                             "modules.dep does not give %s as a dependency of "
+                                             "%s (run depmod over the whole partition)")
+    UNLISTED = (ProblemKind.PACKAGING, "%s: never loaded")
 
     def __init__(self, kind: ProblemKind, template: str) -> None:
         self.kind = kind
@@ -151,10 +170,38 @@ class KernelInterface:
 
 
 @dataclass(frozen=True)
+class Slot:
+    """Where the load plan puts a module: its partition, and when it loads."""
+    origin: str
+    line: int | None                       # its place in the load order; None: never loaded
+    why_not: str = ""                      # when it is never loaded: blocklisted, not found...
+    disposition: Disposition = Disposition.LOAD
+    unloadable_deps: tuple[tuple[str, str], ...] = ()   # (hard dep, why it cannot load)
+
+    @property
+    def stage(self) -> Stage:
+        return STAGE_OF[self.origin]
+
+
+def load_slots(plan: LoadPlan) -> dict[str, Slot]:
+    """Each module of the plan by name, the first of a name (the kernel refuses a second)."""
+    lines = {s.key: s.line for s in plan.steps}
+    slots: dict[str, Slot] = {}
+    for s in plan.steps:
+        u = plan.units[s.key]
+        bad = tuple((plan.units[d].name, plan.units[d].disposition.value + (
+            f" ({plan.units[d].note})" if plan.units[d].note else "")) for d in u.deps
+                    if plan.units[d].disposition is not Disposition.LOAD)
+        slots.setdefault(u.name, Slot(u.origin, lines[s.key], u.note, u.disposition, bad))
+    return slots
+
+
+@dataclass(frozen=True)
 class StaticReport:
     kernel_release: str | None
     kmi_trimmed: bool
     modules: tuple[Prediction, ...]
+    plan: LoadPlan | None = None           # the load plan the rules followed, if any
 
     def prediction(self, name: str) -> Prediction | None:
         return next((m for m in self.modules if m.name == name), None)
@@ -366,6 +413,63 @@ def verify_exported_symbols(m: ModuleFacts, kernel: KernelInterface,
     return problems
 
 
+# --- the load plan's rules: libmodprobe's order meets find_symbol() ---
+
+def ModuleExists(slot: Slot) -> Problem | None:
+    """libmodprobe.cpp ModuleExists() / LoadWithAliases(): a listed module that is not in
+    modules.dep, or whose file is not there, is not loaded at all (a blocklisted one is
+    skipped on purpose: no problem); a .ko that no load list reaches is never loaded."""
+    if slot.disposition is Disposition.NOT_FOUND:
+        return Reason.NOT_LOADABLE.problem("", slot.why_not)
+    if slot.disposition is Disposition.UNLISTED:
+        return Reason.UNLISTED.problem("", slot.why_not, fatal=False)
+    return None
+
+
+def InsmodWithDeps(slot: Slot, uses: Mapping[str, Sequence[str]]) -> list[Problem]:
+    """libmodprobe.cpp InsmodWithDeps(): the hard deps (modules.dep) load first, each must
+    exist; the first that cannot load ends the load. Named with each symbol the module takes
+    from it: what the kernel refuses when the module is tried anyway."""
+    return [Reason.DEP_NOT_LOADABLE.problem(sym, dep, why)
+            for dep, why in slot.unloadable_deps for sym in uses.get(dep, ("",))]
+
+
+def find_symbol_live(m: ModuleFacts, slot: Slot, slots: Mapping[str, Slot],
+                     uses: Mapping[str, Sequence[str]]) -> list[Problem]:
+    """6.1 kernel/module/main.c find_symbol() searches vmlinux and the `modules` list: only
+    modules loaded before this one. A provider of the set that loads later (in a later stage or
+    partition, or later in the same list because modules.dep does not name it), or never, is
+    "Unknown symbol" at load time however complete the set is (simplify_symbols() names every
+    such symbol)."""
+    out: list[Problem] = []
+    listed_deps = {dep for dep, _ in slot.unloadable_deps}
+    assert slot.line is not None
+    for dep, syms in uses.items():
+        p = slots.get(dep)
+        if p is None or dep in listed_deps or (p.line is not None and p.line < slot.line):
+            continue
+        if p.line is None:
+            reason, args = Reason.PROVIDER_NEVER_LOADS, (dep, p.why_not)
+        elif ORIGINS.index(p.origin) > ORIGINS.index(slot.origin):
+            reason, args = Reason.PROVIDER_LATER_STAGE, (m.name, slot.stage, dep, p.origin,
+                                                         p.stage, dep,
+                                                         DEVICE_IMAGE_OF[slot.origin])
+        else:
+            reason, args = Reason.PROVIDER_LATER, (dep, dep, m.name)
+        out += [reason.problem(sym, *args) for sym in syms]
+    return out
+
+
+def _plan_problems(m: ModuleFacts, slots: Mapping[str, Slot],
+                   uses: Mapping[str, Sequence[str]]) -> list[Problem]:
+    slot = slots.get(m.name)
+    if slot is None:            # not a module of the plan (a --modules-dir set)
+        return []
+    if slot.line is None:
+        return list(filter(None, [ModuleExists(slot)]))
+    return [*InsmodWithDeps(slot, uses), *find_symbol_live(m, slot, slots, uses)]
+
+
 def _own_problems(m: ModuleFacts, kernel: KernelInterface, providers: Mapping[str, _Provider],
                   index: _Index) -> list[Problem]:
     """load_module()'s checks of one module, in its order."""
@@ -374,30 +478,38 @@ def _own_problems(m: ModuleFacts, kernel: KernelInterface, providers: Mapping[st
             *verify_exported_symbols(m, kernel, providers)]
 
 
-def analyze(kernel: KernelInterface, modules: Sequence[ModuleFacts]) -> StaticReport:
+def analyze(kernel: KernelInterface, modules: Sequence[ModuleFacts],
+            plan: LoadPlan | None = None) -> StaticReport:
     providers = _providers(kernel, modules)
     index = _Index.of(kernel, providers, modules)
-    own = {m.name: _own_problems(m, kernel, providers, index) for m in modules}
-    # Which set modules each module takes symbols from, in first-use order. Weak symbols do not
+    # Which set modules each module takes symbols from, and which symbols. Weak symbols do not
     # count: when their provider fails they stay unresolved, which a weak reference allows.
     from_modules = frozenset(n for n, p in providers.items() if p.owner != KERNEL_OWNER)
-    uses: dict[str, dict[str, str]] = {}
+    uses: dict[str, dict[str, list[str]]] = {}
     for m in modules:
-        deps: dict[str, str] = {}
+        deps: dict[str, list[str]] = {}
         for sym in sorted(m.undefined_set & from_modules):
             if providers[sym].owner != m.name:
-                deps.setdefault(providers[sym].owner, sym)
+                deps.setdefault(providers[sym].owner, []).append(sym)
         uses[m.name] = deps
-    # A failure spreads to every module that needs the failing one, to a fixed point.
+    slots = load_slots(plan) if plan else {}
+    own = {m.name: _own_problems(m, kernel, providers, index) + _plan_problems(m, slots,
+                                                                               uses[m.name])
+           for m in modules}
+    # A failure spreads to every module that needs the failing one, to a fixed point, with each
+    # symbol the module takes from it: simplify_symbols() names every one it cannot resolve.
     failing = {name for name, probs in own.items() if any(p.fatal for p in probs)}
     inherited: dict[str, list[Problem]] = {m.name: [] for m in modules}
+    spread: dict[str, set[str]] = {m.name: set() for m in modules}
     changed = True
     while changed:
         changed = False
         for m in modules:
-            for dep, sym in uses[m.name].items():
-                if dep in failing and not any(p.symbol == sym for p in inherited[m.name]):
-                    inherited[m.name].append(Reason.DEPENDENCY_FAILED.problem(sym, sym, dep))
+            for dep, syms in uses[m.name].items():
+                if dep in failing and dep not in spread[m.name]:
+                    spread[m.name].add(dep)
+                    inherited[m.name] += [Reason.DEPENDENCY_FAILED.problem(sym, sym, dep)
+                                          for sym in syms]
                     if m.name not in failing:
                         failing.add(m.name)
                         changed = True
@@ -406,4 +518,5 @@ def analyze(kernel: KernelInterface, modules: Sequence[ModuleFacts]) -> StaticRe
         kmi_trimmed=kernel.trimmed,
         modules=tuple(Prediction(m.name, m.path, tuple(own[m.name] + inherited[m.name]))
                       for m in modules),
+        plan=plan,
     )
