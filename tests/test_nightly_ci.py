@@ -163,3 +163,26 @@ def test_sigterm_writes_a_partial_report_and_exits_143(sample_images: Path,
                                "exit_status": 143}
     assert len(report["modules"]) >= 3
     assert_valid_junit(out / "junit.xml")
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
+def test_rerun_failed_runs_last_nights_failures_with_their_dependencies(
+        nights: tuple[Night, Night], tmp_path: Path) -> None:
+    night = nights[1]
+    seeded = night.out.parent / "seeded"
+    out = tmp_path / "rerun"
+    rc, stdout, stderr = run_bootverify(sample_run(seeded, out, "--rerun-failed",
+                                                   str(night.out / "report.json"),
+                                                   "--exclude", "vendor_[hop]*")[3:],
+                                        RUN_TIMEOUT)
+    assert rc == 1, stderr
+    report = json.loads((out / "report.json").read_text())
+    failed = set(night.report["expect"]["regressions"] + night.report["expect"]["expected"])
+    wanted = {n for n in failed - {"android-boot"} if not n.startswith(("vendor_h", "vendor_o",
+                                                                        "vendor_p"))}
+    names = {m["name"] for m in report["modules"]}
+    # vendor_core comes along: vendor_sensor needs it; vendor_backlight too, for vendor_panel
+    assert names == wanted | {"vendor_core"}, names
+    assert any(n.startswith("narrowed run (--exclude vendor_[hop]*, --rerun-failed ")
+               for n in report["notes"])
+    assert stdout.startswith("ANDROID: STOPS in first-stage at vendor_sensor")
