@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import kcidb_io
 import pytest
 from lxml import etree
 from test_crosscheck import pred, rt
@@ -250,6 +251,9 @@ def test_ktap_and_kcidb(tmp_path):
     assert "ok 3 known # XFAIL link-error/confirmed: uses msleep" in results
     assert "not ok 5 new" in results and results[-1] == "not ok 7 bootverify-run"
     assert lines[-1] == "Bail out! infrastructure: no prompt"
+    for run in (record(tmp_path), record(tmp_path, error=RunError(ErrorKind.INFRASTRUCTURE,
+                                                                  "no prompt", 2))):
+        kcidb_io.schema.V4_3.validate(kcidb_json(run))     # KernelCI's own validator
     doc = kcidb_json(record(tmp_path))
     assert doc["version"] == {"major": 4, "minor": 3}
     assert all(t["id"].startswith("bootverify:") and t["build_id"] == doc["builds"][0]["id"]
