@@ -1,9 +1,9 @@
-"""KCIDB JSON (KernelCI's common report database, I/O schema v4.3, as kcidb-io validates it) for KernelCI: one checkout and
-one build standing for the images under test (ids from boot.img's sha256, so that nights of the
-same build join), and one test a module (path `bootverify.ORIGIN.MODULE`) after the device
-verdict (`bootverify.android_boot`). Status: PASS, FAIL, SKIP (not given to the kernel on
-purpose), ERROR (the run itself failed: `bootverify.run`). Every object's id starts with the
-origin `bootverify:`, as KCIDB requires."""
+"""KCIDB JSON (KernelCI's common report database, I/O schema v4.3, as kcidb-io validates it):
+one checkout and one build standing for the images under test (ids from boot.img's sha256, so
+that nights of the same build join), and one test a module (path `bootverify.ORIGIN.MODULE`)
+after the device verdict (`bootverify.android_boot`). Status: PASS, FAIL, SKIP (not given to
+the kernel on purpose), ERROR (the run itself failed: `bootverify.run`). Every object's id
+starts with the origin `bootverify:`, as KCIDB requires."""
 
 from __future__ import annotations
 
