@@ -91,9 +91,10 @@ def test_older_abi_modules_every_predicted_failure_confirmed(v3_images: Path) ->
         assert m["static"]["verdict"] == "fail", m["name"]
         assert m["runtime"]["outcome"] == "link-error", m["name"]
         assert m["agreement"] == "confirmed", (m["name"], m["why"])
-        # the kernel stops at module_layout, the first CRC it checks
+        # the kernel stops at module_layout, the first CRC it checks: a crc-mismatch
         assert m["runtime"]["problems"] == [{"kind": "disagrees-about-version",
-                                             "symbol": "module_layout", "detail": ""}]
+                                             "symbol": "module_layout", "detail": "",
+                                             "static_kind": "crc-mismatch"}]
 
 
 @pytest.mark.timeout(2 * RUN_TIMEOUT)
