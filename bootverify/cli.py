@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from bootverify.android import BootMode
 from bootverify.cache import cache_dir
 from bootverify import version
 from bootverify.errors import (
@@ -26,11 +26,16 @@ from bootverify.errors import (
     writing,
 )
 from bootverify.readers import bootimg
+from bootverify.readers.kernel import parse_kernel
+from bootverify.readers.ramdisk import Compression, decompress, unpack_initrd, write_tree
+from bootverify.readers.ramdisk import detect as detect_compression
 from bootverify.readers.symbols import kernel_exports_from_symvers, read_kmi_symbol_lists
-from bootverify.report import static_json, static_text, write_json
+from bootverify.inputs import Opened, add_input_args, opened, required
+from bootverify.report import (duplicates_json, duplicates_text, static_json, static_text,
+                               write_json)
 from bootverify.plan.model import Disposition
 from bootverify.static.analysis import StaticReport, Verdict
-from bootverify.static.check import CheckInputs, run_check
+from bootverify.static.check import run_check
 from bootverify.static.kmidiff import kmi_diff
 
 if TYPE_CHECKING:
@@ -51,40 +56,11 @@ def write_output(dest: str, write: Callable[[TextIO], None]) -> None:
 
 # --- check ---
 
-def add_kernel_args(p: argparse.ArgumentParser) -> None:
-    """The static inputs `check` and `run` share."""
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--symvers", type=Path, metavar="FILE",
-                     help="vmlinux.symvers or Module.symvers of the kernel (CRCs, export types, "
-                          "namespaces)")
-    src.add_argument("--system-map", type=Path, metavar="FILE",
-                     help="System.map of the kernel (export names only: no CRC, GPL or "
-                          "namespace checks)")
-    p.add_argument("--kmi-symbol-list", type=Path, action="append", default=[], metavar="FILE",
-                   help="Android KMI symbol list ([abi_symbol_list]); repeat to merge several")
-    p.add_argument("--protected-exports", type=Path, metavar="FILE",
-                   help="GKI protected exports list (abi_gki_protected_exports_<arch>)")
-
-
-def add_plan_args(p: argparse.ArgumentParser) -> None:
-    """What decides the load plan besides the images, for `check` and `run` alike."""
-    p.add_argument("--system-dlkm", type=Path, metavar="DIR",
-                   help="system_dlkm's modules with their modules.load: second stage, after "
-                        "the vendor ramdisk's")
-    p.add_argument("--vendor-dlkm", type=Path, metavar="DIR",
-                   help="vendor_dlkm's modules with their modules.load: second stage, last")
-    p.add_argument("--boot-mode", choices=[m.value for m in BootMode], type=BootMode,
-                   help="load the list of this mode (modules.load, modules.load.recovery, "
-                        "modules.load.charger) instead of the one bootconfig/cmdline choose")
-
-
-def check_inputs(args: argparse.Namespace, modules_dirs: list[Path]) -> CheckInputs:
-    return CheckInputs(symvers=args.symvers, system_map=args.system_map,
-                       kmi_symbol_lists=tuple(args.kmi_symbol_list),
-                       protected_exports=args.protected_exports, boot=args.boot,
-                       vendor_boot=args.vendor_kernel_boot, modules_dirs=tuple(modules_dirs),
-                       system_dlkm=args.system_dlkm, vendor_dlkm=args.vendor_dlkm,
-                       boot_mode=args.boot_mode)
+def _say(lines: Sequence[str]) -> None:
+    """What each input was taken from (--dist, an image extracted, an image written): on
+    stderr, so that `--json -` stays JSON."""
+    for line in lines:
+        print(line, file=sys.stderr)
 
 
 def planned_failures(report: StaticReport) -> bool:
@@ -99,14 +75,19 @@ def planned_failures(report: StaticReport) -> bool:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from bootverify.verdict import device_verdict, predicted_outcomes
-    report = run_check(check_inputs(args, args.modules_dir),
-                       None if args.no_cache else cache_dir() / "check")
+    with opened(args, run=False) as inputs:
+        _say(inputs.lines)
+        cache = cache_dir() / "check" if inputs.cacheable and not args.no_cache else None
+        report = inputs.relabel(run_check(inputs.check, cache))
+        _say(inputs.list_notes(report.plan))
     device = (device_verdict(report.plan, predicted_outcomes(report.plan, report.modules))
               if report.plan else None)
     if args.json:
-        write_output(args.json, lambda out: write_json(static_json(report, device), out))
+        doc = static_json(report, device) | {"duplicates": duplicates_json(report.plan)}
+        write_output(args.json, lambda out: write_json(doc, out))
     if args.json != "-":
         static_text(report, sys.stdout, device)
+        duplicates_text(report.plan, sys.stdout)
     return EXIT_FAIL if planned_failures(report) or (device and device.failed) else EXIT_OK
 
 
@@ -123,7 +104,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bootverify.nightly.session import failed_run, run_nightly
     from bootverify.reports.document import run_document
     from bootverify.reports.summary import summary_text
-    run = run_nightly(run_options(args), progress=_progress)
+    with opened(args, run=True) as inputs:
+        boot = required(inputs.boot, "boot image", ("--boot", "--kernel"))
+        _say(inputs.lines)
+
+        def static_half() -> StaticReport:
+            report = inputs.relabel(run_check(inputs.check, cache_dir() / "check"
+                                              if inputs.cacheable else None))
+            _say(inputs.list_notes(report.plan))
+            return report
+
+        run = run_nightly(run_options(args, inputs, boot), static_half, progress=_progress)
     if args.json == "-":
         write_json(run_document(run), sys.stdout)
     else:
@@ -133,14 +124,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAIL if failed_run(run) else EXIT_OK
 
 
-def run_options(args: argparse.Namespace) -> RunOptions:
+def run_options(args: argparse.Namespace, inputs: Opened, boot: Path) -> RunOptions:
     from bootverify.nightly.session import RunOptions
     from bootverify.runtime.vm import VMConfig
     given = {"boot_timeout": args.boot_timeout, "memory_mb": args.memory}
     timeout = {"module_timeout": args.module_timeout} if args.module_timeout else {}
     return RunOptions(
-        check_inputs(args, []), args.boot, args.vendor_kernel_boot,
-        args.system_dlkm, args.vendor_dlkm, args.boot_mode, args.busybox,
+        inputs.check, boot, inputs.vendor_kernel_boot,
+        inputs.system_dlkm, inputs.vendor_dlkm, args.boot_mode, args.busybox,
         VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v}),
         output=args.output, json=None if args.json in (None, "-") else Path(args.json),
         junit=args.junit, console_log=args.console_log, tap=args.tap, kcidb=args.kcidb,
@@ -176,30 +167,65 @@ def cmd_kmi_diff(args: argparse.Namespace) -> int:
 
 # --- inspect / unpack ---
 
+def _kernel_rows(img: bootimg.BootImage) -> list[tuple[str, str]]:
+    """What `inspect` says of a boot image's kernel: its release, as modules' vermagic needs."""
+    if not img.kernel:
+        return [("kernel", "none")]
+    try:
+        k = parse_kernel(img.kernel, "kernel")
+    except InputError as e:
+        return [("kernel", e.problem)]
+    return [("kernel release", k.release), ("kernel compression", k.compression.value),
+            ("kernel vermagic", k.vermagic or "not found")]
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     img = bootimg.read_boot_image(args.image)
-    for name, value in bootimg.describe(img):
+    rows = bootimg.describe(img)
+    if isinstance(img, bootimg.BootImage):
+        rows += _kernel_rows(img)
+    for name, value in rows:
         print(f"{name:28} {value}")
     return EXIT_OK
+
+
+def _unpack_ramdisk(out: Path, name: str, data: bytes, label: str) -> None:
+    """A ramdisk section's contents beside its raw bytes: NAME.cpio (decompressed, when it was
+    compressed) and NAME.files/ (the tree it unpacks to, later archives winning)."""
+    if not data:
+        return
+    if detect_compression(data) is not Compression.NONE:
+        (out / f"{name}.cpio").write_bytes(decompress(data, label))
+        print(out / f"{name}.cpio")
+    files = out / f"{name}.files"
+    shutil.rmtree(files, ignore_errors=True)       # a second unpack into DIR starts afresh
+    files.mkdir()
+    written = write_tree(unpack_initrd(data, label), files, label)
+    print(f"{files}/ ({len(written)} files)")
 
 
 def cmd_unpack(args: argparse.Namespace) -> int:
     img = bootimg.read_boot_image(args.image)
     out: Path = args.dir
     files: dict[str, bytes] = {"cmdline": img.cmdline.encode() + b"\n"}
+    ramdisks: dict[str, bytes] = {}
     if isinstance(img, bootimg.BootImage):
         files.update(kernel=img.kernel, ramdisk=img.ramdisk, second=img.second,
                      recovery_dtbo=img.recovery_dtbo, dtb=img.dtb, signature=img.signature)
+        ramdisks["ramdisk"] = img.ramdisk
     else:
         files.update(dtb=img.dtb, bootconfig=img.bootconfig)
         for i, r in enumerate(img.ramdisks):
-            files[f"vendor_ramdisk{i:02d}" + (f"_{r.name}" if r.name else "")] = r.data
+            name = f"vendor_ramdisk{i:02d}" + (f"_{r.name}" if r.name else "")
+            files[name] = ramdisks[name] = r.data
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
             if data:
                 (out / name).write_bytes(data)
                 print(out / name)
+        for name, data in ramdisks.items():
+            _unpack_ramdisk(out, name, data, f"{args.image}:{name}")
     return EXIT_OK
 
 
@@ -291,6 +317,14 @@ def add_nightly_args(p: argparse.ArgumentParser) -> None:
 
 
 RUN_DESCRIPTION = """\
+Inputs: the same options as `check` (a check command line plus --boot is a run one). --dist DIR
+takes a build's dist directory as it is (Kleaf's names; one line on stderr per input says what
+was taken from where; an explicit option wins). --system-dlkm / --vendor-dlkm take a directory,
+an ext4 or erofs partition image (extracted without mounting) or a staging archive. --kernel
+Image|Image.gz|Image.lz4 instead of --boot, with --modules-dir DIR instead of
+--vendor-kernel-boot: bootverify writes boot.img and vendor_kernel_boot.img itself, as AOSP's
+mkbootimg would (header v4, a DLKM ramdisk); their dtb is qemu virt's, not the device's.
+
 Boot boot.img + vendor_kernel_boot.img in qemu-system-aarch64 as a bootloader would (initrd =
 vendor ramdisks, generic ramdisk, bootverify's agent, bootconfig; cmdline = boot + vendor +
 console=ttyAMA0 ...), then load every module as Android does (AOSP libmodprobe and
@@ -360,15 +394,12 @@ def parser() -> argparse.ArgumentParser:
                                    "boot mode, load lists, modules.dep order): a provider that "
                                    "loads later or never, a dependency or listed module "
                                    "libmodprobe cannot load, is `packaging`; the first line "
-                                   "says whether the device would boot.")
-    p.add_argument("--vendor-kernel-boot", type=Path, metavar="IMG",
-                   help="vendor_kernel_boot.img or vendor_boot.img whose ramdisks hold modules")
-    p.add_argument("--modules-dir", type=Path, action="append", default=[], metavar="DIR",
-                   help="directory searched recursively for .ko files; repeatable")
-    p.add_argument("--boot", type=Path, metavar="IMG",
-                   help="boot.img: its kernel gives the release and vermagic to check against")
-    add_plan_args(p)
-    add_kernel_args(p)
+                                   "says whether the device would boot. The inputs are "
+                                   "`run`'s: --dist DIR takes a build's dist directory as it "
+                                   "is, and a check command line plus --boot is a run one. "
+                                   "Modules shipped in two partitions are listed, each copy "
+                                   "with its partition and path.")
+    add_input_args(p)
     p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the report cache")
     p.set_defaults(func=cmd_check)
@@ -377,11 +408,7 @@ def parser() -> argparse.ArgumentParser:
         "run", help="boot the images in qemu, modprobe every device module, cross-check",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=RUN_DESCRIPTION)
-    p.add_argument("--boot", type=Path, required=True, metavar="IMG", help="boot.img (v0-v4)")
-    p.add_argument("--vendor-kernel-boot", "--vendor-boot", type=Path, required=True,
-                   metavar="IMG", help="vendor_kernel_boot.img or vendor_boot.img (v3/v4)")
-    add_plan_args(p)
-    add_kernel_args(p)
+    add_input_args(p)
     p.add_argument("--busybox", type=Path, metavar="PATH",
                    help="static arm64 busybox for the agent (default: Debian's busybox-static, "
                         "fetched once into the cache)")
@@ -409,19 +436,23 @@ def parser() -> argparse.ArgumentParser:
                         "new_crc}]} (- for stdout)")
     p.set_defaults(func=cmd_kmi_diff)
 
-    p = sub.add_parser("inspect", help="print a boot image's header fields and sections",
+    p = sub.add_parser("inspect", help="print a boot image's header fields and sections, and "
+                                       "its kernel's release",
                        description="Print the header fields of a boot.img (v0-v4) or "
-                                   "vendor_boot.img / vendor_kernel_boot.img (v3/v4) and the "
-                                   "sizes of its sections (kernel, ramdisks, dtb, bootconfig).")
+                                   "vendor_boot.img / vendor_kernel_boot.img (v3/v4), the "
+                                   "sizes of its sections (kernel, ramdisks, dtb, bootconfig) "
+                                   "and its kernel's release.")
     p.add_argument("image", type=Path, metavar="IMG", help="the image to describe")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("unpack", help="write a boot image's kernel, ramdisks, dtb, bootconfig, "
-                                      "cmdline to DIR",
+    p = sub.add_parser("unpack", help="write a boot image's kernel, ramdisks (raw, decompressed "
+                                      "as NAME.cpio, unpacked as NAME.files/), dtb, "
+                                      "bootconfig, cmdline to DIR",
                        description="Write each section of a boot or vendor boot image to DIR "
-                                   "(made if missing): kernel, ramdisk (each vendor ramdisk "
-                                   "fragment as vendor_ramdiskNN[_NAME]), dtb, bootconfig, "
-                                   "cmdline; prints each file written.")
+                                   "(made if missing): kernel, ramdisks (each vendor ramdisk "
+                                   "fragment raw, decompressed as NAME.cpio and unpacked as "
+                                   "NAME.files/), dtb, bootconfig, cmdline; prints each file "
+                                   "written.")
     p.add_argument("image", type=Path, metavar="IMG", help="the image to unpack")
     p.add_argument("dir", type=Path, metavar="DIR", help="where the sections go")
     p.set_defaults(func=cmd_unpack)

@@ -10,6 +10,8 @@ load plan (a vendor boot image or dlkm directories) "android", "boot_mode" and "
 "errno_name", "problems": [{"kind", "symbol", "detail", "static_kind"}], "kmsg", "message",
 "reason", "origin", "seconds"}, "agreement" and "why" (see crosscheck); reports/document.py adds
 "meta", "summary", "error", "expect", "baseline".
+Both add "duplicates": [{"name", "copies": [{"partition", "path", "loads", "why"}]}], the
+modules shipped in more than one partition, each copy in load order.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from bootverify.android import DEVICE_IMAGE_OF
 from bootverify.crosscheck import ModuleVerdict, static_kind
+from bootverify.plan.model import Disposition, LoadPlan, ModuleUnit
 from bootverify.runtime.kmsg import RuntimeResult
 from bootverify.static.analysis import Prediction, StaticReport
 from bootverify.verdict import DeviceVerdict
@@ -132,3 +136,41 @@ def run_json(report: StaticReport, verdicts: Sequence[ModuleVerdict],
                      "runtime": runtime_json(v.runtime, v.prediction),
                      "agreement": v.agreement.value, "why": v.why} for v in verdicts],
     }
+
+
+# --- modules shipped twice (LoadPlan.duplicates) ---
+
+
+def _copies(plan: LoadPlan) -> list[tuple[str, ModuleUnit, bool, str]]:
+    """(partition, unit, loads, what happens to it) per copy of each duplicated module."""
+    out = []
+    for copies in plan.duplicates():
+        first = next((u for u in copies if u.disposition is Disposition.LOAD), None)
+        for u in copies:
+            if u is first:
+                what = "this copy is the one loaded"
+            elif u.disposition is Disposition.LOAD and first is not None:
+                what = (f"never runs: the kernel has {u.name} from "
+                        f"{DEVICE_IMAGE_OF[first.origin]} already (EEXIST)")
+            else:
+                what = f"not loaded: {u.disposition}"
+            out.append((DEVICE_IMAGE_OF[u.origin], u, u is first, what))
+    return out
+
+
+def duplicates_json(plan: LoadPlan | None) -> list[dict[str, Any]]:
+    """`"duplicates": [{"name", "copies": [{"partition", "path", "loads", "why"}]}]`."""
+    doc: dict[str, dict[str, Any]] = {}
+    for partition, u, loads, what in _copies(plan) if plan else []:
+        doc.setdefault(u.name, {"name": u.name, "copies": []})["copies"].append(
+            {"partition": partition, "path": u.path, "loads": loads, "why": what})
+    return list(doc.values())
+
+
+def duplicates_text(plan: LoadPlan | None, out: TextIO) -> None:
+    """One row per copy, each naming its own partition and path."""
+    rows = [(u.name, partition, u.path, what)
+            for partition, u, _, what in (_copies(plan) if plan else [])]
+    if rows:
+        out.write("\nModules shipped in more than one partition:\n")
+        out.write(table(rows, ("DUPLICATE", "PARTITION", "PATH", "")))

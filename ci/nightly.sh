@@ -4,9 +4,9 @@
 #
 #   ci/nightly.sh [--images DIR] [--output DIR] [--baseline PREV.json] [-- RUN_OPTIONS...]
 #
-# DIR holds boot.img, vendor_kernel_boot.img (or vendor_boot.img), vmlinux.symvers (or
-# System.map), and when the device has them: system_dlkm/, vendor_dlkm/, kmi_symbol_list,
-# abi_gki_protected_exports, expect.toml (the known failures, `bootverify run --expect`).
+# DIR is the device build's dist directory, as Kleaf leaves it (`bootverify run --dist`: boot.img,
+# vendor_kernel_boot.img, system_dlkm.img, vmlinux.symvers, abi_symbollist, ...), plus the
+# team's expect.toml (the known failures, `bootverify run --expect`) when it has one.
 # Default: the sample images (built and cached), whose expect.toml lists their seeded faults.
 # --output (default nightly/) receives report.json, junit.xml, summary.txt, console.log,
 # meta.json; --baseline is last night's report.json (ignored if it does not exist yet: the first
@@ -34,17 +34,8 @@ if [ -z "$images" ]; then
     build=$(.venv/bin/bootverify images build)
     images=$(printf '%s\n' "$build" | tail -n 1)
 fi
-vendor="$images/vendor_kernel_boot.img"
-[ -f "$vendor" ] || vendor="$images/vendor_boot.img"
-symbols="--symvers $images/vmlinux.symvers"
-[ -f "$images/vmlinux.symvers" ] || symbols="--system-map $images/System.map"
-# The optional inputs, each only when the device has it; word splitting is wanted for $symbols
-# only (image directories with blanks in their path are not supported).
+# The optional inputs, each only when it exists (the first night has no baseline yet).
 opt() { [ -e "$2" ] && printf '%s %s\n' "$1" "$2" || true; }
-# shellcheck disable=SC2046
-exec .venv/bin/bootverify run --boot "$images/boot.img" --vendor-kernel-boot "$vendor" \
-    $symbols $(opt --system-dlkm "$images/system_dlkm") $(opt --vendor-dlkm "$images/vendor_dlkm") \
-    $(opt --kmi-symbol-list "$images/kmi_symbol_list") \
-    $(opt --protected-exports "$images/abi_gki_protected_exports") \
-    $(opt --expect "$images/expect.toml") $(opt --baseline "$baseline") \
-    --output "$output" "$@"
+# shellcheck disable=SC2046  # (paths with blanks are not supported)
+exec .venv/bin/bootverify run --dist "$images" $(opt --expect "$images/expect.toml") \
+    $(opt --baseline "$baseline") --output "$output" "$@"

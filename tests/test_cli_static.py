@@ -4,6 +4,7 @@ output, exit codes 0/1/2, one-line errors without traceback, the results cache."
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from craft import (RELEASE, VERMAGIC, Exp, Mod, compile_modules, fake_image, kmi_list,
+from craft import (RELEASE, VERMAGIC, Exp, Mod, compile_modules, fake_image, gz, kmi_list,
                    symvers_line)
 from bootverify import cli
 from bootverify.readers.bootimg import (BootImage, RamdiskType, VendorBootImage, VendorRamdisk,
@@ -341,9 +342,10 @@ def test_usage_errors_exit_2(env):
         cli.main(["check", "--modules-dir", str(env / "modules"), "--symvers", "a",
                   "--system-map", "b"])
     assert e.value.code == 2
-    with pytest.raises(SystemExit) as e, contextlib.redirect_stderr(io.StringIO()):
-        cli.main(["check", "--modules-dir", str(env / "modules")])
-    assert e.value.code == 2
+    # The symbols may come from --dist: without either, a one-line error after parsing.
+    rc, out, err = run("check", "--modules-dir", env / "modules")
+    assert rc == 2 and out == ""
+    one_line_error(err, "(command line)", "--symvers", "--system-map", "--dist")
 
 
 def test_json_to_stdout_leaves_stdout_open(env):
@@ -396,10 +398,17 @@ def test_kmi_diff(env):
 
 # --- inspect / unpack ---
 
-def _vendor_v4(path: Path) -> VendorBootImage:
+PLATFORM_CPIO = write_cpio([CpioEntry("etc", 0o40755), CpioEntry("etc/x", 0o100644, b"x\n")])
+DLKM_CPIO_GZ = compress(write_cpio([CpioEntry("lib", 0o40755), CpioEntry("lib/modules", 0o40755),
+                                    CpioEntry("lib/modules/a.ko", 0o100600, b"\x7fELF"),
+                                    CpioEntry("lib/modules/link", 0o120777, b"a.ko")]),
+                        Compression.GZIP)
+
+
+def _vendor_v4(path: Path, platform: bytes = PLATFORM_CPIO) -> VendorBootImage:
     img = VendorBootImage(4, "androidboot.console=ttyAMA0", (
-        VendorRamdisk(b"platform-data", RamdiskType.PLATFORM, "platform"),
-        VendorRamdisk(b"dlkm-data", RamdiskType.DLKM, "dlkm", (0xab,) + (0,) * 15)),
+        VendorRamdisk(platform, RamdiskType.PLATFORM, "platform"),
+        VendorRamdisk(DLKM_CPIO_GZ, RamdiskType.DLKM, "dlkm", (0xab,) + (0,) * 15)),
         dtb=b"\xd0\x0d\xfe\xed dtb", bootconfig=b"androidboot.x=1\n", name="crafted")
     write_vendor_boot_image(img, path)
     return img
@@ -413,8 +422,24 @@ def test_inspect(env):
     assert rows["format"] == "vendor_boot v4"
     assert rows["name"] == "crafted"
     assert rows["cmdline"] == "androidboot.console=ttyAMA0"
-    assert rows["vendor_ramdisk[1]"] == "name 'dlkm' type DLKM size 9 board_id 0xab"
+    assert rows["vendor_ramdisk[1]"] == \
+        f"name 'dlkm' type DLKM size {len(DLKM_CPIO_GZ)} board_id 0xab"
     assert rows["section bootconfig"].endswith("size 16")
+    assert "kernel release" not in rows
+
+
+def test_inspect_shows_the_kernel_release(env):
+    write_boot_image(BootImage(4, gz(fake_image()), b"", ""), env / "boot.img")
+    rc, out, err = run("inspect", env / "boot.img")
+    assert (rc, err) == (0, "")
+    rows = {line[:28].strip(): line[28:].strip() for line in out.splitlines()}
+    assert rows["kernel release"] == RELEASE
+    assert rows["kernel compression"] == "gzip"
+    assert rows["kernel vermagic"] == VERMAGIC
+    write_boot_image(BootImage(4, b"not a kernel" * 10, b"", ""), env / "junk.img")
+    rc, out, err = run("inspect", env / "junk.img")
+    assert (rc, err) == (0, "")
+    assert "not an arm64 kernel Image" in out
 
 
 def test_unpack(env):
@@ -423,17 +448,46 @@ def test_unpack(env):
     rc, out, err = run("unpack", env / "vb.img", out_dir)
     assert (rc, err) == (0, "")
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "bootconfig", "cmdline", "dtb", "vendor_ramdisk00_platform", "vendor_ramdisk01_dlkm"]
-    assert (out_dir / "vendor_ramdisk01_dlkm").read_bytes() == b"dlkm-data"
+        "bootconfig", "cmdline", "dtb", "vendor_ramdisk00_platform",
+        "vendor_ramdisk00_platform.files", "vendor_ramdisk01_dlkm", "vendor_ramdisk01_dlkm.cpio",
+        "vendor_ramdisk01_dlkm.files"]
+    assert (out_dir / "vendor_ramdisk01_dlkm").read_bytes() == DLKM_CPIO_GZ
+    # Decompressed, and unpacked: files with their permission bits, links as links.
+    assert (out_dir / "vendor_ramdisk01_dlkm.cpio").read_bytes() == \
+        gzip.decompress(DLKM_CPIO_GZ)
+    files = out_dir / "vendor_ramdisk01_dlkm.files/lib/modules"
+    assert (files / "a.ko").read_bytes() == b"\x7fELF"
+    assert stat.S_IMODE((files / "a.ko").stat().st_mode) == 0o600
+    assert os.readlink(files / "link") == "a.ko"
+    assert (out_dir / "vendor_ramdisk00_platform.files/etc/x").read_text() == "x\n"
     assert (out_dir / "cmdline").read_text() == img.cmdline + "\n"
-    assert sorted(out.split()) == sorted(str(p) for p in out_dir.iterdir())
+    assert f"{out_dir / 'vendor_ramdisk01_dlkm.files'}/ (1 files)" in out.splitlines()
     kernel = fake_image()
-    write_boot_image(BootImage(4, kernel, b"rd", "c", signature=b"sig"), env / "boot.img")
+    write_boot_image(BootImage(4, kernel, PLATFORM_CPIO, "c", signature=b"sig"),
+                     env / "boot.img")
     rc, _, _ = run("unpack", env / "boot.img", env / "out2")
     assert rc == 0
     assert sorted(p.name for p in (env / "out2").iterdir()) == ["cmdline", "kernel", "ramdisk",
-                                                                "signature"]
+                                                                "ramdisk.files", "signature"]
     assert (env / "out2/kernel").read_bytes() == kernel
+    # Again into the same directory: the same result, not an error.
+    rc, _, err = run("unpack", env / "boot.img", env / "out2")
+    assert (rc, err) == (0, "")
+
+
+def test_unpack_refuses_members_out_of_the_archive(env):
+    evil = write_cpio([CpioEntry("up", 0o120777, b".."),
+                       CpioEntry("up/escaped", 0o100644, b"x")])
+    _vendor_v4(env / "vb.img", platform=evil)
+    rc, _, err = run("unpack", env / "vb.img", env / "out")
+    assert rc == 2
+    one_line_error(err, f"{env / 'vb.img'}:vendor_ramdisk00_platform", "leads out of the archive")
+    assert not (env / "escaped").exists()
+    dotdot = write_cpio([CpioEntry("../escaped", 0o100644, b"x")])
+    _vendor_v4(env / "vb.img", platform=dotdot)
+    rc, _, err = run("unpack", env / "vb.img", env / "out3")
+    assert rc == 2 and "leads out of the archive" in err
+    assert not (env / "escaped").exists()
 
 
 def test_inspect_and_unpack_malformed(env):

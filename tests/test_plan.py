@@ -239,3 +239,27 @@ def test_verdict_second_stage_does_not_stop_the_boot(tmp_path):
     v = device_verdict(p, outcomes(p, v="link-error"))
     assert (v.verdict, v.stage) == (Boots.BOOTS, None) and "second stage" in v.reason
     assert v.failed and v.failures == ("vendor_dlkm: v: link-error",)
+
+
+def test_a_module_in_two_partitions_is_a_duplicate_in_load_order(tmp_path):
+    sd = tmp_path / "system_dlkm"
+    (sd / "kernel/mm").mkdir(parents=True)
+    for name in ("kernel/mm/a.ko", "blk.ko"):
+        (sd / name).write_bytes(b"")
+    (sd / "modules.dep").write_text("kernel/mm/a.ko:\n")
+    (sd / "modules.load").write_text("kernel/mm/a.ko\n")
+    vd = tmp_path / "vendor_dlkm"
+    vd.mkdir()
+    (vd / "c.ko").write_bytes(b"")
+    (vd / "modules.dep").write_text("c.ko:\nb.ko:\n")
+    (vd / "modules.load").write_text("c.ko\nb.ko\n")        # b.ko: listed, not shipped
+    p = plan(SIMPLE, dlkm={"vendor_dlkm": vd, "system_dlkm": sd})
+    # Listed, blocklisted or unlisted, each copy is a file on the device; a name only is not.
+    assert [[(u.origin, u.path, u.disposition) for u in d] for d in p.duplicates()] == [
+        [("vendor_ramdisk", "/lib/modules/a.ko", Disposition.LOAD),
+         ("system_dlkm", "/system_dlkm/lib/modules/kernel/mm/a.ko", Disposition.LOAD)],
+        [("vendor_ramdisk", "/lib/modules/blk.ko", Disposition.BLOCKLISTED),
+         ("system_dlkm", "/system_dlkm/lib/modules/blk.ko", Disposition.UNLISTED)],
+        [("vendor_ramdisk", "/lib/modules/c.ko", Disposition.LOAD),
+         ("vendor_dlkm", "/vendor_dlkm/lib/modules/c.ko", Disposition.LOAD)]]
+    assert plan(SIMPLE).duplicates() == ()

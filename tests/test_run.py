@@ -33,18 +33,18 @@ class Run:
     expected: dict
 
 
-def _run(images: Path, out: Path, *extra: str) -> Run:
+def _run(images: Path, out: Path, *inputs: str | Path, expected: Path | None = None) -> Run:
+    """`run` with `inputs` (default: the output directory as a dist directory, as the Quick
+    start runs it)."""
     rc, stdout, stderr = run_bootverify([
-        "run", "--boot", images / "boot.img",
-        "--vendor-kernel-boot", images / "vendor_kernel_boot.img",
-        "--system-dlkm", images / "system_dlkm", "--symvers", images / "vmlinux.symvers",
-        "--kmi-symbol-list", images / "kmi_symbol_list", "--module-timeout", MODULE_TIMEOUT,
-        "--output", out, *extra], RUN_TIMEOUT)
+        "run", *(inputs or ("--dist", images)), "--module-timeout", MODULE_TIMEOUT,
+        "--output", out], RUN_TIMEOUT)
+    assert (out / "report.json").is_file(), stderr
     return Run(rc, stdout, stderr,
                json.loads((out / "report.json").read_text()),
                ET.parse(out / "junit.xml").getroot(),
                (out / "console.log").read_text(errors="replace"),
-               json.loads((images / "expected.json").read_text())["modules"])
+               json.loads((expected or images / "expected.json").read_text())["modules"])
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,24 @@ def _static_kinds(run: Run) -> dict[str, list[str]]:
 def test_every_module_gets_the_expected_outcome(gki_run: Run) -> None:
     assert _outcomes(gki_run) == {n: e["runtime"] for n, e in gki_run.expected.items()}
     assert _static_kinds(gki_run) == {n: sorted(e["static"]) for n, e in gki_run.expected.items()}
+
+
+@pytest.mark.timeout(60)
+def test_the_samples_are_a_dist_directory(gki_run: Run, sample_images: Path) -> None:
+    """`run --dist` alone: every input by its Kleaf name, system_dlkm from its ext4 image."""
+    lines = gki_run.stderr.splitlines()
+    for option, name in (("boot", "boot.img"), ("vendor-kernel-boot", "vendor_kernel_boot.img"),
+                         ("system-dlkm", "system_dlkm.img"), ("symvers", "vmlinux.symvers"),
+                         ("kmi-symbol-list", "abi_symbollist")):
+        assert f"dist: {option}: {sample_images / name}" in lines
+    assert f"system_dlkm: {sample_images / 'system_dlkm.img'} (ext4), modules from " \
+           f"lib/modules/{gki_run.report['kernel_release']}" in lines
+    paths = {m["name"]: m["path"] for m in gki_run.report["modules"]}
+    system_dlkm = {n for n, e in gki_run.expected.items() if e["partition"] == "system_dlkm"}
+    assert system_dlkm and all(
+        paths[n].startswith(f"{sample_images / 'system_dlkm.img'}:lib/modules/")
+        for n in system_dlkm)
+    assert gki_run.report["duplicates"] == []
 
 
 @pytest.mark.timeout(60)
@@ -143,5 +161,47 @@ def test_replacement_breaks_gki_modules_and_keeps_device_modules(replacement_run
     # the not-trimmed kernel lets a KMI violation load: latent, not a failure
     assert run.report["kmi_trimmed"] is False
     assert "latent" in {m["agreement"] for m in run.report["modules"]}
+    assert not [m["name"] for m in run.report["modules"]
+                if m["agreement"] in ("missed", "unconfirmed")]
+
+
+@pytest.mark.timeout(RUN_TIMEOUT + 120)
+def test_a_bare_replacement_kernel_with_the_gki_built_modules(
+        sample_images: Path, replacement_run: Run, tmp_path: Path) -> None:
+    """Scenario (c) from a kernel, not a boot image: `run --kernel` on the replacement kernel
+    with the GKI build's device modules (unpacked from its vendor_kernel_boot.img, given as
+    --modules-dir) and its system_dlkm.img. The images are written by bootverify; the KMI
+    breakage the replacement images show is reproduced: the GKI modules' CRCs disagree."""
+    rc, out, err = run_bootverify(["unpack", sample_images / "vendor_kernel_boot.img",
+                                   tmp_path / "unpacked"], 60)
+    assert rc == 0, err
+    modules = tmp_path / "unpacked/vendor_ramdisk00_dlkm.files/lib/modules"
+    kernel = sample_images / "replacement/kernel/Image.lz4"
+    out = tmp_path / "run"
+    out.mkdir()
+    run = _run(sample_images, out, "--kernel", kernel, "--modules-dir", modules,
+               "--system-dlkm", sample_images / "system_dlkm.img",
+               "--symvers", sample_images / "replacement/vmlinux.symvers",
+               expected=sample_images / "replacement/expected.json")
+    assert run.rc == 1, run.stderr
+    lines = run.stderr.splitlines()
+    assert any(line.startswith(f"boot: written around {kernel} (header v4, kernel ")
+               for line in lines)
+    assert any(line.startswith(f"vendor-kernel-boot: written around {modules} (header v4")
+               for line in lines)
+    by_name = {m["name"]: m for m in run.report["modules"]}
+    # The GKI modules (system_dlkm) whose CRCs the replacement kernel changed.
+    broken = {m["name"] for m in replacement_run.report["modules"]
+              if replacement_run.expected[m["name"]]["partition"] == "system_dlkm"
+              and m["runtime"]["outcome"] == "link-error"
+              and {p["kind"] for p in m["runtime"]["problems"]} == {"disagrees-about-version"}}
+    assert broken
+    for name in broken:
+        assert by_name[name]["runtime"]["outcome"] == "link-error"
+        assert by_name[name]["agreement"] == "confirmed"
+        assert {p["kind"] for p in by_name[name]["runtime"]["problems"]} == \
+            {"disagrees-about-version"}
+    # The first-stage modules are read from the directory given, by their own paths.
+    assert by_name["vendor_backlight"]["path"] == f"{modules}/vendor_backlight.ko"
     assert not [m["name"] for m in run.report["modules"]
                 if m["agreement"] in ("missed", "unconfirmed")]

@@ -17,7 +17,9 @@ from bootverify import samples
 from bootverify.errors import InfraError
 from bootverify.nightly.expect import read_expectations
 from bootverify.readers.bootimg import BootImage, RamdiskType, VendorBootImage, read_boot_image
+from bootverify.readers.dist import Partition, read_dist
 from bootverify.readers.modules import module_name, read_module
+from bootverify.readers.partition import Format, open_partition
 from bootverify.readers.ramdisk import CpioEntry, decompress, unpack_initrd
 from bootverify.readers.symbols import read_kmi_symbol_lists, read_symvers
 from bootverify.samples import kernels, recipe, steps
@@ -170,6 +172,17 @@ def test_outputs_are_complete(sample_images: Path, variant: str) -> None:
         (out / "kernel/Image").read_bytes()
     if not variant:
         assert (out / "boot-v3.img").is_file() and (out / "vendor_kernel_boot-v3.img").is_file()
+    # A Kleaf dist directory as well: every input by its Kleaf name.
+    dist = read_dist(out)
+    assert (dist.boot, dist.vendor_kernel_boot, dist.system_dlkm, dist.symvers) == (
+        out / "boot.img", out / "vendor_kernel_boot.img", out / "system_dlkm.img",
+        out / "vmlinux.symvers")
+    assert dist.kmi_symbol_lists == (out / "abi_symbollist",) and dist.kernel == out / "Image"
+    assert set(dist.load_lists) == {Partition.VENDOR_KERNEL_BOOT, Partition.SYSTEM_DLKM}
+    with open_partition(out / "system_dlkm.img") as tree:
+        assert tree.format is Format.EXT4
+        assert {p.name: p.read_bytes() for p in tree.modules_dir.iterdir()} == \
+            {p.name: p.read_bytes() for p in (out / "system_dlkm").iterdir()}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

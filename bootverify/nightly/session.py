@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import io
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from bootverify.android import BootMode
-from bootverify.cache import cache_dir
 from bootverify.crosscheck import crosscheck, failed
 from bootverify.errors import (
     EXIT_ERROR,
@@ -41,7 +41,8 @@ from bootverify.reports.summary import summary_text
 from bootverify.runtime.loader import run_images
 from bootverify.runtime.runner import DEFAULT_MODULE_TIMEOUT, Progress, RunReport
 from bootverify.runtime.vm import VMConfig, signals_as_interrupt
-from bootverify.static.check import CheckInputs, run_check
+from bootverify.static.analysis import StaticReport
+from bootverify.static.check import CheckInputs
 from bootverify.verdict import Boots, DeviceVerdict, device_verdict
 
 TAP, KCIDB = "tap", "kcidb"         # the report copies only a path given asks for
@@ -109,7 +110,10 @@ def _json_text(doc: dict) -> str:
     return buf.getvalue()
 
 
-def run_nightly(opts: RunOptions, progress: Progress | None = None) -> RunRecord:
+def run_nightly(opts: RunOptions, static_half: Callable[[], StaticReport],
+                progress: Progress | None = None) -> RunRecord:
+    """`static_half`: the static analysis of the same inputs (cli.py's: it knows how they were
+    opened), run once the output paths and the nightly inputs have been checked."""
     started = now_utc()
     outputs = output.Outputs.plan(opts.output, [
         (output.REPORT, opts.json), (output.JUNIT, opts.junit), (TAP, opts.tap),
@@ -119,7 +123,7 @@ def run_nightly(opts: RunOptions, progress: Progress | None = None) -> RunRecord
     selection = Selection(opts.only, opts.exclude,
                           read_previous(opts.rerun_failed).failed() if opts.rerun_failed
                           else None, str(opts.rerun_failed or ""))
-    static = run_check(opts.check, cache_dir() / "check")
+    static = static_half()
     name = _name(opts)
     meta = RunMeta(name, started, opts.argv, hash_inputs([
         ("boot", opts.boot), ("vendor_kernel_boot", opts.vendor_kernel_boot),
@@ -151,7 +155,8 @@ def run_nightly(opts: RunOptions, progress: Progress | None = None) -> RunRecord
             meta.json(finished, runtime.boots if runtime else (), retries),
             judge(expectations, verdicts, device, known, opts.strict_expect)
             if expectations else None,
-            compare(previous, verdicts, known) if previous else None, error)
+            compare(previous, verdicts, known) if previous else None, error,
+            runtime.plan if runtime else None)
 
     made = outputs.make()
     partial: list[RunReport] = []

@@ -7,7 +7,7 @@ import functools
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from bootverify.android import STAGE_OF, Stage
+from bootverify.android import ORIGINS, STAGE_OF, Stage
 from bootverify.plan.firststage import BootFacts
 from bootverify.readers.modulesdir import ModulesDir
 
@@ -106,6 +106,18 @@ class LoadPlan:
     def unlisted_sets(self) -> tuple[ModuleSet, ...]:
         """Sets with .ko files and an empty load list: nothing of them loads (a failure)."""
         return tuple(s for s in self.sets if s.files and not s.load)
+
+    def duplicates(self) -> tuple[tuple[ModuleUnit, ...], ...]:
+        """Modules shipped in more than one set (the same name in vendor_kernel_boot and
+        system_dlkm), each with its copies in load order. The kernel keeps the first copy that
+        loads and answers EEXIST to the others, which libmodprobe counts as loaded: a later
+        copy never runs, whatever it is."""
+        copies: dict[str, list[ModuleUnit]] = {}
+        for u in self.units.values():
+            if u.path:                          # a file that is there, not a name only
+                copies.setdefault(u.name, []).append(u)
+        return tuple(tuple(sorted(us, key=lambda u: ORIGINS.index(u.origin)))
+                     for _, us in sorted(copies.items()) if len(us) > 1)
 
     def needed_from(self, line: int, loaded: Collection[int]) -> list[int]:
         """Of the `loaded` plan lines, those that the modules from plan line `line` on depend

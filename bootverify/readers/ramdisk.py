@@ -267,3 +267,30 @@ def entries_from_tree(root: Path, prefix: str = "",
                 elif stat.S_ISREG(st.st_mode):
                     out.append(CpioEntry(arc, st.st_mode, p.read_bytes()))
     return out
+
+
+def write_tree(tree: dict[str, CpioEntry], dest: Path, path: object) -> list[Path]:
+    """An unpacked initrd written out under `dest` (entries_from_tree's inverse): directories,
+    files (permission bits kept, owner not), symlinks as they are; device nodes and FIFOs left
+    out. A member that would land outside `dest` (a `..` in its name, or through one of the
+    archive's own symlinks) is bad input. Returns the files written."""
+    top = Path(os.path.realpath(dest))
+    written = []
+    for name, e in sorted(tree.items()):
+        if name == ".":
+            continue
+        target = dest / name
+        if ".." in Path(name).parts or \
+                not Path(os.path.realpath(target.parent)).is_relative_to(top):
+            raise InputError(path, f"cpio member {name!r} leads out of the archive")
+        if e.is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+        elif e.is_file:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(e.data)
+            target.chmod(stat.S_IMODE(e.mode) | stat.S_IRUSR | stat.S_IWUSR)
+            written.append(target)
+        elif e.is_symlink:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(e.data.decode("utf-8", "replace"))
+    return written

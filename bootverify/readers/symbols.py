@@ -7,6 +7,7 @@ Formats:
   export type, no namespace: what `depmod -F` works from.
 - Android KMI symbol lists (abi_gki_aarch64*, Kleaf's kmi_symbol_list): `[abi_symbol_list]`,
   then one symbol a line indented by two spaces; `#` starts a comment. Several are merged.
+  Kleaf's flattened abi_symbollist.raw (a name ending in `.raw`) is the same without the header.
 - Protected exports (abi_gki_protected_exports_<arch>): one symbol a line.
 """
 
@@ -23,6 +24,7 @@ from bootverify.errors import InputError, reading
 KERNEL_OWNER = "vmlinux"
 KSYMTAB_PREFIX = "__ksymtab_"
 KMI_LIST_HEADER = "[abi_symbol_list]"
+RAW_SUFFIX = ".raw"         # Kleaf's abi_symbollist.raw
 # C identifiers, plus the '.' and '$' compilers put into local clones.
 SYMBOL_NAME = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$]*\Z")
 
@@ -114,9 +116,10 @@ def kernel_exports_from_system_map(path: Path | str) -> KernelExports:
     return KernelExports(str(path), exports, False)
 
 
-def parse_kmi_symbol_list(text: str, path: object) -> frozenset[str]:
+def parse_kmi_symbol_list(text: str, path: object, *, raw: bool = False) -> frozenset[str]:
+    """A KMI symbol list; `raw`: the flattened form (abi_symbollist.raw), no header."""
     symbols: set[str] = set()
-    seen_header = False
+    seen_header = raw
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -141,7 +144,7 @@ def read_kmi_symbol_lists(paths: Iterable[Path | str]) -> frozenset[str]:
     """Several lists merged into one, as Kleaf flattens kmi_symbol_list + additional lists."""
     merged: set[str] = set()
     for p in paths:
-        merged |= parse_kmi_symbol_list(_read_text(p), p)
+        merged |= parse_kmi_symbol_list(_read_text(p), p, raw=str(p).endswith(RAW_SUFFIX))
     return frozenset(merged)
 
 

@@ -1,14 +1,15 @@
-"""`bootverify run`'s JSON: report.run_json (the device verdict first, then the modules) and
-the nightly parts after it: `meta` (nightly/meta.py: schema version, tool, qemu, host, inputs'
-sha256, boots), `summary` (summary.py), `error` (null, or why the report is partial), `expect`
-(--expect) and `baseline` (--baseline), with each module's `expect` and `baseline` entries."""
+"""`bootverify run`'s JSON: report.run_json (the device verdict first, then the modules),
+"duplicates" (report.py), then the nightly parts: `meta` (nightly/meta.py: schema version,
+tool, qemu, host, inputs' sha256, boots), `summary` (summary.py), `error` (null, or why the
+report is partial), `expect` (--expect) and `baseline` (--baseline), with each module's
+`expect` and `baseline` entries."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bootverify.nightly.expect import Expected, ExpectedDevice, Judged, Status
-from bootverify.report import run_json
+from bootverify.report import duplicates_json, run_json
 from bootverify.reports.model import RunRecord
 from bootverify.reports.summary import summary_json
 
@@ -29,6 +30,7 @@ def _judged(j: Judged) -> dict[str, Any]:
 def run_document(run: RunRecord) -> dict[str, Any]:
     doc = run_json(run.static, run.verdicts, run.console_log, run.device, run.boot_mode,
                    run.notes)
+    doc["duplicates"] = duplicates_json(run.plan)
     doc["meta"] = dict(run.meta)
     doc["summary"] = summary_json(run)
     doc["error"] = None if run.error is None else {

@@ -11,6 +11,7 @@ from typing import Any
 from bootverify.crosscheck import ModuleVerdict
 from bootverify.nightly.baseline import Comparison
 from bootverify.nightly.expect import Judgement
+from bootverify.plan.model import LoadPlan
 from bootverify.static.analysis import StaticReport
 from bootverify.verdict import DeviceVerdict
 
@@ -44,6 +45,7 @@ class RunRecord:
     judgement: Judgement | None = None    # --expect
     comparison: Comparison | None = None  # --baseline
     error: RunError | None = None
+    plan: LoadPlan | None = None          # what was run (None: the run ended before a plan)
 
     @property
     def hostname(self) -> str:

@@ -4,10 +4,11 @@ In this order: an error that cut the run short; with --expect the nightly verdic
 named first; the device verdict and the notes; the counts; last night's changes (--baseline);
 the root causes, grouped ("322/322 fail module_layout: modules built for another kernel
 (...)"); the symbols most failures name; then one line a module, each cell cut to
-`CELL_WIDTH` characters (the full text is in the JSON)."""
+`CELL_WIDTH` characters (the full text is in the JSON); last the modules shipped twice."""
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from bootverify import crosscheck
 from bootverify.crosscheck import Agreement, ModuleVerdict, fails
 from bootverify.nightly.baseline import Change
 from bootverify.nightly.expect import Status
-from bootverify.report import device_line, table
+from bootverify.report import device_line, duplicates_text, table
 from bootverify.reports.model import RunRecord
 from bootverify.runtime.kmsg import Outcome
 
@@ -188,4 +189,6 @@ def summary_text(run: RunRecord) -> str:
              *((status.get(v.name, "-"),) if status else ()),
              *((change.get(v.name, "-"),) if change else ()), cut(v.why or "-"))
             for v in verdicts]
-    return "\n".join(lines) + "\n\n" + table(rows, header)
+    duplicates = io.StringIO()
+    duplicates_text(run.plan, duplicates)
+    return "\n".join(lines) + "\n\n" + table(rows, header) + duplicates.getvalue()

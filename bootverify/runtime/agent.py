@@ -69,7 +69,7 @@ from pathlib import Path
 from bootverify import debpkg
 from bootverify.errors import InfraError, InputError, reading
 from bootverify.readers.modules import ELF64_HEADER, ELF64_LE, ELF_MAGIC
-from bootverify.readers.ramdisk import CpioEntry, write_cpio
+from bootverify.readers.ramdisk import CpioEntry, entries_from_tree, write_cpio
 from bootverify.runtime.protocol import NONCE_PARAM
 
 BUSYBOX_PACKAGE = "busybox-static:arm64"
@@ -143,6 +143,15 @@ def read_busybox(path: Path | None = None) -> bytes:
 
 def dir_entry(name: str) -> CpioEntry:
     return CpioEntry(name, stat.S_IFDIR | 0o755)
+
+
+def tree_entries(directory: Path, at: str) -> list[CpioEntry]:
+    """`directory`'s files as archive members under `at` (e.g. "lib/modules"), `at` and its
+    parents first; links to files become the files (a module directory's links may lead out of
+    it, and must still work in the guest)."""
+    parts = at.split("/")
+    return [*(dir_entry("/".join(parts[:i])) for i in range(1, len(parts) + 1)),
+            *entries_from_tree(directory, at, follow_symlinks=True)]
 
 
 def _chr(name: str, major: int, minor: int, mode: int) -> CpioEntry:

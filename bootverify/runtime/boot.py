@@ -38,7 +38,7 @@ from bootverify.readers.bootimg import (
     read_vendor_boot,
 )
 from bootverify.readers.kernel import KernelImage, parse_kernel
-from bootverify.readers.ramdisk import CpioEntry, entries_from_tree, unpack_initrd
+from bootverify.readers.ramdisk import CpioEntry, unpack_initrd
 from bootverify.runtime import agent
 
 # bootverify's own parameters, after the images' command lines:
@@ -149,10 +149,7 @@ def dlkm_entries(dirs: Mapping[str, Path]) -> list[CpioEntry]:
             raise ValueError(f"unknown module directory kind {origin!r}")
         if not Path(directory).is_dir():
             raise InputError(directory, "not a directory")
-        guest = DLKM_GUEST_DIRS[origin].lstrip("/")
-        parts = guest.split("/")
-        out += [agent.dir_entry("/".join(parts[:i])) for i in range(1, len(parts) + 1)]
-        out += entries_from_tree(Path(directory), guest, follow_symlinks=True)
+        out += agent.tree_entries(Path(directory), DLKM_GUEST_DIRS[origin].lstrip("/"))
     return out
 
 

@@ -23,6 +23,7 @@ import platform
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -294,3 +295,24 @@ def signals_as_interrupt() -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+DUMPDTB_TIMEOUT = 60
+
+
+def virt_dtb(config: VMConfig = VMConfig()) -> bytes:
+    """The device tree qemu's virt machine gives a guest (`-machine virt,dumpdtb=`): what the
+    vendor boot images bootverify writes carry, as a board's dtb would be there."""
+    with tempfile.TemporaryDirectory(prefix="bootverify-dtb-") as tmp:
+        path = Path(tmp) / "virt.dtb"
+        argv = [qemu_path(config), "-nodefaults", "-display", "none", "-machine",
+                f"virt,dumpdtb={path}", "-cpu", "cortex-a57", "-m", "512"]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=DUMPDTB_TIMEOUT,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise InfraError(f"{argv[0]} dumpdtb: no answer in {DUMPDTB_TIMEOUT} s") from None
+        if proc.returncode or not path.is_file():
+            raise InfraError(f"{argv[0]} could not write the virt machine's dtb: "
+                             f"{proc.stderr.strip()[:200]}")
+        return path.read_bytes()

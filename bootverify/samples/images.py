@@ -1,6 +1,11 @@
-"""The sample images themselves: system_dlkm and the vendor ramdisk's modules tree (with kmod's
-depmod), the generic ramdisk, boot.img and vendor_kernel_boot.img (v4 by bootverify, v3 by
-Debian's mkbootimg) for each kernel, and `build`, which puts the stages together.
+"""The sample images themselves: system_dlkm (a directory, and system_dlkm.img: ext4 by
+e2fsprogs' mke2fs) and the vendor ramdisk's modules tree (with kmod's depmod), the generic
+ramdisk, boot.img and vendor_kernel_boot.img (v4 by bootverify, v3 by Debian's mkbootimg) for
+each kernel, and `build`, which puts the stages together.
+
+Each variant's directory is also a Kleaf dist directory (readers/dist.py): boot.img,
+vendor_kernel_boot.img, system_dlkm.img, vmlinux.symvers, abi_symbollist, Image*, the
+*.modules.load / *.modules.blocklist lists; `bootverify run --dist DIR` takes it as it is.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from bootverify.readers.ramdisk import (
 )
 from bootverify.readers.symbols import format_kmi_symbol_list, read_kmi_symbol_lists
 from bootverify.runtime import agent
+from bootverify.runtime.vm import virt_dtb
 from bootverify.samples.kernels import (
     GKI_OUTS,
     Kernel,
@@ -75,6 +81,29 @@ def _system_dlkm(run: Runner, recipe: Recipe, gki: Kernel, kernel: Kernel, work:
                                              kernel.out("vmlinux.symvers"), work))
 
 
+def _partition_image(run: Runner, files: Path, release: str, work: Path, image: Path) -> None:
+    """system_dlkm.img as Kleaf's build_system_dlkm makes it: ext4, labelled with the
+    partition's name, the modules under lib/modules/<release>/ (mke2fs -d, nothing mounted)."""
+    root = work / f"{image.stem}-root"
+    shutil.copytree(files, root / "lib/modules" / release)
+    size_kib = 1024 + 2 * sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) // 1024
+    run.run(f"mke2fs {image.name}", ["mke2fs", "-q", "-F", "-t", "ext4", "-L", image.stem,
+                                     "-d", root, image, f"{size_kib}k"],
+            cwd=work, log=work / "mke2fs.log", timeout=T_TOOL)
+
+
+def _dist_names(out: Path, dlkm_root: Path) -> None:
+    """The Kleaf dist names beside bootverify's own, so that `--dist` takes the directory as it
+    is: the kernel Images, the merged KMI list and the partitions' load lists and blocklists."""
+    for name in ("Image", "Image.lz4", "Image.gz"):
+        (out / name).symlink_to(f"kernel/{name}")
+    (out / "abi_symbollist").symlink_to("kmi_symbol_list")
+    moddir = dlkm_root / "lib/modules"
+    for name in ("modules.load", "modules.blocklist"):
+        shutil.copy2(moddir / name, out / f"vendor_kernel_boot.{name}")
+    shutil.copy2(out / "system_dlkm/modules.load", out / "system_dlkm.modules.load")
+
+
 def _dlkm_tree(run: Runner, recipe: Recipe, kos: dict[str, Path], kernel: Kernel, work: Path,
                root: Path) -> None:
     """The vendor ramdisk's lib/modules/ as Kleaf lays out a DLKM fragment."""
@@ -103,16 +132,6 @@ def _generic_ramdisk(recipe: Recipe, busybox: Path) -> bytes:
                 CpioEntry("dev/console", 0o20600, rdevmajor=5, rdevminor=1),
                 CpioEntry("init", 0o100755, recipe.init.read_bytes())]
     return compress(write_cpio(sorted(entries, key=lambda e: e.name)), Compression.LZ4_LEGACY)
-
-
-def _dtb(run: Runner, work: Path) -> bytes:
-    """The device tree of the board the samples boot on (qemu's virt), for the vendor images."""
-    path = work / "virt.dtb"
-    run.run("qemu dumpdtb", ["qemu-system-aarch64", "-nodefaults", "-display", "none",
-                             "-machine", f"virt,dumpdtb={path}", "-cpu", "cortex-a57",
-                             "-m", "512"],
-            cwd=work, log=work / "dtb.log", timeout=T_TOOL)
-    return path.read_bytes()
 
 
 def _expected(recipe: Recipe, variant: Variant) -> dict:
@@ -168,7 +187,9 @@ def _variant_outputs(run: Runner, recipe: Recipe, variant: Variant, kernel: Kern
     vwork = work / variant.value
     vwork.mkdir()
     _system_dlkm(run, recipe, gki, kernel, vwork, out / "system_dlkm")
+    _partition_image(run, out / "system_dlkm", kernel.release, vwork, out / "system_dlkm.img")
     _dlkm_tree(run, recipe, kos, kernel, vwork, vwork / "dlkm")
+    _dist_names(out, vwork / "dlkm")
     # gzip here, lz4 for the generic ramdisk: the boot exercises both decompressors.
     dlkm = compress(write_cpio(entries_from_tree(vwork / "dlkm")), Compression.GZIP)
     write_boot_image(BootImage(header_version=4, kernel=kernel.out("Image.lz4").read_bytes(),
@@ -274,7 +295,8 @@ def _build(run: Runner, recipe: Recipe, version: str, cache: Path, final: Path) 
 
         run.say("assembling boot.img, vendor_kernel_boot.img (v4 and v3) for both kernels")
         generic = _generic_ramdisk(recipe, busybox)
-        dtb = _dtb(run, work)
+        run.say("the virt machine's dtb (qemu dumpdtb)")
+        dtb = virt_dtb()
         with staging(final) as out:
             ramdisks = _variant_outputs(run, recipe, Variant.GKI, gki, gki, kos[Variant.GKI], kmi,
                                         generic, dtb, work, out)
