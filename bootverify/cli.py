@@ -101,9 +101,12 @@ def _progress(result: RuntimeResult, done: int, total: int) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     # The runtime (pexpect, qemu plumbing) is imported only here: `check` starts faster without.
-    from bootverify.nightly.session import failed_run, run_nightly
+    from bootverify.nightly.session import failed_run, plan_outputs, run_nightly
     from bootverify.reports.document import run_document
     from bootverify.reports.summary import summary_text
+    outputs = plan_outputs(args.output, json=None if args.json in (None, "-") else
+                           Path(args.json), junit=args.junit, tap=args.tap, kcidb=args.kcidb,
+                           console_log=args.console_log)
     with opened(args, run=True) as inputs:
         boot = required(inputs.boot, "boot image", ("--boot", "--kernel"))
         _say(inputs.lines)
@@ -114,7 +117,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             _say(inputs.list_notes(report.plan))
             return report
 
-        run = run_nightly(run_options(args, inputs, boot), static_half, progress=_progress)
+        run = run_nightly(run_options(args, inputs, boot), outputs, static_half,
+                          progress=_progress)
     if args.json == "-":
         write_json(run_document(run), sys.stdout)
     else:
@@ -133,9 +137,8 @@ def run_options(args: argparse.Namespace, inputs: Opened, boot: Path) -> RunOpti
         inputs.check, boot, inputs.vendor_kernel_boot,
         inputs.system_dlkm, inputs.vendor_dlkm, args.boot_mode, args.busybox,
         VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v}),
-        output=args.output, json=None if args.json in (None, "-") else Path(args.json),
-        junit=args.junit, console_log=args.console_log, tap=args.tap, kcidb=args.kcidb,
-        expect=args.expect, strict_expect=args.strict_expect, baseline=args.baseline,
+        console_log=args.console_log, expect=args.expect, strict_expect=args.strict_expect,
+        baseline=args.baseline,
         rerun_failed=args.rerun_failed, only=tuple(args.only), exclude=tuple(args.exclude),
         name=args.name, infra_retries=args.infra_retries, argv=tuple(sys.argv),
         **timeout)

@@ -59,12 +59,7 @@ class RunOptions:
     busybox: Path | None = None
     config: VMConfig = VMConfig()
     module_timeout: float = DEFAULT_MODULE_TIMEOUT
-    output: Path | None = None
-    json: Path | None = None            # a copy of report.json ("-": stdout, cli's to write)
-    junit: Path | None = None
-    console_log: Path | None = None
-    tap: Path | None = None
-    kcidb: Path | None = None
+    console_log: Path | None = None     # a copy of the output directory's console.log
     expect: Path | None = None
     strict_expect: bool = False
     baseline: Path | None = None
@@ -110,14 +105,21 @@ def _json_text(doc: dict) -> str:
     return buf.getvalue()
 
 
-def run_nightly(opts: RunOptions, static_half: Callable[[], StaticReport],
+def plan_outputs(directory: Path | None, *, json: Path | None, junit: Path | None,
+                 tap: Path | None, kcidb: Path | None,
+                 console_log: Path | None) -> output.Outputs:
+    """Every output path checked, before any input is opened (nothing is made yet)."""
+    return output.Outputs.plan(directory, [
+        (output.REPORT, json), (output.JUNIT, junit), (TAP, tap), (KCIDB, kcidb),
+        ("console-log", console_log)])
+
+
+def run_nightly(opts: RunOptions, outputs: output.Outputs,
+                static_half: Callable[[], StaticReport],
                 progress: Progress | None = None) -> RunRecord:
-    """`static_half`: the static analysis of the same inputs (cli.py's: it knows how they were
-    opened), run once the output paths and the nightly inputs have been checked."""
+    """`outputs`: plan_outputs()'s; `static_half`: the static analysis of the same inputs
+    (cli.py's: it knows how they were opened), run once the nightly inputs have been read."""
     started = now_utc()
-    outputs = output.Outputs.plan(opts.output, [
-        (output.REPORT, opts.json), (output.JUNIT, opts.junit), (TAP, opts.tap),
-        (KCIDB, opts.kcidb), ("console-log", opts.console_log)])
     expectations = read_expectations(opts.expect) if opts.expect else None
     previous = read_previous(opts.baseline) if opts.baseline else None
     selection = Selection(opts.only, opts.exclude,
