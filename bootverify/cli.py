@@ -29,18 +29,23 @@ from bootverify.readers import bootimg
 from bootverify.readers.kernel import parse_kernel
 from bootverify.readers.ramdisk import Compression, decompress, unpack_initrd, write_tree
 from bootverify.readers.ramdisk import detect as detect_compression
-from bootverify.readers.symbols import kernel_exports_from_symvers, read_kmi_symbol_lists
-from bootverify.inputs import Opened, add_input_args, opened, required
+from bootverify.readers.symbols import read_kmi_symbol_lists, read_symvers
+from bootverify.inputs import add_input_args, opened, required
 from bootverify.report import (duplicates_json, duplicates_text, static_json, static_text,
                                write_json)
 from bootverify.plan.model import Disposition
+from bootverify.runtime.kmsg import DEFAULT_FAIL_ON, FindingClass
 from bootverify.static.analysis import StaticReport, Verdict
 from bootverify.static.check import run_check
-from bootverify.static.kmidiff import kmi_diff
+from bootverify.static.kmidiff import exports_by_symbol, kmi_diff
 
 if TYPE_CHECKING:
     from bootverify.nightly.session import RunOptions
+    from bootverify.crosscheck import ModuleVerdict
+    from bootverify.inputs import Opened
     from bootverify.runtime.kmsg import RuntimeResult
+    from bootverify.runtime.runner import RunReport
+    from bootverify.verdict import DeviceVerdict
 
 EXIT_OK, EXIT_FAIL = 0, 1
 
@@ -95,8 +100,49 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _progress(result: RuntimeResult, done: int, total: int) -> None:
     errno = f" {result.errno_name}" if result.errno else ""
-    print(f"[{done:{len(str(total))}}/{total}] {result.name:30} {result.outcome.value}{errno} "
-          f"({result.seconds:.2f} s)", file=sys.stderr, flush=True)
+    found = f" + {', '.join(f.kind for f in result.findings)}" if result.findings else ""
+    print(f"[{done:{len(str(total))}}/{total}] {result.name:30} {result.outcome.value}{errno}"
+          f"{found} ({result.seconds:.2f} s)", file=sys.stderr, flush=True)
+
+
+def fail_on_classes(text: str) -> frozenset[FindingClass]:
+    """--fail-on's value: finding classes, comma-separated; `all`, or empty for none."""
+    words = {w.strip() for w in text.split(",")} - {""}
+    if words == {"all"}:
+        return frozenset(FindingClass)
+    known = {c.value for c in FindingClass}
+    if unknown := sorted(words - known):
+        raise argparse.ArgumentTypeError(
+            f"unknown finding class {', '.join(unknown)} (known: {', '.join(known)}, all)")
+    return frozenset(FindingClass(w) for w in words)
+
+
+def boot_and_load(args: argparse.Namespace, inputs: Opened, boot: Path, report: StaticReport
+                  ) -> tuple[RunReport, tuple[ModuleVerdict, ...], DeviceVerdict]:
+    """The runtime half of `run` and `replacement`: boot, load every module, cross-check with
+    the static `report`, say what the device would do."""
+    # The runtime (pexpect, qemu plumbing) is imported only here: `check` starts faster without.
+    from bootverify.crosscheck import crosscheck
+    from bootverify.runtime.loader import run_images
+    from bootverify.runtime.vm import VMConfig
+    from bootverify.verdict import device_verdict
+    given = {"boot_timeout": args.boot_timeout, "memory_mb": args.memory}
+    config = VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v})
+    timeout = {"module_timeout": args.module_timeout} if args.module_timeout else {}
+    # `replacement`'s console log (`run` has its output directory: nightly/session.py)
+    log = args.console_log or Path("bootverify-console.log")
+    with writing(log):
+        console = open(log, "w", encoding="utf-8", errors="replace")
+    with console:
+        runtime = run_images(boot, inputs.vendor_kernel_boot,
+                             system_dlkm=inputs.system_dlkm, vendor_dlkm=inputs.vendor_dlkm,
+                             busybox=args.busybox, config=config, progress=_progress,
+                             console_log=console, boot_mode=args.boot_mode, **timeout)
+    verdicts = tuple(crosscheck(report.modules, list(runtime.results)))
+    assert runtime.plan is not None
+    device = device_verdict(runtime.plan, {(r.origin, r.name): r.outcome.value
+                                           for r in runtime.results})
+    return runtime, verdicts, device
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -141,31 +187,77 @@ def run_options(args: argparse.Namespace, inputs: Opened, boot: Path) -> RunOpti
         baseline=args.baseline,
         rerun_failed=args.rerun_failed, only=tuple(args.only), exclude=tuple(args.exclude),
         name=args.name, infra_retries=args.infra_retries, argv=tuple(sys.argv),
-        **timeout)
+        fail_on=args.fail_on, **timeout)
 
 
 # --- kmi-diff ---
 
 def cmd_kmi_diff(args: argparse.Namespace) -> int:
+    from bootverify.report import kmi_diff_json, kmi_diff_text
     kmi = read_kmi_symbol_lists(args.kmi_symbol_list) if args.kmi_symbol_list else None
-    diff = kmi_diff(kernel_exports_from_symvers(args.old), kernel_exports_from_symvers(args.new),
-                    kmi)
-
-    def crc(value: int | None) -> str | None:
-        return None if value is None else f"{value:#010x}"
-
+    diff = kmi_diff(exports_by_symbol(read_symvers(args.old)),
+                    exports_by_symbol(read_symvers(args.new)), kmi)
     if args.json:
-        doc = {"old": str(args.old), "new": str(args.new), "symbols_compared": diff.compared,
-               "changes": [{"symbol": c.symbol, "change": c.change.value,
-                            "old_crc": crc(c.old_crc), "new_crc": crc(c.new_crc)}
-                           for c in diff.changes]}
+        doc = {"old": str(args.old), "new": str(args.new), **kmi_diff_json(diff)}
         write_output(args.json, lambda out: write_json(doc, out))
     if args.json != "-":
-        for c in diff.changes:
-            print(f"{c.change.value:12} {c.symbol}  {crc(c.old_crc)} -> {crc(c.new_crc) or '-'}")
-        print(f"{len(diff.changes)} of {diff.compared} {'KMI ' if kmi is not None else ''}"
-              f"symbols removed or changed")
-    return EXIT_FAIL if diff.changes else EXIT_OK
+        kmi_diff_text(diff, kmi is not None, sys.stdout)
+    return EXIT_FAIL if diff.breaking else EXIT_OK
+
+
+# --- kmi-list ---
+
+def cmd_kmi_list(args: argparse.Namespace) -> int:
+    from bootverify.readers.symbols import format_kmi_symbol_list_sections
+    from bootverify.report import strict_lines, unprovided_lines
+    from bootverify.static.kmilist import (additions, by_modules, kmi_needs, read_kmi_inputs,
+                                           strict_check)
+    with opened(args, run=False) as inputs:
+        _say(inputs.lines)
+        kernel, modules, gki = read_kmi_inputs(inputs.check, tuple(args.gki_modules))
+    needs = kmi_needs(kernel.exports, modules, gki)
+    listed = kernel.kmi or frozenset()
+    sys.stdout.write(format_kmi_symbol_list_sections(
+        by_modules(needs.needed if args.full else additions(needs, listed))))
+    _say(unprovided_lines(needs, kernel.exports))
+    if not args.strict:
+        return EXIT_OK
+    strict = strict_check(kernel.exports, listed)
+    _say(strict_lines(strict, kernel.exports, listed))
+    return EXIT_OK if strict.equal else EXIT_FAIL
+
+
+# --- replacement ---
+
+def cmd_replacement(args: argparse.Namespace) -> int:
+    from bootverify.readers.dist import read_dist
+    from bootverify.replacement import Booted, judge
+    from bootverify.report import (gki_inputs_text, replacement_json, replacement_junit,
+                                   replacement_text)
+    from bootverify.static.replacement import analyze_replacement, gki_build, yours
+    gki = gki_build(read_dist(args.gki_dist) if args.gki_dist else None, args.gki_symvers,
+                    tuple(args.kmi_symbol_list), args.system_dlkm)
+    # Your build's inputs as `run` takes them, with the GKI's modules as system_dlkm and the
+    # GKI's KMI lists.
+    mine = argparse.Namespace(**{**vars(args), "system_dlkm": gki.modules_dir,
+                                 "kmi_symbol_list": list(gki.kmi_symbol_lists)})
+    _say(gki_inputs_text(gki))
+    with opened(mine, run=not args.static_only) as inputs:
+        _say(inputs.lines)
+        replacement, given = yours(gki, inputs), inputs.given
+        rep = analyze_replacement(replacement, cache_dir() / "check" if inputs.cacheable
+                                  else None, inputs.relabel)
+        booted = None if args.static_only else Booted(*boot_and_load(
+            args, inputs, replacement.replacement.boot, rep.static))
+    verdict = judge(rep, booted)
+    if args.json:
+        doc = replacement_json(verdict, args.console_log, gki, given)
+        write_output(args.json, lambda out: write_json(doc, out))
+    if args.junit:
+        write_output(args.junit, lambda out: replacement_junit(verdict, out))
+    if args.json != "-":
+        replacement_text(verdict, args.console_log, sys.stdout)
+    return EXIT_FAIL if verdict.failed else EXIT_OK
 
 
 # --- inspect / unpack ---
@@ -350,7 +442,8 @@ Runtime outcome per module, from finit_module's errno and the kernel log:
   loaded, link-error (unknown symbol, disagrees about version, protected symbol, namespace not
   imported, version magic, invalid format, duplicate export), init-error (with errno),
   hung (no answer within --module-timeout: the VM is killed and booted again), crashed (oops,
-  BUG or panic: booted again), skipped (blocklisted), not-found (in the load list, or a hard
+  BUG() or panic, the loader killed: booted again; a BUG: report the kernel goes on from is a
+  finding), skipped (blocklisted), not-found (in the load list, or a hard
   dependency, but not in modules.dep or not in the image: a failure), unlisted (a .ko in no load
   list: never loaded; its static verdict is still shown).
 
@@ -363,18 +456,58 @@ Agreement with the static analysis (the same inputs as `bootverify check`):
   skipped       not given to the kernel (blocklisted, not-found, unlisted)
   ok            predicted to load, and loaded
 
+Findings: what else the kernel log shows while a module loads, its outcome unchanged (a module
+that WARNs has loaded): warning (a WARN block), bug, kasan, kfence, ubsan, kcsan, lockdep,
+rcu-stall, hung-task, soft-lockup, firmware (a missing firmware file), probe (a failed probe),
+deferred-probe. --fail-on chooses those that fail the run (default: bug, kasan, kfence, ubsan,
+kcsan, lockdep); all are reported.
+
 Nightly use: --expect FILE names the known failures (the sample images ship expect.toml),
 --baseline compares with last night's report.json, --rerun-failed / --only / --exclude narrow
 the run (dependencies come along), --output DIR holds every report (summary.txt: the device
 verdict, counts, root causes grouped, top symbols; report.json with meta: tool, qemu, host,
 inputs' sha256, boots), partial ones with `error` when the run is cut short.
 
-Exit status: 0 the device boots, every listed module loaded (blocklisted ones aside) and
-nothing disagrees (with --expect: no regression); 1 the device would stop, a module fails, a
-module set has .ko files and no load list, or a disagreement (with --expect: only a
-regression, or with --strict-expect a fixed module or a stale entry); 2 bad input or
-infrastructure failure (qemu missing, no agent prompt: the reports are written, partial, with
-an error); 130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (reports written, partial).
+Exit status: 0 the device boots, every listed module loaded (blocklisted ones aside), nothing
+disagrees and no --fail-on finding showed (with --expect: no regression); 1 the device would
+stop, a module fails, a module set has .ko files and no load list, a disagreement, or a
+--fail-on finding (with --expect: only a regression, or with --strict-expect a fixed module or
+a stale entry); 2 bad input or infrastructure failure (qemu missing, no agent prompt: the
+reports are written, partial, with an error); 130 / 143 / 129 interrupted by SIGINT / SIGTERM /
+SIGHUP (reports written, partial).
+"""
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """The boot's options and the reports', `run`'s and `replacement`'s (boot_and_load)."""
+    p.add_argument("--busybox", type=Path, metavar="PATH",
+                   help="static arm64 busybox for the agent (default: Debian's busybox-static, "
+                        "fetched once into the cache)")
+    add_vm_args(p)
+    add_report_args(p)
+
+
+REPLACEMENT_DESCRIPTION = """\
+Validate a full-kernel-replacement build (your own kernel, no GKI base kernel, no KMI
+enforcement) against the GKI build it replaces, in one report:
+  KMI        the KMI symbols your kernel's symvers removed, changed (CRC, export type,
+             namespace, owner) or added, compared with the GKI kernel's;
+  modules    the static verdict (as `check`) of every GKI module and every device module on
+             your kernel, and unless --static-only the runtime verdict of a boot (as `run`);
+  why        for each module that would not load, the changed or removed KMI symbols that
+             explain it ("that KMI symbol changed CRC in your kernel").
+Inputs: the GKI build's from --gki-dist DIR (its vmlinux.symvers, KMI list, system_dlkm) or
+--gki-symvers; yours with `run`'s options (--dist DIR, --boot or --kernel, --symvers,
+--vendor-kernel-boot, --vendor-dlkm, ...), where --system-dlkm is the GKI modules (default:
+--gki-dist's) and --kmi-symbol-list the GKI's KMI (default: --gki-dist's); an explicit option
+wins over a dist's file. JSON: `run`'s (`check`'s with --static-only) with "replacement"
+{verdict, failing, inputs} and "kmi" {symbols_compared, counts, changes} first, and per module
+"origin" (gki, device) and "kmi_changes"; JUnit: `run`'s, a failing module's message naming
+its KMI changes.
+
+Exit status: 0 every GKI and device module would load on your kernel (after a boot also: the
+device boots, and static and runtime agree); 1 otherwise; 2 bad input or infrastructure
+failure.
 """
 
 
@@ -412,19 +545,56 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=RUN_DESCRIPTION)
     add_input_args(p)
-    p.add_argument("--busybox", type=Path, metavar="PATH",
-                   help="static arm64 busybox for the agent (default: Debian's busybox-static, "
-                        "fetched once into the cache)")
-    add_vm_args(p)
-    add_report_args(p)
+    add_run_args(p)
+    p.add_argument("--fail-on", type=fail_on_classes, default=DEFAULT_FAIL_ON,
+                   metavar="CLASS,...",
+                   help="finding classes that fail the run (default: "
+                        f"{','.join(sorted(DEFAULT_FAIL_ON))}; all, or '' for none)")
     add_nightly_args(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
-        "kmi-diff", help="KMI symbols removed or changed between two symvers",
+        "replacement", help="does every GKI and device module load on a full-kernel "
+                            "replacement build? KMI changes, static and runtime verdicts",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=REPLACEMENT_DESCRIPTION)
+    p.add_argument("--gki-dist", type=Path, metavar="DIR",
+                   help="the GKI build's dist directory: its vmlinux.symvers, KMI list "
+                        "(abi_symbollist, ...) and system_dlkm")
+    p.add_argument("--gki-symvers", type=Path, metavar="FILE",
+                   help="the GKI kernel's vmlinux.symvers (instead of --gki-dist's)")
+    p.add_argument("--static-only", action="store_true", help="do not boot: static verdicts only")
+    add_input_args(p)
+    add_run_args(p)
+    p.set_defaults(func=cmd_replacement)
+
+    p = sub.add_parser(
+        "kmi-list", help="the KMI symbols the vendor modules need that the lists lack",
+        description="Write to stdout, in [abi_symbol_list] format and grouped by module "
+                    "(# required by X.ko, # commonly used symbols), the symbols the vendor "
+                    "(unsigned) modules take from the kernel or the GKI modules (signed ones, "
+                    "system_dlkm's, --gki-modules') that the --kmi-symbol-list files lack: what "
+                    "Kleaf's extract_symbols --additions-only appends to "
+                    "abi_gki_aarch64_<vendor>. Give the untrimmed kernel's exports. The inputs "
+                    "are check's.")
+    add_input_args(p)
+    p.add_argument("--gki-modules", type=Path, action="append", default=[], metavar="DIR",
+                   help="GKI modules: their exports count as the GKI's, like those of signed "
+                        "modules and system_dlkm's; repeatable")
+    p.add_argument("--full", action="store_true",
+                   help="the whole list the vendor modules need, not only the additions")
+    p.add_argument("--strict", action="store_true",
+                   help="also check that the kernel exports exactly the KMI lists (Kleaf's "
+                        "kmi_symbol_list_strict_mode); exit 1 when not")
+    p.set_defaults(func=cmd_kmi_list)
+
+    p = sub.add_parser(
+        "kmi-diff", help="KMI symbols removed, changed (CRC, export type, namespace, owner) or "
+                         "added between two symvers",
         description="Compare two kernels' exports (vmlinux.symvers or Module.symvers): every "
-                    "symbol of OLD that NEW no longer exports (removed) or exports with another "
-                    "CRC (changed), i.e. what modules built against OLD would fail to link "
+                    "symbol of OLD that NEW no longer exports (removed), exports otherwise "
+                    "(changed: CRC, export type, namespace, owner), or NEW adds; the removed "
+                    "and changed ones are what modules built against OLD would fail to link "
                     "against on NEW. With --kmi-symbol-list only the KMI's symbols count.",
         epilog="Exit status: 0 nothing removed or changed, 1 a symbol removed or changed, "
                "2 bad input.")
@@ -434,9 +604,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kmi-symbol-list", type=Path, action="append", default=[], metavar="FILE",
                    help="Android KMI symbol list ([abi_symbol_list]); only its symbols are "
                         "compared; repeat to merge several")
-    p.add_argument("--json", metavar="PATH|-",
-                   help="write {old, new, symbols_compared, changes: [{symbol, change, old_crc, "
-                        "new_crc}]} (- for stdout)")
+    p.add_argument("--json", metavar="PATH|-", help="write the changes as JSON (- for stdout)")
     p.set_defaults(func=cmd_kmi_diff)
 
     p = sub.add_parser("inspect", help="print a boot image's header fields and sections, and "

@@ -11,6 +11,9 @@ Agreement per module:
 - skipped       not handed to the kernel (blocklisted, not-found, unlisted): nothing observed;
                 the static verdict stands alone;
 - ok            predicted to load, and loaded.
+
+Findings (kmsg.Finding: a WARN, a sanitizer report, a failed probe, ...) are not linking and do
+not change the agreement; the classes in `fail_on` fail the run all the same.
 """
 
 from __future__ import annotations
@@ -18,9 +21,18 @@ from __future__ import annotations
 import enum
 import functools
 import importlib.metadata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bootverify.runtime.kmsg import LinkProblem, LinkProblemKind, Outcome, RuntimeResult
+from bootverify.runtime.kmsg import (
+    DEFAULT_FAIL_ON,
+    Finding,
+    FindingClass,
+    LinkProblem,
+    LinkProblemKind,
+    Outcome,
+    RuntimeResult,
+)
 from bootverify.static.analysis import Prediction, ProblemKind, Verdict
 
 
@@ -138,15 +150,26 @@ def crosscheck(predictions: tuple[Prediction, ...],
     return verdicts
 
 
-def fails(outcome: Outcome, agreement: Agreement) -> bool:
-    """A module's own failure: it did not load (blocklisted and unlisted ones aside) or the
-    halves disagree. The one rule for the exit status, --expect, --baseline, --rerun-failed."""
-    return agreement in DISAGREEMENTS or outcome not in NOT_FAILED_OUTCOMES
+def failing_findings(v: ModuleVerdict,
+                     fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON) -> tuple[Finding, ...]:
+    return tuple(f for f in v.runtime.findings if f.kind in fail_on)
 
 
-def failed(verdicts: list[ModuleVerdict]) -> bool:
-    """Exit 1 (with the device verdict's failures): a module fails (see fails())."""
-    return any(fails(v.runtime.outcome, v.agreement) for v in verdicts)
+def fails(outcome: Outcome, agreement: Agreement, failing_finding: bool = False) -> bool:
+    """A module's own failure: it did not load (blocklisted and unlisted ones aside), the
+    halves disagree, or its load showed a finding that fails the run. The one rule for the exit
+    status, --expect, --baseline, --rerun-failed."""
+    return agreement in DISAGREEMENTS or outcome not in NOT_FAILED_OUTCOMES or failing_finding
+
+
+def module_fails(v: ModuleVerdict, fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON) -> bool:
+    return fails(v.runtime.outcome, v.agreement, bool(failing_findings(v, fail_on)))
+
+
+def failed(verdicts: Sequence[ModuleVerdict],
+           fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON) -> bool:
+    """Exit 1 (with the device verdict's failures): a module fails (module_fails())."""
+    return any(module_fails(v, fail_on) for v in verdicts)
 
 
 # --- one vocabulary: each runtime link problem kind and the static problem kinds it is ---

@@ -63,6 +63,8 @@ def test_recipe_expectations_use_the_contract_vocabulary() -> None:
             assert set(e.static) <= recipe.PROBLEM_KINDS
             assert e.runtime in recipe.RUNTIME_OUTCOMES
             assert list(e.static) == sorted(e.static)
+            assert set(e.findings) <= recipe.FINDING_CLASSES
+            assert list(e.findings) == sorted(e.findings)
 
 
 def test_recipe_seeds_every_fault() -> None:
@@ -80,6 +82,9 @@ def test_recipe_seeds_every_fault() -> None:
     # test_run_android.py repacks the samples' vendor_kernel_boot for those
     assert outcomes == recipe.RUNTIME_OUTCOMES - {"not-found", "unlisted"}
     assert [m.name for m in RECIPE.modules if not m.shipped] == ["vendor_modem_shared"]
+    # issue 15: modules that load and show something in the kernel log while they do
+    found = {f: e.runtime for e in gki.values() for f in e.findings}
+    assert found == {"warning": "loaded", "firmware": "loaded", "probe": "loaded"}
 
 
 def test_relicense_keeps_the_file_length(tmp_path: Path) -> None:
@@ -293,9 +298,13 @@ def test_run_on_mkbootimg_v4_images_gives_the_expected_outcomes(sample_images: P
          "--output", tmp_path],
         capture_output=True, text=True, timeout=BUILD_TIMEOUT - 60)
     assert proc.returncode == 1, proc.stderr        # the samples' seeded faults
-    outcomes = {m["name"]: m["runtime"]["outcome"]
-                for m in json.loads((tmp_path / "report.json").read_text())["modules"]}
-    assert outcomes == {name: e["runtime"] for name, e in _expected(sample_images).items()}
+    modules = json.loads((tmp_path / "report.json").read_text())["modules"]
+    expected = _expected(sample_images)
+    assert {m["name"]: m["runtime"]["outcome"] for m in modules} == \
+        {name: e["runtime"] for name, e in expected.items()}
+    # the seeded findings, and nothing else (the hang is cut before the hung-task detector)
+    assert {m["name"]: sorted({f["class"] for f in m["runtime"]["findings"]}) for m in modules} \
+        == {name: e["findings"] for name, e in expected.items()}
 
 
 @pytest.mark.images

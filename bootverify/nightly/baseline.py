@@ -11,7 +11,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bootverify.crosscheck import ModuleVerdict, fails
+from bootverify.crosscheck import ModuleVerdict, module_fails
 from bootverify.nightly.previous import PreviousReport
 
 
@@ -52,7 +52,7 @@ def compare(previous: PreviousReport, verdicts: Sequence[ModuleVerdict],
             changes.append(ModuleChange(v.name, Change.NEW_MODULE, None, now))
             continue
         was = f"{before.outcome.value}/{before.agreement.value}"
-        failing = fails(v.runtime.outcome, v.agreement)
+        failing = module_fails(v)
         change = {(False, True): Change.NEW_FAILURE, (True, False): Change.FIXED,
                   (True, True): Change.STILL_FAILING,
                   (False, False): Change.STILL_PASSING}[(before.failed, failing)]

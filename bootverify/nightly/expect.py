@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bootverify.crosscheck import Agreement, ModuleVerdict, fails
+from bootverify.crosscheck import Agreement, ModuleVerdict, fails, module_fails
 from bootverify.errors import InputError, reading
 from bootverify.runtime.kmsg import Outcome
 from bootverify.verdict import Boots, DeviceVerdict
@@ -193,7 +193,7 @@ def _expects_failure(e: Expected) -> bool:
 
 def judge_module(v: ModuleVerdict, e: Expected | None) -> Judged:
     got = f"{v.runtime.outcome.value}/{v.agreement.value}"
-    if not fails(v.runtime.outcome, v.agreement):
+    if not module_fails(v):
         if e is not None and _expects_failure(e):
             return Judged(v.name, Status.FIXED, f"{got}, expected {e.describe()}", e)
         return Judged(v.name, Status.PASS, got, e)

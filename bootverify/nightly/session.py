@@ -38,6 +38,7 @@ from bootverify.reports.kcidb import kcidb_json
 from bootverify.reports.ktap import write_ktap
 from bootverify.reports.model import ErrorKind, RunError, RunRecord
 from bootverify.reports.summary import summary_text
+from bootverify.runtime.kmsg import DEFAULT_FAIL_ON, FindingClass
 from bootverify.runtime.loader import run_images
 from bootverify.runtime.runner import DEFAULT_MODULE_TIMEOUT, Progress, RunReport
 from bootverify.runtime.vm import VMConfig, signals_as_interrupt
@@ -68,6 +69,7 @@ class RunOptions:
     exclude: tuple[str, ...] = ()
     name: str | None = None
     infra_retries: int = 0
+    fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON     # the findings that fail the run
     argv: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -76,7 +78,7 @@ def failed_run(run: RunRecord) -> bool:
     (crosscheck.failed) or a device verdict that fails."""
     if run.judgement is not None:
         return run.judgement.failed
-    return failed(list(run.verdicts)) or run.device.failed
+    return failed(run.verdicts, run.fail_on) or run.device.failed
 
 
 def _name(opts: RunOptions) -> str:
@@ -158,7 +160,7 @@ def run_nightly(opts: RunOptions, outputs: output.Outputs,
             judge(expectations, verdicts, device, known, opts.strict_expect)
             if expectations else None,
             compare(previous, verdicts, known) if previous else None, error,
-            runtime.plan if runtime else None)
+            runtime.plan if runtime else None, opts.fail_on)
 
     made = outputs.make()
     partial: list[RunReport] = []

@@ -152,6 +152,13 @@ def format_kmi_symbol_list(symbols: Iterable[str]) -> str:
     return KMI_LIST_HEADER + "\n" + "".join(f"  {s}\n" for s in sorted(symbols))
 
 
+def format_kmi_symbol_list_sections(sections: Iterable[tuple[str, Iterable[str]]]) -> str:
+    """A list in sections, each after a blank line and its `# comment` (Kleaf writes
+    `# required by X.ko`), ready to append to abi_gki_aarch64_<vendor>."""
+    return KMI_LIST_HEADER + "\n" + "".join(
+        f"\n# {comment}\n" + "".join(f"  {s}\n" for s in symbols) for comment, symbols in sections)
+
+
 def read_protected_exports(path: Path | str) -> frozenset[str]:
     out: set[str] = set()
     for lineno, raw in enumerate(_read_text(path).splitlines(), 1):

@@ -29,7 +29,7 @@ def _judged(j: Judged) -> dict[str, Any]:
 
 def run_document(run: RunRecord) -> dict[str, Any]:
     doc = run_json(run.static, run.verdicts, run.console_log, run.device, run.boot_mode,
-                   run.notes)
+                   run.notes, run.fail_on)
     doc["duplicates"] = duplicates_json(run.plan)
     doc["meta"] = dict(run.meta)
     doc["summary"] = summary_json(run)

@@ -18,7 +18,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import TextIO
 
-from bootverify.crosscheck import ModuleVerdict, fails
+from bootverify.crosscheck import ModuleVerdict, module_fails
 from bootverify.nightly.baseline import Change
 from bootverify.nightly.expect import DEVICE, Judged, Status
 from bootverify.reports.model import RunRecord
@@ -64,7 +64,7 @@ def _properties(run: RunRecord) -> list[tuple[str, str]]:
 
 def _module_child(case: ET.Element, v: ModuleVerdict, judged: Judged | None) -> str:
     """The testcase's one child, if any; returns what it counts as (failure, skipped, "")."""
-    failing = fails(v.runtime.outcome, v.agreement)
+    failing = module_fails(v)
     if judged is not None and judged.status is Status.EXPECTED:
         ET.SubElement(case, "skipped", message=xml_text(f"expected failure: {judged.why}"))
         return "skipped"

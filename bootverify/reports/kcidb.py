@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bootverify.crosscheck import fails
+from bootverify.crosscheck import module_fails
 from bootverify.nightly.meta import iso
 from bootverify.reports.model import RunRecord
 from bootverify.runtime.kmsg import Outcome
@@ -45,7 +45,7 @@ def kcidb_json(run: RunRecord) -> dict[str, Any]:
                   run.device.reason, "\n".join(run.device.failures))]
     for v in run.verdicts:
         skipped = v.runtime.outcome in (Outcome.SKIPPED, Outcome.UNLISTED)
-        failing = fails(v.runtime.outcome, v.agreement)
+        failing = module_fails(v)
         status = "FAIL" if failing else "SKIP" if skipped else "PASS"
         tests.append(test(v.name, f"{ORIGIN}.{v.runtime.origin or 'modules'}.{v.name}", status,
                           v.runtime.seconds, v.why or v.runtime.modprobe_message,

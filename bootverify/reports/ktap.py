@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from bootverify.crosscheck import fails
+from bootverify.crosscheck import module_fails
 from bootverify.nightly.expect import DEVICE, Status
 from bootverify.reports.junit import RUN_CASE
 from bootverify.reports.model import RunRecord
@@ -39,7 +39,7 @@ def write_ktap(run: RunRecord, out: TextIO) -> None:
 
     result(1, DEVICE, run.device.verdict is Boots.STOPS, run.device.reason)
     for n, v in enumerate(run.verdicts, 2):
-        failing = fails(v.runtime.outcome, v.agreement)
+        failing = module_fails(v)
         for line in v.runtime.kmsg if failing else ():
             out.write(f"# {_one_line(line)}\n")
         skip = v.why if v.runtime.outcome in (Outcome.SKIPPED, Outcome.UNLISTED) else ""

@@ -12,6 +12,7 @@ from bootverify.crosscheck import ModuleVerdict
 from bootverify.nightly.baseline import Comparison
 from bootverify.nightly.expect import Judgement
 from bootverify.plan.model import LoadPlan
+from bootverify.runtime.kmsg import DEFAULT_FAIL_ON, FindingClass
 from bootverify.static.analysis import StaticReport
 from bootverify.verdict import DeviceVerdict
 
@@ -46,6 +47,7 @@ class RunRecord:
     comparison: Comparison | None = None  # --baseline
     error: RunError | None = None
     plan: LoadPlan | None = None          # what was run (None: the run ended before a plan)
+    fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON    # --fail-on
 
     @property
     def hostname(self) -> str:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bootverify import crosscheck
-from bootverify.crosscheck import Agreement, ModuleVerdict, fails
+from bootverify.crosscheck import Agreement, ModuleVerdict, module_fails
 from bootverify.nightly.baseline import Change
 from bootverify.nightly.expect import Status
-from bootverify.report import device_line, duplicates_text, table
+from bootverify.report import device_line, duplicates_text, findings_text, table
 from bootverify.reports.model import RunRecord
 from bootverify.runtime.kmsg import Outcome
 
@@ -84,7 +84,7 @@ def root_causes(verdicts: Sequence[ModuleVerdict]) -> list[RootCause]:
     groups: dict[tuple[str, str], list[ModuleVerdict]] = {}
     details: dict[tuple[str, str], str] = {}
     for v in verdicts:
-        if fails(v.runtime.outcome, v.agreement):
+        if module_fails(v):
             label, explanation, detail = _cause(v)
             groups.setdefault((label, explanation), []).append(v)
             details.setdefault((label, explanation), detail)
@@ -96,7 +96,7 @@ def root_causes(verdicts: Sequence[ModuleVerdict]) -> list[RootCause]:
 
 def top_symbols(verdicts: Sequence[ModuleVerdict]) -> list[tuple[str, int]]:
     """The symbols the kernel named for most failing modules."""
-    counts = Counter(s for v in verdicts if fails(v.runtime.outcome, v.agreement)
+    counts = Counter(s for v in verdicts if module_fails(v)
                      for s in {p.symbol for p in v.runtime.problems if p.symbol})
     return counts.most_common(TOP_SYMBOLS)
 
@@ -105,7 +105,7 @@ def summary_json(run: RunRecord) -> dict[str, Any]:
     verdicts = run.verdicts
     return {
         "modules": len(verdicts),
-        "failed": sum(1 for v in verdicts if fails(v.runtime.outcome, v.agreement)),
+        "failed": sum(1 for v in verdicts if module_fails(v)),
         "outcomes": dict(sorted(Counter(v.runtime.outcome.value for v in verdicts).items())),
         "agreements": dict(sorted(Counter(v.agreement.value for v in verdicts).items())),
         "root_causes": [{"cause": c.label, "explanation": c.explanation, "detail": c.detail,
@@ -189,6 +189,7 @@ def summary_text(run: RunRecord) -> str:
              *((status.get(v.name, "-"),) if status else ()),
              *((change.get(v.name, "-"),) if change else ()), cut(v.why or "-"))
             for v in verdicts]
-    duplicates = io.StringIO()
-    duplicates_text(run.plan, duplicates)
-    return "\n".join(lines) + "\n\n" + table(rows, header) + duplicates.getvalue()
+    tail = io.StringIO()
+    findings_text(run.verdicts, tail, run.fail_on)
+    duplicates_text(run.plan, tail)
+    return "\n".join(lines) + "\n\n" + table(rows, header) + tail.getvalue()

@@ -47,6 +47,7 @@ from bootverify.samples.kernels import (
 )
 from bootverify.samples.recipe import (
     RECIPE_DIR,
+    Expectation,
     Partition,
     Recipe,
     Variant,
@@ -135,15 +136,13 @@ def _generic_ramdisk(recipe: Recipe, busybox: Path) -> bytes:
 
 
 def _expected(recipe: Recipe, variant: Variant) -> dict:
-    modules: dict[str, dict] = {}
-    for g in recipe.system_dlkm:
-        e = g.expected[variant]
-        modules[g.name] = {"static": list(e.static), "runtime": e.runtime,
-                           "partition": Partition.SYSTEM_DLKM.value}
-    for m in recipe.shipped():
-        e = m.expected[variant]
-        modules[m.name] = {"static": list(e.static), "runtime": e.runtime,
-                           "partition": Partition.VENDOR_KERNEL_BOOT.value}
+    def one(e: Expectation, partition: Partition) -> dict:
+        return {"static": list(e.static), "runtime": e.runtime, "findings": list(e.findings),
+                "partition": partition.value}
+
+    modules = {g.name: one(g.expected[variant], Partition.SYSTEM_DLKM) for g in recipe.system_dlkm}
+    modules |= {m.name: one(m.expected[variant], Partition.VENDOR_KERNEL_BOOT)
+                for m in recipe.shipped()}
     return {"modules": modules}
 
 
@@ -245,11 +244,14 @@ def _mkbootimg_images(run: Runner, recipe: Recipe, kernel: Kernel, ramdisks: Ram
         cwd=work, log=log, timeout=T_TOOL)
 
 
-def build(cache_root: Path, progress: Callable[[str], None]) -> Path:
-    """Build (or find in the cache) the sample images; return the output directory."""
-    recipe = load_recipe()
+def build(cache_root: Path, progress: Callable[[str], None],
+          recipe_dir: Path = RECIPE_DIR) -> Path:
+    """Build (or find in the cache) the sample images; return the output directory. Another
+    recipe_dir (a changed copy of the recipe: another KMI list, say) gets its own images,
+    cached by its content as the recipe's are."""
+    recipe = load_recipe(recipe_dir)
     version = source_version(recipe.package)
-    final = cache_root / "samples" / recipe_key(RECIPE_DIR, version)
+    final = cache_root / "samples" / recipe_key(recipe_dir, version)
     if final.is_dir():
         return final
     with locked(cache_root):

@@ -100,27 +100,37 @@ def _modules_release(modules: list[ModuleFacts]) -> str | None:
     return releases.most_common(1)[0][0] if releases else None
 
 
-def _analyze(inputs: CheckInputs, module_files: list[Path]) -> StaticReport:
-    kernel = kernel_interface(inputs)
+def read_module_set(inputs: CheckInputs, module_files: list[Path]) -> list[ModuleFacts]:
     modules = load_module_set(inputs.vendor_boot, module_files)
     if not modules:
         where = (inputs.vendor_boot or next(iter(inputs.dlkm_dirs().values()), None)
                  or (inputs.modules_dirs[0] if inputs.modules_dirs else ""))
         raise InputError(where, "no kernel modules (.ko) found")
+    return modules
+
+
+def _analyze(inputs: CheckInputs, module_files: list[Path]) -> StaticReport:
+    kernel = kernel_interface(inputs)
+    modules = read_module_set(inputs, module_files)
     release = kernel.release or _modules_release(modules)
     plan = load_plan(inputs, release or "") if inputs.planned() else None
     return replace(analyze(kernel, modules, plan), kernel_release=release)
 
 
-def run_check(inputs: CheckInputs, cache_root: Path | None) -> StaticReport:
+def input_module_files(inputs: CheckInputs) -> list[Path]:
+    """The given files checked, and the .ko files of the dlkm and modules directories."""
     if not inputs.planned() and not inputs.modules_dirs:
         raise InputError("(command line)", "give a vendor boot image, a dlkm partition and/or "
                                            "a modules directory")
     for p in inputs.files():
         if not p.is_file():
             raise InputError(p, "no such file")
-    module_files = [p for d in (*inputs.dlkm_dirs().values(), *inputs.modules_dirs)
-                    for p in find_modules(d)]
+    return [p for d in (*inputs.dlkm_dirs().values(), *inputs.modules_dirs)
+            for p in find_modules(d)]
+
+
+def run_check(inputs: CheckInputs, cache_root: Path | None) -> StaticReport:
+    module_files = input_module_files(inputs)
     # The dlkm directories' load lists, modules.dep... make the plan as much as the .ko do.
     loader_files = [d / f for d in inputs.dlkm_dirs().values() for f in android.MODULES_FILES
                     if (d / f).is_file()]
