@@ -115,7 +115,11 @@ def write_junit(run: RunRecord, out: TextIO) -> None:
                       message=xml_text(run.error.message)).text = xml_text(
             f"the run ended early: {len(run.verdicts)} module(s) have an outcome")
         errors = 1
-    ET.SubElement(suite, "system-out").text = xml_text(f"console log: {run.console_log}")
+    # Ant's schema allows no system-out in a testcase: every finding is listed in the suite's.
+    findings = [f"finding {v.name}: {f.kind}: {f.line}" for v in run.verdicts
+                for f in v.runtime.findings]
+    ET.SubElement(suite, "system-out").text = xml_text(
+        "\n".join([f"console log: {run.console_log}", *findings]))
     ET.SubElement(suite, "system-err")
     suite.attrib.update(tests=str(len(run.verdicts) + 1 + errors),
                         failures=str(counts["failure"]), errors=str(errors),
