@@ -5,6 +5,8 @@ logic with a scripted stand-in for the VM."""
 
 from __future__ import annotations
 
+import dataclasses
+import lzma
 import re
 import shutil
 import stat
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
+import zstandard
 from craft import fake_image
 from bootverify.cache import cache_dir
 from bootverify.errors import InputError
@@ -29,6 +32,8 @@ from bootverify.readers.bootimg import (
     write_boot_image,
     write_vendor_boot_image,
 )
+from bootverify.readers.kernel import parse_kernel
+from bootverify.readers.modules import ModuleCompression
 from bootverify.readers.modulesdir import ModulesDir
 from bootverify.readers.ramdisk import (
     Compression,
@@ -76,6 +81,21 @@ FINIT_BUILD_TIMEOUT = 600
     ("foo: module has no symbols (stripped?)", K.INVALID_FORMAT, "",
      "module has no symbols (stripped?)"),
     ("Loading of unsigned module is rejected", K.SIGNATURE_REJECTED, "", "unsigned module"),
+    # 6.12's ELF checks (6.1: "No module found in object")
+    ("foo: No module found in object", K.INVALID_FORMAT, "", "No module found in object"),
+    ("module foo: .gnu.linkonce.this_module section size must match the kernel's built struct "
+     "module size at run time", K.INVALID_FORMAT, "", ".gnu.linkonce.this_module section size "
+     "must match the kernel's built struct module size at run time"),
+    ("Invalid module architecture in ELF header: 62", K.INVALID_FORMAT, "",
+     "Invalid module architecture in ELF header: 62"),
+    ("Only one .modinfo section must exist.", K.INVALID_FORMAT, "",
+     "Only one .modinfo section must exist."),
+    # the in-kernel decompressor (MODULE_INIT_COMPRESSED_FILE)
+    ("[    3.1] not an xz compressed module", K.INVALID_FORMAT, "", "not an xz compressed module"),
+    ("decompression failed with status 6", K.INVALID_FORMAT, "",
+     "decompression failed with status 6"),
+    ("ZSTD-compressed data has an incomplete frame header", K.INVALID_FORMAT, "",
+     "ZSTD-compressed data has an incomplete frame header"),
 ])
 def test_link_messages(line: str, kind: K, symbol: str, detail: str) -> None:
     m = kmsg.match_line(line)
@@ -433,6 +453,24 @@ def test_bootconfig_trailer() -> None:
     size, csum = struct.unpack_from("<II", t, len(data))
     assert (size, csum) == (len(data), sum(data))
     assert boot.bootconfig_with_trailer(t) == t and boot.bootconfig_with_trailer(b"") == b""
+
+
+def test_modules_the_kernel_cannot_decompress_are_decompressed_on_the_host() -> None:
+    """Only the formats the kernel does not decompress itself; same path, the .ko inside."""
+    elf = b"\x7fELF" + bytes(60)
+    entries = [CpioEntry("lib/modules/a.ko.xz", stat.S_IFREG | 0o644, lzma.compress(elf)),
+               CpioEntry("lib/modules/b.ko.zst", stat.S_IFREG | 0o644,
+                         zstandard.ZstdCompressor().compress(elf)),
+               CpioEntry("lib/modules/c.ko", stat.S_IFREG | 0o644, elf),
+               CpioEntry("lib/modules/modules.dep", stat.S_IFREG | 0o644, b"a.ko.xz:\n")]
+    for takes, decompressed in ((ModuleCompression.XZ, ["lib/modules/b.ko.zst"]),
+                                (None, ["lib/modules/a.ko.xz", "lib/modules/b.ko.zst"])):
+        kernel = dataclasses.replace(parse_kernel(fake_image(), "Image"), module_decompress=takes)
+        fixed = boot.modules_for_kernel(kernel, entries)
+        assert [e.name for e in fixed.entries] == decompressed
+        assert all(e.data == elf and e.mode == stat.S_IFREG | 0o644 for e in fixed.entries)
+        assert len(fixed.notes) == len(decompressed)
+        assert all("decompressed on the host" in n for n in fixed.notes)
 
 
 def _images(tmp: Path, version: int = 4, kernel: bytes | None = None,

@@ -46,7 +46,7 @@ from bootverify.plan.firststage import (
 )
 from bootverify.plan.libmodprobe import Modprobe, ParseKernelCmdlineOptions
 from bootverify.plan.model import Disposition, Key, Listed, LoadPlan, ModuleSet, ModuleUnit, Step
-from bootverify.readers.modules import find_modules
+from bootverify.readers.modules import COMPRESSED_SUFFIXES, MODULE_SUFFIXES, find_modules
 from bootverify.readers.modulesdir import parse_modules_dir, read_modules_dir
 from bootverify.readers.ramdisk import CpioEntry
 
@@ -95,6 +95,12 @@ def _notes(sets: Sequence[ModuleSet], boot: BootFacts | None) -> list[str]:
         if s.files and not s.load:
             notes.append(f"{s.origin}: {len(s.files)} .ko file(s) and no {s.load_file} "
                          f"entries in {s.guest_dir}: nothing of it loads")
+        compressed = sum(1 for f in s.files if f.endswith(tuple(COMPRESSED_SUFFIXES)))
+        if compressed:
+            notes.append(f"{s.origin}: {compressed} compressed module file(s), loaded as kmod "
+                         f"loads them; Android's libmodprobe (Insmod()) passes finit_module() "
+                         f"no flags, so on a device the kernel would refuse them (ENOEXEC, "
+                         f"Invalid ELF header magic)")
     return notes
 
 
@@ -121,7 +127,8 @@ def make_plan(sets: Sequence[ModuleSet], cmdline: str = "",
 def _tree_set(tree: Mapping[str, CpioEntry], rel: str, mode: BootMode) -> ModuleSet:
     """The modules directory `rel` of the unpacked device ramdisks."""
     files = frozenset(name[len(rel) + 1:] for name, e in tree.items()
-                      if name.startswith(rel + "/") and name.endswith(".ko") and e.is_file)
+                      if name.startswith(rel + "/") and name.endswith(MODULE_SUFFIXES)
+                      and e.is_file)
     texts = {}
     for name in android.MODULES_FILES:
         e = tree.get(f"{rel}/{name}")
@@ -178,6 +185,6 @@ def plan_for(tree: Mapping[str, CpioEntry], release: str, kernel_image: bytes,
             sets.append(dir_module_set(origin, dlkm_dirs[origin], facts.mode))
     inside = first.guest_dir.lstrip("/") + "/"
     strays = sorted("/" + name for name, e in tree.items()
-                    if e.is_file and name.endswith(".ko")
+                    if e.is_file and name.endswith(MODULE_SUFFIXES)
                     and not (name.startswith(inside) and name[len(inside):] in first.files))
     return make_plan(sets, cmdline, facts, strays)

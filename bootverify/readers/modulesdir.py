@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bootverify import android
 from bootverify.errors import InputError, reading
+from bootverify.readers.modules import strip_module_suffix
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,11 @@ class ModulesDir:
 
 
 def MakeCanonical(module_path: str) -> str:
-    """libmodprobe.cpp MakeCanonical(): basename, without `.ko`, `-` as `_`."""
-    return module_path.rsplit("/", 1)[-1].removesuffix(".ko").replace("-", "_")
+    """libmodprobe.cpp MakeCanonical(): basename, without `.ko`, `-` as `_`. A compressed
+    module's `.ko.gz`/`.ko.xz`/`.ko.zst` goes too, as kmod's modname_normalize() drops it:
+    libmodprobe strips only `.ko`, which keeps its own tables consistent ("x.ko.xz" throughout)
+    but is not the name the kernel, modules.blocklist or modules.options use."""
+    return strip_module_suffix(module_path.rsplit("/", 1)[-1]).replace("-", "_")
 
 
 def ParseCfg(text: str) -> list[tuple[int, list[str]]]:

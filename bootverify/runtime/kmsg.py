@@ -3,9 +3,15 @@
 The kernel messages that decide a verdict are ONE table, `KERNEL_MESSAGES`: each row is a regular
 expression over the message text (the part after the "[    1.234567] " timestamp), what it means
 (a link problem kind, a crash, or a notice), the errno finit_module returns when that line is the
-cause, and where Linux 6.1 (or the Android common kernel) prints it. Messages and errnos are those
-of ../shared/REFERENCE.md §3, checked against Debian's linux-source-6.1 (kernel/module/main.c,
-kernel/module/version.c, kernel/module/signing.c, arch/arm64/kernel/traps.c, kernel/panic.c).
+cause, and where the kernel prints it. Messages and errnos are those of ../shared/REFERENCE.md §3,
+checked against Debian's linux-source-6.1 (kernel/module/main.c, kernel/module/version.c,
+kernel/module/signing.c, arch/arm64/kernel/traps.c, kernel/panic.c) and linux-source-6.12.
+
+Generations: the symbol, version, namespace, vermagic and duplicate-export lines are worded the
+same from 5.10 to 6.12 (5.10 and 5.15 print them from kernel/module.c, split into kernel/module/
+in 5.19). A row's source names the versions when a line is not in all of them: the in-kernel
+decompressor's lines (5.17 on; zstd's 6.2 on), and 6.12's stricter ELF checks, where 6.1 said
+"No module found in object" for a missing .gnu.linkonce.this_module.
 
 How the kernel reports one failing symbol matters for the reading: resolve_symbol() prints the
 specific reason (disagrees about version, no symbol version, namespace not imported) and
@@ -226,7 +232,21 @@ KERNEL_MESSAGES: tuple[KernelMessage, ...] = (
          r"ELF Spec violation.*|empty section name table)$", Effect.LINK, L.INVALID_FORMAT,
          ENOEXEC, "kernel/module/main.c elf_validity_check()"),
     _row(_M + r": (?P<detail>module has no symbols \(stripped\?\)|No module found in object)$",
-         Effect.LINK, L.INVALID_FORMAT, ENOEXEC, "kernel/module/main.c setup_load_info()"),
+         Effect.LINK, L.INVALID_FORMAT, ENOEXEC,
+         "kernel/module/main.c setup_load_info() (No module found: 5.10-6.1)"),
+    _row(r"(?P<detail>Invalid module architecture in ELF header: \d+|"
+         r"Only one \.modinfo section must exist\.)$", Effect.LINK, L.INVALID_FORMAT, ENOEXEC,
+         "6.12 kernel/module/main.c elf_validity_ehdr(), elf_validity_cache_index_info()"),
+    _row(r"module " + _M + r": (?P<detail>(?:Only one )?\.gnu\.linkonce\.this_module .*)$",
+         Effect.LINK, L.INVALID_FORMAT, ENOEXEC,
+         "6.12 kernel/module/main.c elf_validity_cache_index_mod()"),
+    # MODULE_INIT_COMPRESSED_FILE (5.17 on): the decompressor's refusals, -EINVAL (ENOMEM when
+    # memory runs out, which finit's errno then says). They name no module.
+    _row(r"(?P<detail>not an? (?:gzip|xz|zstd) compressed module|"
+         r"decompression failed with status -?\d+|failed to initialize decompressor: -?\d+|"
+         r"ZSTD-compressed data has .*|ZSTD-decompression failed with status -?\d+|"
+         r"Can't initialize ZSTD stream)$", Effect.LINK, L.INVALID_FORMAT, EINVAL,
+         "kernel/module/decompress.c module_decompress() (5.17 on; its zstd lines 6.2 on)"),
     _row(_M + r": Symbol " + _S + r" has an invalid section index", Effect.LINK,
          L.INVALID_FORMAT, ENOEXEC, "kernel/module/main.c simplify_symbols()"),
     _row(r"Loading of (?P<detail>.+) is rejected$", Effect.LINK, L.SIGNATURE_REJECTED,

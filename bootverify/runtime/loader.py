@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -57,13 +58,14 @@ def prepare_run(boot_img: Path | str, vendor_boot: Path | str | None, *,
     h = boot.handoff(images)
     nonce = nonce or boot.new_nonce()
     cmdline = boot.guest_cmdline(h, nonce, extra_params)
-    plan = plan_for(h.ramdisk_tree(), h.kernel.release, h.kernel.image, h.bootconfig, cmdline,
-                    dlkm, boot_mode)
+    tree = h.ramdisk_tree()
+    plan = plan_for(tree, h.kernel.release, h.kernel.image, h.bootconfig, cmdline, dlkm,
+                    boot_mode)
     if narrow is not None:
         plan = narrow(plan)
     guest = boot.prepare(h, cmdline, nonce, busybox=agent.read_busybox(busybox), dlkm_dirs=dlkm,
-                         extra_entries=[agent.plan_entry(plan.lines)])
-    return guest, plan
+                         extra_entries=[agent.plan_entry(plan.lines)], ramdisk_tree=tree)
+    return guest, replace(plan, notes=plan.notes + guest.notes)
 
 
 def run_images(boot_img: Path | str, vendor_boot: Path | str | None, *,

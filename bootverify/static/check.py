@@ -35,7 +35,7 @@ from bootverify.readers.symbols import (kernel_exports_from_symvers,
 from bootverify.static.analysis import KernelInterface, StaticReport, analyze
 from bootverify.static.moduleset import load_module_set
 
-ANALYSIS_VERSION = 8        # bump when the rules change, so cached reports are not reused
+ANALYSIS_VERSION = 9        # bump when the rules change, so cached reports are not reused
 
 
 @dataclass(frozen=True)
