@@ -18,8 +18,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from bootverify.cache import cache_dir
-from bootverify.errors import (InfraError, InputError, Terminated, one_line, signals_as_interrupt,
-                               writing)
+from bootverify import version
+from bootverify.errors import (
+    EXIT_ERROR,
+    InfraError,
+    InputError,
+    interrupt_status,
+    one_line,
+    signal_name,
+    signals_as_interrupt,
+    writing,
+)
 from bootverify.readers import bootimg
 from bootverify.readers.kernel import parse_kernel
 from bootverify.readers.ramdisk import Compression, decompress, unpack_initrd, write_tree
@@ -35,13 +44,14 @@ from bootverify.static.check import run_check
 from bootverify.static.kmidiff import exports_by_symbol, kmi_diff
 
 if TYPE_CHECKING:
+    from bootverify.nightly.session import RunOptions
     from bootverify.crosscheck import ModuleVerdict
     from bootverify.inputs import Opened
     from bootverify.runtime.kmsg import RuntimeResult
     from bootverify.runtime.runner import RunReport
     from bootverify.verdict import DeviceVerdict
 
-EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_FAIL = 0, 1
 
 
 def write_output(dest: str, write: Callable[[TextIO], None]) -> None:
@@ -128,8 +138,10 @@ def boot_and_load(args: argparse.Namespace, inputs: Opened, boot: Path, report: 
     given = {"boot_timeout": args.boot_timeout, "memory_mb": args.memory}
     config = VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v is not None})
     timeout = {"module_timeout": args.module_timeout} if args.module_timeout is not None else {}
-    with writing(args.console_log):
-        console = open(args.console_log, "w", encoding="utf-8", errors="replace")
+    # `replacement`'s console log (`run` has its output directory: nightly/session.py)
+    log = args.console_log or Path("bootverify-console.log")
+    with writing(log):
+        console = open(log, "w", encoding="utf-8", errors="replace")
     with console:
         runtime = run_images(boot, inputs.vendor_kernel_boot,
                              system_dlkm=inputs.system_dlkm, vendor_dlkm=inputs.vendor_dlkm,
@@ -143,29 +155,48 @@ def boot_and_load(args: argparse.Namespace, inputs: Opened, boot: Path, report: 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bootverify.crosscheck import failed
-    from bootverify.report import junit, run_json, run_text
+    # The runtime (pexpect, qemu plumbing) is imported only here: `check` starts faster without.
+    from bootverify.nightly.session import failed_run, plan_outputs, run_nightly
+    from bootverify.reports.document import run_document
+    from bootverify.reports.summary import summary_text
+    outputs = plan_outputs(args.output, json=None if args.json in (None, "-") else
+                           Path(args.json), junit=args.junit, tap=args.tap, kcidb=args.kcidb,
+                           console_log=args.console_log)
     with opened(args, run=True) as inputs:
         boot = required(inputs.boot, "boot image", ("--boot", "--kernel"))
         _say(inputs.lines)
-        cache = cache_dir() / "check" if inputs.cacheable else None
-        report = inputs.relabel(run_check(inputs.check, cache, warn))
-        _say(inputs.list_notes(report.plan))
-        runtime, verdicts, device = boot_and_load(args, inputs, boot, report)
-    assert runtime.plan is not None
-    mode = runtime.plan.boot.mode.value if runtime.plan.boot else None
-    if args.json:
-        doc = run_json(report, verdicts, str(args.console_log), device, mode, runtime.notes,
-                       args.fail_on) | {"duplicates": duplicates_json(runtime.plan)}
-        write_output(args.json, lambda out: write_json(doc, out))
-    if args.junit:
-        write_output(args.junit, lambda out: junit(verdicts, out, device, args.fail_on))
-    if args.json != "-":
-        run_text(verdicts, sys.stdout, device, runtime.notes, args.fail_on)
-        duplicates_text(runtime.plan, sys.stdout)
-        print(f"kernel {runtime.release}, {len(runtime.boots)} boot(s), {runtime.seconds:.1f} s; "
-              f"console log: {args.console_log}")
-    return EXIT_FAIL if failed(list(verdicts), args.fail_on) or device.failed else EXIT_OK
+
+        def static_half() -> StaticReport:
+            cache = cache_dir() / "check" if inputs.cacheable else None
+            report = inputs.relabel(run_check(inputs.check, cache, warn))
+            _say(inputs.list_notes(report.plan))
+            return report
+
+        run = run_nightly(run_options(args, inputs, boot), outputs, static_half,
+                          progress=_progress)
+    if args.json == "-":
+        write_json(run_document(run), sys.stdout)
+    else:
+        sys.stdout.write(summary_text(run))
+        print(f"\nkernel {run.release}, {len(run.meta['boots'])} boot(s), {run.seconds:.1f} s; "
+              f"reports in {Path(run.console_log).parent}")
+    return EXIT_FAIL if failed_run(run) else EXIT_OK
+
+
+def run_options(args: argparse.Namespace, inputs: Opened, boot: Path) -> RunOptions:
+    from bootverify.nightly.session import RunOptions
+    from bootverify.runtime.vm import VMConfig
+    given = {"boot_timeout": args.boot_timeout, "memory_mb": args.memory}
+    timeout = {"module_timeout": args.module_timeout} if args.module_timeout else {}
+    return RunOptions(
+        inputs.check, boot, inputs.vendor_kernel_boot,
+        inputs.system_dlkm, inputs.vendor_dlkm, args.boot_mode, args.busybox,
+        VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v}),
+        console_log=args.console_log, expect=args.expect, strict_expect=args.strict_expect,
+        baseline=args.baseline,
+        rerun_failed=args.rerun_failed, only=tuple(args.only), exclude=tuple(args.exclude),
+        name=args.name, infra_retries=args.infra_retries, argv=tuple(sys.argv),
+        fail_on=args.fail_on, **timeout)
 
 
 # --- kmi-diff ---
@@ -311,6 +342,92 @@ def cmd_images_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- run's options, by concern ---
+
+# Beyond these an option is a typo, and a timeout past a day overflows what select() takes.
+MAX_SECONDS = 86400.0
+MAX_MEMORY_MB = 1 << 20
+
+
+def number(kind: type[float] | type[int], minimum: float, exclusive: bool = True,
+           maximum: float = math.inf) -> Callable[[str], float]:
+    """An argparse type: a finite number above `minimum` (or at least it), at most `maximum`;
+    anything else is bad input (argparse: exit 2), never silently the default."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+        if value < minimum or (exclusive and value == minimum):
+            raise argparse.ArgumentTypeError(
+                f"must be {'greater than' if exclusive else 'at least'} {minimum:g}: {text!r}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}: {text!r}")
+        return value
+    return parse
+
+
+def add_vm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--module-timeout", type=number(float, 0, maximum=MAX_SECONDS), metavar="S",
+                   help="a module whose load takes longer is recorded as hung (default 30; "
+                        "seconds, > 0)")
+    p.add_argument("--boot-timeout", type=number(float, 0, maximum=MAX_SECONDS), metavar="S",
+                   help="seconds from qemu start to the agent's prompt (default 120; > 0)")
+    p.add_argument("--memory", type=number(int, 64, exclusive=False, maximum=MAX_MEMORY_MB),
+                   metavar="MB",
+                   help="guest memory (default: 1024 + 16 x the initrd's size in MB; >= 64)")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
+                   help="KVM (with -cpu host) when the host is aarch64 with a usable /dev/kvm")
+    p.add_argument("--infra-retries", type=number(int, 0, exclusive=False), default=0,
+                   metavar="N", help="run again, from the start, up to N times after an "
+                                     "infrastructure failure (no agent prompt, qemu died "
+                                     "outside a module); a module's failure is never retried")
+
+
+def add_report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", type=Path, metavar="DIR",
+                   help="where report.json, junit.xml, console.log, summary.txt and meta.json "
+                        "go (default: a fresh bootverify-YYYYmmddTHHMMSSZ/ under the current "
+                        "directory); every output path is checked before the first boot")
+    p.add_argument("--name", metavar="NAME",
+                   help="the JUnit suite and report name (default: the vendor boot image's "
+                        "name, else bootverify): two devices in one job do not collide")
+    p.add_argument("--json", metavar="PATH|-",
+                   help="also write the JSON report here (- for stdout, instead of the summary)")
+    p.add_argument("--junit", type=Path, metavar="PATH",
+                   help="also write the JUnit XML here (junit-10.xsd and Ant JUnit.xsd valid)")
+    p.add_argument("--tap", type=Path, metavar="PATH",
+                   help="write a KTAP (kselftest-style) report, one test a module")
+    p.add_argument("--kcidb", type=Path, metavar="PATH",
+                   help="write KCIDB JSON (schema v4) for KernelCI")
+    p.add_argument("--console-log", type=Path, metavar="PATH",
+                   help="also copy the full serial console log here (always in --output)")
+
+
+def add_nightly_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--expect", type=Path, metavar="FILE",
+                   help="TOML of known failures ([modules.NAME] outcome/agreement, reason, "
+                        "link; [android] verdict, stops_at): expected failures do not fail the "
+                        "run, an expected failure that passes is reported fixed, anything else "
+                        "that fails is a regression (exit 1)")
+    p.add_argument("--strict-expect", action="store_true",
+                   help="with --expect: fixed modules and stale entries fail the run too")
+    p.add_argument("--baseline", type=Path, metavar="PREV.json",
+                   help="last night's report.json: per module new-failure, fixed, "
+                        "still-failing, still-passing, new-module, gone")
+    p.add_argument("--rerun-failed", type=Path, metavar="PREV.json",
+                   help="run only the modules that failed in that report (with their "
+                        "dependencies)")
+    p.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                   help="run only modules whose name matches (fnmatch; repeatable), with "
+                        "their dependencies")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="leave out modules whose name matches (fnmatch; repeatable); their "
+                        "dependents still get them as dependencies")
+
+
 RUN_DESCRIPTION = """\
 Inputs: the same options as `check` (a check command line plus --boot is a run one). --dist DIR
 takes a build's dist directory as it is (Kleaf's names; one line on stderr per input says what
@@ -362,10 +479,19 @@ rcu-stall, hung-task, soft-lockup, firmware (a missing firmware file), probe (a 
 deferred-probe. --fail-on chooses those that fail the run (default: bug, kasan, kfence, ubsan,
 kcsan, lockdep); all are reported.
 
+Nightly use: --expect FILE names the known failures (the sample images ship expect.toml),
+--baseline compares with last night's report.json, --rerun-failed / --only / --exclude narrow
+the run (dependencies come along), --output DIR holds every report (summary.txt: the device
+verdict, counts, root causes grouped, top symbols; report.json with meta: tool, qemu, host,
+inputs' sha256, boots), partial ones with `error` when the run is cut short.
+
 Exit status: 0 the device boots, every listed module loaded (blocklisted ones aside), nothing
-disagrees and no --fail-on finding showed; 1 the device would stop, a module fails, a module set
-has .ko files and no load list, a disagreement, or a --fail-on finding; 2 bad input or
-infrastructure failure (qemu missing, no agent prompt).
+disagrees and no --fail-on finding showed (with --expect: no regression); 1 the device would
+stop, a module fails, a module set has .ko files and no load list, a disagreement, or a
+--fail-on finding (with --expect: only a regression, or with --strict-expect a fixed module or
+a stale entry); 2 bad input or infrastructure failure (qemu missing, no agent prompt: the
+reports are written, partial, with an error); 130 / 143 / 129 interrupted by SIGINT / SIGTERM /
+SIGHUP (reports written, partial).
 """
 
 
@@ -374,19 +500,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--busybox", type=Path, metavar="PATH",
                    help="static arm64 busybox for the agent (default: Debian's busybox-static, "
                         "fetched once into the cache)")
-    p.add_argument("--module-timeout", type=seconds, metavar="S",
-                   help="a module whose load takes longer is recorded as hung (default 30)")
-    p.add_argument("--boot-timeout", type=seconds, metavar="S",
-                   help="seconds from qemu start to the agent's prompt (default 120)")
-    p.add_argument("--memory", type=megabytes, metavar="MB",
-                   help="guest memory (default: 1024 + 16 x the initrd's size in MB)")
-    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
-                   help="KVM (with -cpu host) when the host is aarch64 with a usable /dev/kvm")
-    p.add_argument("--json", metavar="PATH|-", help="write the JSON report (- for stdout)")
-    p.add_argument("--junit", metavar="PATH",
-                   help="write a JUnit XML report, one testcase a module")
-    p.add_argument("--console-log", type=Path, default=Path("bootverify-console.log"),
-                   metavar="PATH", help="the full serial console log (default %(default)s)")
+    add_vm_args(p)
+    add_report_args(p)
 
 
 REPLACEMENT_DESCRIPTION = """\
@@ -413,33 +528,6 @@ failure.
 """
 
 
-def seconds(text: str) -> float:
-    """A duration option: a finite number of seconds above 0 and at most a day (nan, inf,
-    1e400, 0 and negatives are bad input, not a default)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
-        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be above 0 and at most "
-                                         f"{MAX_SECONDS:.0f}")
-    return value
-
-
-def megabytes(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of MB: {text!r}") from None
-    if not 0 < value <= MAX_MEMORY_MB:
-        raise argparse.ArgumentTypeError(f"{text!r}: MB must be above 0 and at most "
-                                         f"{MAX_MEMORY_MB}")
-    return value
-
-
-# Beyond these an option is a typo, and a timeout past a day overflows what select() takes.
-MAX_SECONDS = 86400.0
-MAX_MEMORY_MB = 1 << 20
 
 
 class _Parser(argparse.ArgumentParser):
@@ -455,7 +543,8 @@ def parser() -> argparse.ArgumentParser:
         description="Do a device's kernel modules load on this kernel? Static KMI analysis of "
                     "the .ko files, and a real boot in qemu.",
         epilog="Exit status: 0 all good, 1 a module fails or static and runtime disagree, "
-               "2 bad input or infrastructure failure.")
+               "2 bad input or infrastructure failure, 128+N killed by signal N (run).")
+    ap.add_argument("--version", action="version", version=f"bootverify {version()}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check", help="predict, without booting, whether each module loads",
@@ -487,6 +576,7 @@ def parser() -> argparse.ArgumentParser:
                    metavar="CLASS,...",
                    help="finding classes that fail the run (default: "
                         f"{','.join(sorted(DEFAULT_FAIL_ON))}; all, or '' for none)")
+    add_nightly_args(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -524,29 +614,57 @@ def parser() -> argparse.ArgumentParser:
                         "kmi_symbol_list_strict_mode); exit 1 when not")
     p.set_defaults(func=cmd_kmi_list)
 
-    p = sub.add_parser("kmi-diff", help="KMI symbols removed, changed (CRC, export type, "
-                                        "namespace, owner) or added between two symvers")
-    p.add_argument("old", type=Path, metavar="OLD_SYMVERS")
-    p.add_argument("new", type=Path, metavar="NEW_SYMVERS")
-    p.add_argument("--kmi-symbol-list", type=Path, action="append", default=[], metavar="FILE")
-    p.add_argument("--json", metavar="PATH|-")
+    p = sub.add_parser(
+        "kmi-diff", help="KMI symbols removed, changed (CRC, export type, namespace, owner) or "
+                         "added between two symvers",
+        description="Compare two kernels' exports (vmlinux.symvers or Module.symvers): every "
+                    "symbol of OLD that NEW no longer exports (removed), exports otherwise "
+                    "(changed: CRC, export type, namespace, owner), or NEW adds; the removed "
+                    "and changed ones are what modules built against OLD would fail to link "
+                    "against on NEW. With --kmi-symbol-list only the KMI's symbols count.",
+        epilog="Exit status: 0 nothing removed or changed, 1 a symbol removed or changed, "
+               "2 bad input.")
+    p.add_argument("old", type=Path, metavar="OLD_SYMVERS",
+                   help="symvers of the kernel the modules were built against")
+    p.add_argument("new", type=Path, metavar="NEW_SYMVERS", help="symvers of the new kernel")
+    p.add_argument("--kmi-symbol-list", type=Path, action="append", default=[], metavar="FILE",
+                   help="Android KMI symbol list ([abi_symbol_list]); only its symbols are "
+                        "compared; repeat to merge several")
+    p.add_argument("--json", metavar="PATH|-", help="write the changes as JSON (- for stdout)")
     p.set_defaults(func=cmd_kmi_diff)
 
     p = sub.add_parser("inspect", help="print a boot image's header fields and sections, and "
-                                       "its kernel's release")
-    p.add_argument("image", type=Path, metavar="IMG")
+                                       "its kernel's release",
+                       description="Print the header fields of a boot.img (v0-v4) or "
+                                   "vendor_boot.img / vendor_kernel_boot.img (v3/v4), the "
+                                   "sizes of its sections (kernel, ramdisks, dtb, bootconfig) "
+                                   "and its kernel's release.")
+    p.add_argument("image", type=Path, metavar="IMG", help="the image to describe")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("unpack", help="write a boot image's kernel, ramdisks (raw, decompressed "
                                       "as NAME.cpio, unpacked as NAME.files/), dtb, "
-                                      "bootconfig, cmdline to DIR")
-    p.add_argument("image", type=Path, metavar="IMG")
-    p.add_argument("dir", type=Path, metavar="DIR")
+                                      "bootconfig, cmdline to DIR",
+                       description="Write each section of a boot or vendor boot image to DIR "
+                                   "(made if missing): kernel, ramdisks (each vendor ramdisk "
+                                   "fragment raw, decompressed as NAME.cpio and unpacked as "
+                                   "NAME.files/), dtb, bootconfig, cmdline; prints each file "
+                                   "written.")
+    p.add_argument("image", type=Path, metavar="IMG", help="the image to unpack")
+    p.add_argument("dir", type=Path, metavar="DIR", help="where the sections go")
     p.set_defaults(func=cmd_unpack)
 
-    p = sub.add_parser("images", help="the built-in sample images")
+    p = sub.add_parser("images", help="the built-in sample images",
+                       description="The sample images: a GKI-like kernel and a replacement "
+                                   "kernel from Debian's linux-source-6.1 with device modules "
+                                   "carrying seeded faults (images/README.md).")
     isub = p.add_subparsers(dest="images_command", required=True)
-    b = isub.add_parser("build", help="build (cached) and print the output directory last")
+    b = isub.add_parser("build", help="build (cached) and print the output directory last",
+                        description="Build the sample images into $BOOTVERIFY_CACHE (cached "
+                                    "by a hash of the recipe) and print the output directory "
+                                    "last: boot.img, vendor_kernel_boot.img, system_dlkm/, "
+                                    "vmlinux.symvers, kmi_symbol_list, expect.toml (the "
+                                    "expected failures, for run --expect), replacement/.")
     b.set_defaults(func=cmd_images_build)
     return ap
 
@@ -606,11 +724,8 @@ def main(argv: list[str] | None = None) -> int:
         where = e.filename if e.filename is not None else "(unknown file)"
         print(f"bootverify: {InputError(where, e.strerror or str(e))}", file=sys.stderr)
         return EXIT_ERROR
-    except Terminated as e:
-        print(f"bootverify: terminated (signal {e.signum})", file=sys.stderr)
-        return 128 + e.signum
-    except KeyboardInterrupt:
-        print("bootverify: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"bootverify: interrupted by {signal_name(e)}", file=sys.stderr)
+        return interrupt_status(e)
     finally:
         sys.stdout = stdout

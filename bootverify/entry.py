@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 import sys
 
-from bootverify.errors import Terminated
+from bootverify.errors import Terminated, interrupt_status, signal_name
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -21,10 +21,7 @@ def main() -> int:
         signal.signal(s, _terminate)
     try:
         from bootverify.cli import main as cli_main
-    except Terminated as e:
-        print(f"bootverify: terminated (signal {e.signum})", file=sys.stderr)
-        return 128 + e.signum
-    except KeyboardInterrupt:
-        print("bootverify: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"bootverify: interrupted by {signal_name(e)}", file=sys.stderr)
+        return interrupt_status(e)
     return cli_main()

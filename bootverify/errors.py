@@ -9,6 +9,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+EXIT_ERROR = 2      # bad input or broken infrastructure
+
 
 class InputError(Exception):
     """A file that is missing, truncated or not what it claims to be."""
@@ -77,6 +79,14 @@ def regular_file(path: object) -> os.stat_result:
         raise InputError(path, "is a directory" if stat.S_ISDIR(st.st_mode)
                          else "not a regular file")
     return st
+
+def interrupt_status(e: KeyboardInterrupt) -> int:
+    """128 + the signal: 130 for Ctrl-C (SIGINT), 143 for SIGTERM, 129 for SIGHUP."""
+    return 128 + (e.signum if isinstance(e, Terminated) else signal.SIGINT)
+
+
+def signal_name(e: KeyboardInterrupt) -> str:
+    return signal.Signals(e.signum if isinstance(e, Terminated) else signal.SIGINT).name
 
 
 # The one wording of a missing, unreadable or unwritable file, for every reader and writer:

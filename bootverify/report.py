@@ -1,4 +1,5 @@
-"""Reports: a text table for people, JSON for CI (a contract), JUnit for test dashboards.
+"""Reports: a text table for people, JSON for CI (a contract); `run`'s summary, JUnit, KTAP,
+KCIDB and the JSON's nightly parts are in bootverify/reports/.
 
 JSON contract (`bootverify check`): {"kernel_release", "kmi_trimmed", "modules": [{"name",
 "path", "static": {"verdict", "problems": [{"kind", "symbol", "detail", "fatal"}]}}]}, with a
@@ -6,9 +7,10 @@ load plan (a vendor boot image or dlkm directories) "android", "boot_mode" and "
 `run` has them. `bootverify run` adds "android": {"verdict": "boots"|"stops", "stage":
 "first-stage"|"second-stage"|null, "stops_at": MODULE|null, "reason", "failures": [TEXT]}
 (verdict.py), "boot_mode", "notes", "console_log" and per module "runtime": {"outcome", "errno",
-"errno_name", "problems": [{"kind", "symbol", "detail"}], "kmsg", "message", "reason", "origin",
-"seconds", "findings": [{"class", "line", "context"}]}, "agreement" and "why" (see crosscheck),
-and "fail_on": the finding classes that fail the run.
+"errno_name", "problems": [{"kind", "symbol", "detail", "static_kind"}], "kmsg", "message",
+"reason", "origin", "seconds", "findings": [{"class", "line", "context"}]}, "agreement" and
+"why" (see crosscheck), and "fail_on": the finding classes that fail the run;
+reports/document.py adds "meta", "summary", "error", "expect", "baseline".
 Both add "duplicates": [{"name", "copies": [{"partition", "path", "loads", "why"}]}], the
 modules shipped in more than one partition, each copy in load order.
 """
@@ -25,7 +27,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bootverify.android import DEVICE_IMAGE_OF
-from bootverify.crosscheck import DISAGREEMENTS, Agreement, ModuleVerdict, failing_findings
+from bootverify.crosscheck import (
+    DISAGREEMENTS,
+    Agreement,
+    ModuleVerdict,
+    failing_findings,
+    static_kind,
+)
 from bootverify.readers.symbols import Export, KernelExports
 from bootverify.replacement import ModuleFailure, ReplacementVerdict
 from bootverify.plan.model import Disposition, LoadPlan, ModuleUnit
@@ -155,10 +163,12 @@ def findings_text(verdicts: Sequence[ModuleVerdict], out: TextIO,
         out.write(f"  {name}: {f.kind}{fails}: {message_text(f.line)}\n")
 
 
-def runtime_json(r: RuntimeResult) -> dict[str, Any]:
+def runtime_json(r: RuntimeResult, prediction: Prediction | None = None) -> dict[str, Any]:
+    """`static_kind`: the static problem kind a link problem is (crosscheck.LINK_KINDS), so
+    that a consumer joins the halves without a table of its own."""
     return {"outcome": r.outcome.value, "errno": r.errno, "errno_name": r.errno_name,
-            "problems": [{"kind": p.kind.value, "symbol": p.symbol, "detail": p.detail}
-                         for p in r.problems],
+            "problems": [{"kind": p.kind.value, "symbol": p.symbol, "detail": p.detail,
+                          "static_kind": static_kind(p, prediction)} for p in r.problems],
             "kmsg": list(r.kmsg), "message": r.modprobe_message, "reason": r.reason,
             "origin": r.origin, "seconds": round(r.seconds, 3),
             "findings": [{"class": f.kind, "line": f.line, "context": list(f.context)}
@@ -185,7 +195,7 @@ def run_json(report: StaticReport, verdicts: Sequence[ModuleVerdict],
         "modules": [{"name": v.name,
                      "path": v.prediction.path if v.prediction else v.runtime.path,
                      "static": prediction_json(v.prediction) if v.prediction else None,
-                     "runtime": runtime_json(v.runtime),
+                     "runtime": runtime_json(v.runtime, v.prediction),
                      "agreement": v.agreement.value, "why": v.why} for v in verdicts],
     }
 

@@ -141,7 +141,7 @@ def test_run_reports():
     assert broken["runtime"]["outcome"] == "link-error"
     assert broken["runtime"]["errno_name"] == "ENOENT"
     assert broken["runtime"]["problems"] == [{"kind": "unknown-symbol", "symbol": "msleep",
-                                              "detail": ""}]
+                                              "detail": "", "static_kind": "unresolved"}]
     out = io.StringIO()
     junit(verdicts, out)
     suite = ET.fromstring(out.getvalue().split("\n", 1)[1])

@@ -445,7 +445,7 @@ def test_18_sigterm_during_the_parallel_parse_leaves_no_worker_and_no_temp_file(
     assert workers, "no pool workers seen"
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
-    assert p.returncode == 143 and err == "bootverify: terminated (signal 15)\n", err
+    assert p.returncode == 143 and err == "bootverify: interrupted by SIGTERM\n", err
     time.sleep(0.5)
     assert not [w for w in workers if _alive(w)]
     assert not [x for x in (env / "cache").rglob(".*")]
@@ -478,7 +478,7 @@ def test_18_sigterm_during_the_busybox_fetch_leaves_no_fetch_dir(env, built):  #
         time.sleep(0.01)
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=30)
-    assert p.returncode == 143 and err == "bootverify: terminated (signal 15)\n", err
+    assert p.returncode == 143 and err == "bootverify: interrupted by SIGTERM\n", err
     assert list((env / "cache/debian").iterdir()) == []
 
 

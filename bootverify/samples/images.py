@@ -146,6 +146,24 @@ def _expected(recipe: Recipe, variant: Variant) -> dict:
     return {"modules": modules}
 
 
+def _expect_toml(recipe: Recipe, variant: Variant) -> str:
+    """The variant's known failures for `bootverify run --expect` (nightly/expect.py's format;
+    TOML's basic strings take JSON's escapes)."""
+    d = recipe.android[variant]
+    out = ["# The sample images' seeded faults: what `bootverify run --expect` expects to fail.",
+           "# Made from samples.toml by `bootverify images build`.", "", "[android]",
+           f"verdict = {json.dumps(d.verdict)}"]
+    out += [f"stops_at = {json.dumps(d.stops_at)}"] if d.stops_at else []
+    out.append(f"reason = {json.dumps(d.why)}")
+    entries = [(g.name, g.expected[variant]) for g in recipe.system_dlkm] + \
+        [(m.name, m.expected[variant]) for m in recipe.shipped()]
+    for name, e in entries:
+        if e.why:
+            out += ["", f"[modules.{name}]", f"outcome = {json.dumps(e.runtime)}",
+                    f"reason = {json.dumps(e.why)}"]
+    return "\n".join(out) + "\n"
+
+
 @dataclass(frozen=True)
 class Ramdisks:
     generic: bytes
@@ -164,6 +182,7 @@ def _variant_outputs(run: Runner, recipe: Recipe, variant: Variant, kernel: Kern
         shutil.copy2(kernel.out(name), out / name)
     (out / "kmi_symbol_list").write_text(format_kmi_symbol_list(kmi))
     (out / "expected.json").write_text(json.dumps(_expected(recipe, variant), indent=2) + "\n")
+    (out / "expect.toml").write_text(_expect_toml(recipe, variant))
     vwork = work / variant.value
     vwork.mkdir()
     _system_dlkm(run, recipe, gki, kernel, vwork, out / "system_dlkm")

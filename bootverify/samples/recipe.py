@@ -47,6 +47,15 @@ class Expectation:
     static: tuple[str, ...]
     runtime: str
     findings: tuple[str, ...] = ()     # finding classes, sorted
+    why: str = ""                    # why it fails: its reason in expect.toml
+
+
+@dataclass(frozen=True)
+class DeviceExpectation:
+    """The device verdict a variant's expect.toml expects ([android] of samples.toml)."""
+    verdict: str
+    stops_at: str | None
+    why: str
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ class Recipe:
     bootconfig: tuple[str, ...]
     system_dlkm: tuple[GkiModule, ...]
     modules: tuple[DeviceModule, ...]
+    android: dict[Variant, DeviceExpectation]
 
     def shipped(self) -> list[DeviceModule]:
         return [m for m in self.modules if m.shipped]
@@ -111,7 +121,11 @@ def _expectations(entry: dict, where: str, recipe: Path) -> dict[Variant, Expect
         if unknown or runtime not in RUNTIME_OUTCOMES:
             raise InfraError(f"{recipe}: {where} ({variant.value}): unknown problem kind or "
                              f"finding class {sorted(unknown)} or runtime outcome {runtime!r}")
-        return Expectation(static, runtime, findings)
+        why = raw.get("why", "")
+        if runtime not in (Outcome.LOADED, Outcome.SKIPPED) and not why:
+            raise InfraError(f"{recipe}: {where} ({variant.value}): a {runtime} needs a why "
+                             f"(its reason in expect.toml)")
+        return Expectation(static, runtime, findings, why)
 
     gki = one(entry.get("gki", {}), Variant.GKI) if "gki" in entry else None
     repl = one(entry["replacement"], Variant.REPLACEMENT) if "replacement" in entry else gki
@@ -157,7 +171,9 @@ def _parse_recipe(raw: dict, root: Path) -> Recipe:
         bootconfig=tuple(b["bootconfig"]),
         system_dlkm=tuple(GkiModule(g["path"], _expectations(g, g["path"], path))
                           for g in raw["system_dlkm"]),
-        modules=modules)
+        modules=modules,
+        android={v: DeviceExpectation(e["verdict"], e.get("stops_at"), e["why"])
+                 for v, e in ((v, raw["android"][v.value]) for v in Variant)})
 
 
 def recipe_key(root: Path, version: str, builder: Path = PACKAGE_DIR) -> str:
