@@ -1,3 +1,3 @@
-from bootverify.cli import main
+from bootverify.entry import main
 
 raise SystemExit(main())

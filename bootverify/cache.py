@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import pickle
 import tempfile
@@ -52,18 +54,35 @@ def store_pickle(path: Path, value: object) -> None:
         raise
 
 
-def memo(root: Path | None, key: str, compute: Callable[[], T], keep: int = MEMO_KEEP) -> T:
-    """compute(), remembered under root by key; only the `keep` most recently used stay."""
+def _complete(value: object, kind: type) -> bool:
+    """An instance of `kind` with every field it has now (a pickle of an older version of the
+    class unpickles without the fields added since)."""
+    return isinstance(value, kind) and (not dataclasses.is_dataclass(value) or all(
+        f.name in vars(value) for f in dataclasses.fields(value)))
+
+
+def memo(root: Path | None, key: str, compute: Callable[[], T], kind: type[T],
+         warn: Callable[[str], None] | None = None, keep: int = MEMO_KEEP) -> T:
+    """compute(), remembered under root by key; only the `keep` most recently used stay.
+
+    The cache only costs or saves time: an entry that is not a complete `kind` is computed
+    again, and a cache that cannot be read or written is said once through `warn`."""
     if root is None:
         return compute()
     path = root / f"{key}.pickle"
     hit = load_pickle(path)
-    if hit is not None:
-        os.utime(path)      # recently used: kept by the pruning below
+    if hit is not None and _complete(hit, kind):
+        with contextlib.suppress(OSError):
+            os.utime(path)      # recently used: kept by the pruning below
         return hit  # type: ignore[return-value]
     value = compute()
-    store_pickle(path, value)
-    entries = sorted(root.glob("*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in entries[keep:]:
-        old.unlink(missing_ok=True)
+    try:
+        store_pickle(path, value)
+        entries = sorted(root.glob("*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[keep:]:
+            old.unlink(missing_ok=True)
+    except OSError as e:
+        if warn is not None:
+            where = e.filename if e.filename is not None else path
+            warn(f"cache not used ({where}: {e.strerror or e}): the next run is not faster")
     return value

@@ -11,6 +11,9 @@ Agreement per module:
 - skipped       not handed to the kernel (blocklisted, not-found, unlisted): nothing observed;
                 the static verdict stands alone;
 - ok            predicted to load, and loaded.
+
+Findings (kmsg.Finding: a WARN, a sanitizer report, a failed probe, ...) are not linking and do
+not change the agreement; the classes in `fail_on` fail the run all the same.
 """
 
 from __future__ import annotations
@@ -18,10 +21,20 @@ from __future__ import annotations
 import enum
 import functools
 import importlib.metadata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bootverify.runtime.kmsg import Outcome, RuntimeResult
-from bootverify.static.analysis import Prediction, Verdict
+from bootverify.readers.modules import module_name
+from bootverify.runtime.kmsg import (
+    DEFAULT_FAIL_ON,
+    Finding,
+    FindingClass,
+    LinkProblem,
+    LinkProblemKind,
+    Outcome,
+    RuntimeResult,
+)
+from bootverify.static.analysis import Prediction, ProblemKind, Verdict
 
 
 class Agreement(enum.Enum):
@@ -92,7 +105,9 @@ def agree(prediction: Prediction | None, runtime: RuntimeResult,
     outcome = runtime.outcome
 
     def result(a: Agreement, why: str = "") -> ModuleVerdict:
-        return ModuleVerdict(runtime.name, prediction, runtime, a, why)
+        # The kernel's name for it (modinfo name=), which its log uses, over the file's.
+        return ModuleVerdict(prediction.name if prediction else runtime.name, prediction,
+                             runtime, a, why)
 
     if outcome is Outcome.SKIPPED:
         return result(Agreement.SKIPPED, runtime.reason)
@@ -125,12 +140,15 @@ def agree(prediction: Prediction | None, runtime: RuntimeResult,
 def crosscheck(predictions: tuple[Prediction, ...],
                runtime: list[RuntimeResult]) -> list[ModuleVerdict]:
     by_name = {p.name: p for p in predictions}
+    # The plan names a module by its file, as libmodprobe does; the analysis by its modinfo
+    # name=, as the kernel does. A module whose two names differ is found by its file.
+    by_file = {module_name(p.path): p for p in predictions}
     verdicts = []
     # Modules whose failure had a runtime-only cause, their own or, transitively, a
     # dependency's; results come in load order, so dependencies are seen first.
     runtime_caused: set[str] = set()
     for r in runtime:
-        v = agree(by_name.get(r.name), r,
+        v = agree(by_name.get(r.name) or by_file.get(r.name), r,
                   tuple(d for d in r.failed_dependencies if d in runtime_caused))
         if v.agreement is Agreement.RUNTIME_ONLY:
             runtime_caused.add(r.name)
@@ -138,8 +156,79 @@ def crosscheck(predictions: tuple[Prediction, ...],
     return verdicts
 
 
-def failed(verdicts: list[ModuleVerdict]) -> bool:
-    """Exit 1 (with the device verdict's failures): a module did not load (blocklisted and
-    unlisted ones aside) or the halves disagree."""
-    return any(v.agreement in DISAGREEMENTS or
-               v.runtime.outcome not in NOT_FAILED_OUTCOMES for v in verdicts)
+def failing_findings(v: ModuleVerdict,
+                     fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON) -> tuple[Finding, ...]:
+    return tuple(f for f in v.runtime.findings if f.kind in fail_on)
+
+
+def fails(outcome: Outcome, agreement: Agreement, failing_finding: bool = False) -> bool:
+    """A module's own failure: it did not load (blocklisted and unlisted ones aside), the
+    halves disagree, or its load showed a finding that fails the run. The one rule for the exit
+    status, --expect, --baseline, --rerun-failed."""
+    return agreement in DISAGREEMENTS or outcome not in NOT_FAILED_OUTCOMES or failing_finding
+
+
+def module_fails(v: ModuleVerdict, fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON) -> bool:
+    return fails(v.runtime.outcome, v.agreement, bool(failing_findings(v, fail_on)))
+
+
+def failed(verdicts: Sequence[ModuleVerdict],
+           fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON) -> bool:
+    """Exit 1 (with the device verdict's failures): a module fails (module_fails())."""
+    return any(module_fails(v, fail_on) for v in verdicts)
+
+
+# --- one vocabulary: each runtime link problem kind and the static problem kinds it is ---
+
+@dataclass(frozen=True)
+class LinkKind:
+    static: tuple[ProblemKind, ...]    # the static kinds the kernel reports this way; first is
+                                       # the one named when no prediction says which
+    explanation: str                   # what it means, for the grouped summary
+
+
+P = ProblemKind
+# The kernel's messages (runtime/kmsg.py KERNEL_MESSAGES) against the analysis' rules
+# (static/analysis.py): "Unknown symbol" (err -2) is what the kernel says for a symbol it does
+# not export, a trimmed-away (non-KMI) one, a GPL-only one to a non-GPL module, or one a failed
+# dependency (or a provider the plan loads later or never: packaging) would have provided.
+LINK_KINDS: dict[LinkProblemKind, LinkKind] = {
+    LinkProblemKind.UNKNOWN_SYMBOL: LinkKind(
+        (P.UNRESOLVED, P.NOT_IN_KMI, P.GPL_ONLY, P.DEPENDENCY_FAILED, P.PACKAGING),
+        "the kernel exports no such symbol to this module"),
+    LinkProblemKind.DISAGREES_ABOUT_VERSION: LinkKind(
+        (P.CRC_MISMATCH,), "built against another version of the symbol (CRC mismatch)"),
+    LinkProblemKind.NO_SYMBOL_VERSION: LinkKind(
+        (P.MISSING_VERSION,), "the module has no CRC for a symbol the kernel versions"),
+    LinkProblemKind.PROTECTED_SYMBOL: LinkKind(
+        (P.PROTECTED,), "a GKI protected symbol, refused to an unsigned module"),
+    LinkProblemKind.NAMESPACE_NOT_IMPORTED: LinkKind(
+        (P.NAMESPACE,), "uses a symbol namespace it does not import"),
+    LinkProblemKind.VERSION_MAGIC: LinkKind(
+        (P.VERMAGIC,), "vermagic of another kernel"),
+    LinkProblemKind.INVALID_FORMAT: LinkKind((), "not a valid module file for this kernel"),
+    LinkProblemKind.DUPLICATE_EXPORT: LinkKind(
+        (P.DUPLICATE_EXPORT,), "exports a symbol that is already exported"),
+    LinkProblemKind.SIGNATURE_REJECTED: LinkKind((), "its signature was rejected"),
+}
+del P
+# module_layout's CRC stands for the whole struct module: a mismatch means another kernel.
+MODULE_LAYOUT = "module_layout"
+MODULE_LAYOUT_EXPLANATION = "modules built for another kernel"
+
+
+def static_kind(problem: LinkProblem, prediction: Prediction | None) -> ProblemKind | None:
+    """The static problem kind a runtime link problem is: the predicted problem of one of its
+    kinds on the same symbol, else the kind's first."""
+    kinds = LINK_KINDS[problem.kind].static
+    if prediction is not None:
+        for p in prediction.problems:
+            if p.kind in kinds and p.symbol == problem.symbol and p.fatal:
+                return p.kind
+    return kinds[0] if kinds else None
+
+
+def explanation(problem: LinkProblem) -> str:
+    if problem.symbol == MODULE_LAYOUT:
+        return MODULE_LAYOUT_EXPLANATION
+    return LINK_KINDS[problem.kind].explanation

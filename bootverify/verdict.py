@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from bootverify import android
 from bootverify.android import Stage
+from bootverify.plan.libmodprobe import Rule, run_rule
 from bootverify.plan.model import Disposition, Key, Listed, LoadPlan
 from bootverify.runtime.kmsg import Outcome
 from bootverify.static.analysis import Prediction, Verdict
@@ -109,19 +110,33 @@ def entry_failures(plan: LoadPlan, outcomes: Mapping[Key, str],
     """Why each failing entry fails (by index in plan.listed), of `entries` (default all).
     `outcomes`: each module's outcome (the JSON strings), by plan key: the runtime's, or
     `predicted_outcomes`."""
-    def why_not(k: Key, seen: frozenset[Key] = frozenset()) -> str:
-        """"" if k loaded with all its hard deps, else why not."""
+    memo: dict[Key, str] = {}
+    active: set[Key] = set()        # the modules whose deps are being looked at: a cycle stops
+
+    def why_not(k: Key) -> Rule[str]:
+        """"" if k loaded with all its hard deps, else why not (run by run_rule: a modules.dep
+        chain thousands deep is no recursion)."""
+        if k in memo:
+            return memo[k]
         u = plan.units[k]
+        why = ""
         if u.disposition is not Disposition.LOAD:
-            return f"{u.name}: {u.disposition.value}" + (f" ({u.note})" if u.note else "")
-        for d in u.deps:
-            if d not in seen and (why := why_not(d, seen | {k})):
-                return f"{u.name} needs {why}"
-        outcome = outcomes.get(k, "not run")
-        return "" if outcome == Outcome.LOADED else f"{u.name}: {outcome}"
+            why = f"{u.name}: {u.disposition.value}" + (f" ({u.note})" if u.note else "")
+        else:
+            active.add(k)
+            for d in u.deps:
+                if d not in active and (dep_why := (yield why_not, (d,))):
+                    why = f"{u.name} needs {dep_why}"
+                    break
+            active.discard(k)
+            outcome = outcomes.get(k, "not run")
+            if not why and outcome != Outcome.LOADED:
+                why = f"{u.name}: {outcome}"
+        memo[k] = why
+        return why
 
     def fails(x: Listed) -> str:
-        reasons = [why_not(k) for k in x.keys]
+        reasons = [run_rule(why_not(k)) for k in x.keys]
         return "" if x.blocklisted or not all(reasons) else "; ".join(reasons)
 
     return {i: why for i, x in enumerate(plan.listed)

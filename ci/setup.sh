@@ -12,7 +12,8 @@ set -eu
 BUILD="linux-source-6.1 gcc-aarch64-linux-gnu gcc libc6-dev make flex bison bc libssl-dev \
 libelf-dev patch xz-utils"
 # What bootverify runs: the guest, ramdisk and module tools. AOSP's mkbootimg comes apart below.
-RUNTIME="qemu-system-arm lz4 cpio kmod procps e2fsprogs erofs-utils"
+# (zstd: the tests compress modules with the tools kbuild uses, xz-utils and gzip being there.)
+RUNTIME="qemu-system-arm lz4 cpio kmod procps e2fsprogs erofs-utils zstd"
 # The virtualenv and pip's TLS to PyPI.
 PYTHON="python3-venv ca-certificates"
 APT_PACKAGES="$BUILD $RUNTIME $PYTHON"

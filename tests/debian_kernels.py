@@ -35,9 +35,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootverify import debpkg
+from bootverify.readers.modules import MODULE_SUFFIXES
 
 NEWEST = "6.1.0-56"
 OLDER = "6.1.0-54"
+# 6.12 (bookworm's linux-image-6.12.*+deb12-arm64, from backports and then bookworm itself): the
+# modules are .ko.xz (4,351 in 6.12.117). 6.12.115 is one update behind 6.12.117; against 117's
+# Module.symvers its modules give depmod -e -E 70,823 CRC mismatches and no unknown symbol, and,
+# unlike 6.1's ABI bumps, module_layout keeps its CRC: the kernel names each symbol.
+NEWEST_612 = "6.12.117+deb12"
+OLDER_612 = "6.12.115+deb12"
 FLAVOUR = "arm64"
 DEPMOD_TIMEOUT = 300
 CHECK_TIMEOUT = 900
@@ -85,8 +92,10 @@ def is_placeholder_system_map(path: Path) -> bool:
 
 
 def module_files(mdir: Path) -> list[Path]:
-    """Every .ko under mdir (what depmod -a and check --modules-dir both take)."""
-    return sorted(p for p in mdir.rglob("*.ko") if p.is_file())
+    """Every module file under mdir, compressed or not (what depmod -a and check --modules-dir
+    both take)."""
+    return sorted(p for p in mdir.rglob("*.ko*") if p.is_file() and p.name.endswith(
+        MODULE_SUFFIXES))
 
 
 def vmlinux_exports(symvers: Path) -> list[str]:
@@ -128,7 +137,7 @@ def write_system_map(symvers: Path, dest: Path, hidden: set[str] = frozenset()) 
 # depmod
 
 _WARNING = re.compile(
-    r"^depmod: WARNING: (?P<path>/\S+\.ko) "
+    r"^depmod: WARNING: (?P<path>/\S+\.ko(?:\.gz|\.xz|\.zst)?) "
     r"(?:needs unknown symbol (?P<unknown>\S+)|disagrees about version of symbol (?P<crc>\S+))$"
 )
 

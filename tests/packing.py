@@ -20,13 +20,18 @@ from bootverify.readers.bootimg import (
     write_boot_image,
     write_vendor_boot_image,
 )
-from bootverify.readers.modules import module_name, read_module
+from bootverify.readers.modules import MODULE_SUFFIXES, module_name, read_module
 from bootverify.readers.ramdisk import Compression, CpioEntry, compress, unpack_initrd, write_cpio
 from bootverify.runtime import vm
 
 DEPMOD_TIMEOUT = 300
 MKBOOTIMG_TIMEOUT = 300
 PGREP_TIMEOUT = 60
+
+
+def module_index(moddir: Path) -> dict[str, Path]:
+    """name -> file of every module under moddir, compressed (Debian's 6.12) or not (6.1)."""
+    return {module_name(p): p for p in moddir.rglob("*.ko*") if p.name.endswith(MODULE_SUFFIXES)}
 
 
 def closure(index: Mapping[str, Path], names: Sequence[str]) -> dict[str, Path]:
@@ -66,8 +71,7 @@ def pack_debian_images(out: Path, *, kernel_root: Path, release: str, load: Sequ
     fragment: lib/modules/{*.ko, modules.load, modules.dep, modules.blocklist, modules.options}.
     Names in `load` that are neither in the kernel nor in `foreign` are listed but not shipped.
     `softdeps`: depmod's modules.softdep and modules.alias too; `bootconfig`: v4's."""
-    moddir = kernel_root / "lib" / "modules" / release
-    index = {module_name(p): p for p in moddir.rglob("*.ko")}
+    index = module_index(kernel_root / "lib" / "modules" / release)
     shipped = [n for n in load if module_name(n) in index]
     files = {**closure(index, shipped), **{module_name(k): v for k, v in foreign.items()}}
     dep_lines = []

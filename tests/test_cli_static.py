@@ -292,7 +292,7 @@ def test_missing_symvers(env):
     rc, out, err = run("check", "--modules-dir", env / "modules", "--symvers",
                        env / "absent.symvers")
     assert rc == 2 and out == ""
-    one_line_error(err, env / "absent.symvers", "no such file")
+    one_line_error(err, env / "absent.symvers", "No such file")
 
 
 def test_malformed_inputs(env):
@@ -369,28 +369,52 @@ def test_kmi_diff(env):
     old = env / "old.symvers"
     new = env / "new.symvers"
     old.write_text(symvers_line(1, "stays") + symvers_line(2, "changes") + symvers_line(3, "goes")
-                   + symvers_line(4, "unlisted_goes") + symvers_line(5, "modsym", owner="m/x"))
+                   + symvers_line(4, "unlisted_goes") + symvers_line(5, "modsym", owner="m/x")
+                   + symvers_line(7, "goes_gpl") + symvers_line(8, "moves_ns")
+                   + symvers_line(9, "to_module"))
     new.write_text(symvers_line(1, "stays") + symvers_line(0x22, "changes")
-                   + symvers_line(6, "added"))
+                   + symvers_line(6, "added") + symvers_line(0x55, "modsym", owner="m/x")
+                   + symvers_line(7, "goes_gpl", kind="EXPORT_SYMBOL_GPL")
+                   + symvers_line(8, "moves_ns", ns="VENDOR_NS")
+                   + symvers_line(9, "to_module", owner="m/y"))
     rc, out, err = run("kmi-diff", old, new)
     assert (rc, err) == (1, "")
+    # module rows count (a GKI module's exports are KMI too), and added symbols are listed
     assert out.splitlines() == [
-        "crc-changed  changes  0x00000002 -> 0x00000022",
-        "removed      goes  0x00000003 -> -",
-        "removed      unlisted_goes  0x00000004 -> -",
-        "3 of 4 symbols removed or changed"]
-    (env / "kmi").write_text(kmi_list("stays", "changes", "goes", "not_in_old"))
+        "added             added  vmlinux  - -> 0x00000006",
+        "crc-changed       changes  vmlinux  0x00000002 -> 0x00000022",
+        "removed           goes  vmlinux  0x00000003 -> -",
+        "type-changed      goes_gpl  vmlinux  EXPORT_SYMBOL -> EXPORT_SYMBOL_GPL",
+        "crc-changed       modsym  m/x  0x00000005 -> 0x00000055",
+        "namespace-changed moves_ns  vmlinux  - -> VENDOR_NS",
+        "owner-changed     to_module  m/y  vmlinux -> m/y",
+        "removed           unlisted_goes  vmlinux  0x00000004 -> -",
+        "7 of 8 symbols removed or changed, 1 added"]
+    (env / "kmi").write_text(kmi_list("stays", "changes", "goes", "not_in_old", "added"))
     rc, out, _ = run("kmi-diff", old, new, "--kmi-symbol-list", env / "kmi",
                      "--json", "-")
     assert rc == 1
     doc = json.loads(out)
     assert doc["symbols_compared"] == 3
+    assert doc["counts"] == {"removed": 1, "crc-changed": 1, "type-changed": 0,
+                             "namespace-changed": 0, "owner-changed": 0, "added": 1}
     assert doc["changes"] == [
-        {"symbol": "changes", "change": "crc-changed", "old_crc": "0x00000002",
-         "new_crc": "0x00000022"},
-        {"symbol": "goes", "change": "removed", "old_crc": "0x00000003", "new_crc": None}]
+        {"symbol": "added", "change": "added", "owner": "vmlinux", "old": None,
+         "new": {"crc": "0x00000006", "type": "EXPORT_SYMBOL", "namespace": "",
+                 "owner": "vmlinux"}},
+        {"symbol": "changes", "change": "crc-changed", "owner": "vmlinux",
+         "old": {"crc": "0x00000002", "type": "EXPORT_SYMBOL", "namespace": "",
+                 "owner": "vmlinux"},
+         "new": {"crc": "0x00000022", "type": "EXPORT_SYMBOL", "namespace": "",
+                 "owner": "vmlinux"}},
+        {"symbol": "goes", "change": "removed", "owner": "vmlinux",
+         "old": {"crc": "0x00000003", "type": "EXPORT_SYMBOL", "namespace": "",
+                 "owner": "vmlinux"}, "new": None}]
+    # only additions: nothing a module built against the old kernel needs is broken
     rc, out, _ = run("kmi-diff", old, old)
-    assert rc == 0 and out.strip() == "0 of 4 symbols removed or changed"
+    assert rc == 0 and out.strip() == "0 of 8 symbols removed or changed, 0 added"
+    rc, out, _ = run("kmi-diff", old, new, "--kmi-symbol-list", env / "kmi")
+    assert out.splitlines()[-1] == "2 of 3 KMI symbols removed or changed, 1 added"
     rc, _, err = run("kmi-diff", old, env / "missing.symvers")
     assert rc == 2
     one_line_error(err, env / "missing.symvers")
@@ -523,7 +547,7 @@ def test_python_m_end_to_end(env, built):
     tmp.mkdir()
     shutil.copy(built["broken"], env / "modules/broken.ko")
     for args in (["--help"], ["check", "--help"], ["kmi-diff", "--help"], ["inspect", "--help"],
-                 ["unpack", "--help"]):
+                 ["unpack", "--help"], ["replacement", "--help"], ["kmi-list", "--help"]):
         r = _subprocess(args, tmp, env / "cache")
         assert r.returncode == 0 and r.stdout.startswith("usage: bootverify"), r.stderr
     r = _subprocess(check_args(env, "--json", "-"), tmp, env / "cache")
@@ -545,11 +569,11 @@ def test_python_m_end_to_end(env, built):
 def test_report_cache_keeps_only_the_most_recent(tmp_path):
     from bootverify.cache import memo
     for i in range(5):
-        assert memo(tmp_path, f"k{i}", lambda i=i: i, keep=3) == i
+        assert memo(tmp_path, f"k{i}", lambda i=i: i, int, keep=3) == i
     assert sorted(p.stem for p in tmp_path.glob("*.pickle")) == ["k2", "k3", "k4"]
     # a hit counts as a use: k2 survives the next store, k3 goes
     os.utime(tmp_path / "k3.pickle", (1, 1))
     os.utime(tmp_path / "k4.pickle", (2, 2))
-    assert memo(tmp_path, "k2", lambda: "recomputed", keep=3) == 2
-    memo(tmp_path, "k5", lambda: 5, keep=3)
+    assert memo(tmp_path, "k2", lambda: -1, int, keep=3) == 2
+    memo(tmp_path, "k5", lambda: 5, int, keep=3)
     assert sorted(p.stem for p in tmp_path.glob("*.pickle")) == ["k2", "k4", "k5"]

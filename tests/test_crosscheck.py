@@ -6,10 +6,21 @@ import io
 import json
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from bootverify.android import Stage
 from bootverify.crosscheck import Agreement, crosscheck, failed, issues_url
 from bootverify.report import junit, run_json, run_text
-from bootverify.runtime.kmsg import LinkProblem, LinkProblemKind, Outcome, RuntimeResult
+from bootverify.cli import fail_on_classes, parser
+from bootverify.runtime.kmsg import (
+    DEFAULT_FAIL_ON,
+    FindingClass,
+    LinkProblem,
+    LinkProblemKind,
+    Outcome,
+    RuntimeResult,
+    classify,
+)
 from bootverify.static.analysis import Prediction, Problem, ProblemKind, StaticReport
 from bootverify.verdict import Boots, DeviceVerdict
 
@@ -130,19 +141,87 @@ def test_run_reports():
     assert broken["runtime"]["outcome"] == "link-error"
     assert broken["runtime"]["errno_name"] == "ENOENT"
     assert broken["runtime"]["problems"] == [{"kind": "unknown-symbol", "symbol": "msleep",
-                                              "detail": ""}]
+                                              "detail": "", "static_kind": "unresolved"}]
     out = io.StringIO()
-    junit({k: v for k, v in doc.items() if k != "android"}, out)
+    junit(verdicts, out)
     suite = ET.fromstring(out.getvalue().split("\n", 1)[1])
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
     failure = suite.find("testcase[@name='broken']/failure")
     assert failure is not None and "broken: line" in (failure.text or "")
     out = io.StringIO()
-    junit(doc, out)
+    junit(verdicts, out, device)
     suite = ET.fromstring(out.getvalue().split("\n", 1)[1])
     assert (suite.get("tests"), suite.get("failures")) == ("4", "2")
     boot = suite.find("testcase[@name='android-boot']/failure")
     assert boot is not None and boot.get("message") == "first stage stops at broken.ko"
     out = io.StringIO()
-    run_text(doc, out)
+    run_text(verdicts, out, device, ["a note"])
     assert out.getvalue().startswith("ANDROID: STOPS in first-stage at broken: first stage")
+
+
+# Real lines: the sample images' vendor_warn (tests/data/samples-findings.console.log; the WARN
+# block's first, second and last lines and its headline) and
+# github.com/dentproject/dentOS/issues/11 (arm64).
+WARN_BLOCK = (
+    "[    2.616559] ------------[ cut here ]------------",
+    "[    2.616635] vendor_warn: empty calibration table, using defaults",
+    "[    2.617028] WARNING: CPU: 1 PID: 36 at /root/.cache/bootverify/images/work-axtwqyol/"
+    "modules/gki/vendor_warn/vendor_warn.c:18 vendor_warn_init+0x14/0x1000 [vendor_warn]",
+    "[    2.619438] ---[ end trace 0000000000000000 ]---",
+)
+KASAN_LINE = "[   24.750967] BUG: KASAN: slab-out-of-bounds in __build_skb_around+0xc4/0x100"
+
+
+def loaded_with(name: str, *lines: str) -> RuntimeResult:
+    return classify(name=name, path=f"/lib/modules/{name}.ko", errno=0, kmsg=lines, seconds=0.1)
+
+
+def test_findings_fail_the_run_only_when_asked():
+    verdicts = crosscheck((pred("warns"), pred("kasan")),
+                          [loaded_with("warns", *WARN_BLOCK), loaded_with("kasan", KASAN_LINE)])
+    assert [v.agreement for v in verdicts] == [Agreement.OK, Agreement.OK]
+    assert failed(verdicts)                                   # kasan is in the default
+    assert not failed(verdicts[:1])                           # a WARN is not, by default
+    assert failed(verdicts[:1], frozenset({FindingClass.WARNING}))
+    assert not failed(verdicts, frozenset())
+
+    doc = json.loads(json.dumps(run_json(StaticReport("6.1", True, ()), verdicts, "c.log",
+                                         DeviceVerdict(Boots.BOOTS, None, None, "boots", ()),
+                                         "normal")))
+    assert doc["fail_on"] == sorted(DEFAULT_FAIL_ON)
+    assert doc["modules"][0]["runtime"]["outcome"] == "loaded"
+    assert doc["modules"][0]["runtime"]["findings"] == [
+        {"class": "warning", "line": WARN_BLOCK[2], "context": list(WARN_BLOCK)}]
+    assert doc["modules"][1]["runtime"]["findings"] == [
+        {"class": "kasan", "line": KASAN_LINE, "context": [KASAN_LINE]}]
+
+    out = io.StringIO()
+    junit(verdicts, out)
+    suite = ET.fromstring(out.getvalue().split("\n", 1)[1])
+    assert suite.get("failures") == "1"
+    assert suite.find("testcase[@name='warns']/failure") is None
+    assert "finding warning: " + WARN_BLOCK[2] in \
+        (suite.findtext("testcase[@name='warns']/system-out") or "")
+    failure = suite.find("testcase[@name='kasan']/failure")
+    assert failure is not None and failure.get("type") == "loaded/finding"
+    assert failure.get("message") == "kasan: " + KASAN_LINE.split("] ", 1)[1]
+
+    out = io.StringIO()
+    run_text(verdicts, out, DeviceVerdict(Boots.BOOTS, None, None, "boots", ()))
+    text = out.getvalue()
+    assert "FINDINGS (2)" in text
+    assert "  warns: warning: WARNING: CPU: 1 PID: 36 at /root/.cache/" in text
+    assert "  kasan: kasan FAILS: BUG: KASAN: slab-out-of-bounds" in text
+
+
+def test_fail_on_option():
+    assert fail_on_classes("warning, probe") == {FindingClass.WARNING, FindingClass.PROBE}
+    assert fail_on_classes("") == frozenset()
+    assert fail_on_classes("all") == set(FindingClass)
+    args = parser().parse_args(["run", "--boot", "b", "--vendor-kernel-boot", "v",
+                                "--symvers", "s"])
+    assert args.fail_on == DEFAULT_FAIL_ON
+    with pytest.raises(SystemExit) as e:
+        parser().parse_args(["run", "--boot", "b", "--vendor-kernel-boot", "v", "--symvers",
+                             "s", "--fail-on", "warning,oops"])
+    assert e.value.code == 2

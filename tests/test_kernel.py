@@ -107,3 +107,17 @@ def test_missing_file(tmp_path):
 
 def test_flags_constant_matches_craft():
     assert VERMAGIC == f"{RELEASE} {VERMAGIC_FLAGS}"
+
+
+@pytest.mark.parametrize("message, takes", [
+    (b"\x013not an xz compressed module\n", "xz"),
+    (b"\x013not a zstd compressed module\n", "zstd"),
+    (b"\x013not a gzip compressed module\n", "gzip"),
+    (b"", None),
+    # printed without KERN_ERR it is not decompress.c's line
+    (b"not an xz compressed module\n", None),
+])
+def test_in_kernel_module_decompression(message, takes):
+    """CONFIG_MODULE_DECOMPRESS is read from decompress.c's pr_err() for the one format built."""
+    k = parse_kernel(fake_image() + b"\0" + message + b"\0", "Image")
+    assert k.module_decompress == takes

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
-from craft import VERMAGIC, Exp, Mod, compile_modules, sign
+from craft import VERMAGIC, Exp, Mod, compile_modules, need, sign
 
 from bootverify.errors import InputError
 from bootverify.readers import modules as M
@@ -116,7 +117,7 @@ def test_backends_agree_on_tables(kos):
         fast_sections, fast_symbols = M.elf_tables(data, name, M.ElfReader.STRUCT)
         slow_sections, slow_symbols = M.elf_tables(data, name, M.ElfReader.PYELFTOOLS)
         assert fast_sections == slow_sections
-        wanted = {M.SHN_UNDEF} | {fast_sections[n].index for n in M.EXPORT_SECTIONS
+        wanted = {M.SHN_UNDEF, M.SHN_ABS} | {fast_sections[n].index for n in M.EXPORT_SECTIONS
                                   if n in fast_sections}
         # the fast path keeps the raw binding, pyelftools only says weak or not
         assert sorted((n, i, b == M.STB_WEAK, v) for n, i, b, v in fast_symbols) == \
@@ -135,6 +136,53 @@ def test_module_name_rule():
     assert module_name("/lib/modules/x/snd-soc-core.ko") == "snd_soc_core"
     assert module_name("plain.ko") == "plain"
     assert module_name("dir.ko/odd") == "odd"
+    assert module_name("kernel/net/nf-tables.ko.xz") == "nf_tables"
+    assert module_name("a.ko.zst") == "a" and module_name("b-c.ko.gz") == "b_c"
+
+
+# --- compressed modules, made by the tools and options kbuild uses (6.12
+# scripts/Makefile.modinst cmd_gzip, cmd_xz, cmd_zstd) ---
+
+COMPRESSORS = {".ko.gz": ("gzip", "-n", "-f"),
+               ".ko.xz": ("xz", "--check=crc32", "--lzma2=dict=1MiB", "-f"),
+               ".ko.zst": ("zstd", "-T0", "--rm", "-f", "-q")}
+
+
+def _compressed(src: Path, suffix: str, tmp_path: Path) -> Path:
+    plain = tmp_path / (src.name.removesuffix(".ko") + "-c.ko")
+    plain.write_bytes(src.read_bytes())
+    tool, *args = COMPRESSORS[suffix]
+    subprocess.run([need(tool), *args, str(plain)], check=True, timeout=60)
+    out = plain.with_name(plain.name.removesuffix(".ko") + suffix)
+    assert out.is_file() and not plain.exists()
+    return out
+
+
+@pytest.mark.parametrize("suffix", COMPRESSORS)
+@pytest.mark.parametrize("flavour", ["le64", "be64"])
+def test_compressed_module_same_facts(kos, flavour, suffix, tmp_path):
+    """A .ko.gz/.ko.xz/.ko.zst is read as the .ko inside it, signature included (kbuild signs,
+    then compresses)."""
+    signed = tmp_path / "full.ko"
+    signed.write_bytes(kos[flavour]["full"].read_bytes())
+    sign(signed)
+    path = _compressed(signed, suffix, tmp_path)
+    assert M.module_compression(path.read_bytes()) is M.COMPRESSED_SUFFIXES[suffix]
+    assert _facts(path) == ModuleFacts(path=str(path), **{**FULL_FACTS, "signed": True})
+
+
+@pytest.mark.parametrize("suffix", COMPRESSORS)
+def test_corrupt_compressed_module(kos, suffix, tmp_path):
+    path = _compressed(kos["le64"]["full"], suffix, tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    _expect_error(path, f"corrupt {M.COMPRESSED_SUFFIXES[suffix]} compressed module")
+    # well-formed compressed data that is not a module
+    tool, *args = COMPRESSORS[suffix]
+    text = tmp_path / "text.ko"
+    text.write_text("not a module\n")
+    subprocess.run([need(tool), *args, str(text)], check=True, timeout=60)
+    _expect_error(text.with_name("text" + suffix), "not an ELF file")
 
 
 # --- malformed ---
@@ -271,6 +319,9 @@ def test_find_modules_recursive_and_symlinks(kos, tmp_path):
     (root / "kernel/two.ko").write_bytes(src.read_bytes())
     (root / "kernel/notes.txt").write_text("x")
     (root / "kernel/three.ko.xz").write_bytes(b"x")
+    (root / "kernel/five.ko.zst").write_bytes(b"x")
+    (root / "kernel/six.ko.gz").write_bytes(b"x")
+    (root / "kernel/seven.ko.bz2").write_bytes(b"x")      # not a suffix kbuild or kmod knows
     # a symlinked file counts once, a symlinked directory is followed, a loop terminates
     (root / "vendor/one-link.ko").symlink_to(root / "kernel/drivers/a/one.ko")
     outside = tmp_path / "outside"
@@ -281,7 +332,7 @@ def test_find_modules_recursive_and_symlinks(kos, tmp_path):
     (root / "vendor/dangling.ko").symlink_to(tmp_path / "nowhere.ko")
     found = find_modules(root)
     names = sorted(p.name for p in found)
-    assert names == ["four.ko", "one.ko", "two.ko"]
+    assert names == ["five.ko.zst", "four.ko", "one.ko", "six.ko.gz", "three.ko.xz", "two.ko"]
     assert found == sorted(found)
 
 

@@ -71,6 +71,9 @@ def test_modules_dir_not_utf8(tmp_path):
 def test_make_canonical():
     assert MakeCanonical("/vendor/lib/modules/snd-soc-x.ko") == "snd_soc_x"
     assert MakeCanonical("kernel/crc32c_generic") == "crc32c_generic"
+    # compressed: the suffix goes too, as kmod drops it (libmodprobe keeps "x.ko.xz")
+    assert MakeCanonical("kernel/net/nf-tables.ko.xz") == "nf_tables"
+    assert MakeCanonical("a.ko.zst") == "a" and MakeCanonical("b.ko.gz") == "b"
 
 
 def test_alias_softdep_mode_lists_and_dyn_options():

@@ -90,8 +90,7 @@ def test_empty_cpio():
     assert entries == [] and end > 0
 
 
-@pytest.mark.parametrize("inner", [Compression.NONE, Compression.GZIP, Compression.LZ4_LEGACY,
-                                   Compression.LZ4_FRAME])
+@pytest.mark.parametrize("inner", [Compression.NONE, Compression.GZIP, Compression.LZ4_LEGACY])
 def test_unpack_initrd_each_compression(inner):
     tree = unpack_initrd(compress(write_cpio(ENTRIES), inner), "x")
     assert sorted(tree) == sorted(e.name for e in ENTRIES)
@@ -105,7 +104,7 @@ def test_concatenated_initrd_later_files_win():
                       Compression.GZIP)
     third = compress(write_cpio([_file("./lib/b.ko", b"third"), _file("c", b"c")]),
                      Compression.LZ4_LEGACY)
-    fourth = compress(write_cpio([_file("c", b"fourth")]), Compression.LZ4_FRAME)
+    fourth = compress(write_cpio([_file("c", b"fourth")]), Compression.GZIP)
     # zero padding between segments, as bootloaders and the kernel's 4-byte alignment make
     initrd = first + b"\0" * 512 + second + b"\0" * 3 + third + fourth + b"\0" * 4096
     tree = unpack_initrd(initrd, "initrd")
@@ -277,7 +276,7 @@ def test_gzip_bad_crc():
 def test_corrupt_stream_inside_initrd():
     _err(GOOD + _corrupt(compress(GOOD * 5, Compression.GZIP), 20, 30))
     # a compressed stream holding garbage instead of cpio
-    _err(compress(b"not a cpio archive at all", Compression.GZIP), "neither cpio")
+    _err(compress(b"not a cpio archive at all", Compression.GZIP), "junk within compressed")
 
 
 def test_decompress_raw_passthrough():

@@ -8,6 +8,7 @@ contract, and no qemu process or temp dir may outlive the run.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +39,7 @@ def _run(images: Path, out: Path, *inputs: str | Path, expected: Path | None = N
     start runs it)."""
     rc, stdout, stderr = run_bootverify([
         "run", *(inputs or ("--dist", images)), "--module-timeout", MODULE_TIMEOUT,
-        "--json", out / "report.json", "--junit", out / "junit.xml",
-        "--console-log", out / "console.log"], RUN_TIMEOUT)
+        "--output", out], RUN_TIMEOUT)
     assert (out / "report.json").is_file(), stderr
     return Run(rc, stdout, stderr,
                json.loads((out / "report.json").read_text()),
@@ -143,6 +143,35 @@ def test_reports_follow_their_contract(gki_run: Run) -> None:
     assert gki_run.stdout.startswith("ANDROID: STOPS in first-stage at vendor_backlight: ")
     # the sample's bootconfig says androidboot.load_modules_parallel = false: nothing to note
     assert report["boot_mode"] == "normal" and not any("parallel" in n for n in report["notes"])
+
+
+@pytest.mark.timeout(60)
+def test_seeded_findings_are_reported_and_do_not_fail_by_default(gki_run: Run) -> None:
+    """issue 15: a WARN, a missing firmware file and a failed probe: loaded, with findings in
+    the JSON, the text and the JUnit system-out; none is in the default --fail-on."""
+    by_name = {m["name"]: m["runtime"] for m in gki_run.report["modules"]}
+    assert gki_run.report["fail_on"] == ["bug", "kasan", "kcsan", "kfence", "lockdep", "ubsan"]
+    (warn,) = by_name["vendor_warn"]["findings"]
+    assert warn["class"] == "warning" and "WARNING: CPU: " in warn["line"]
+    assert "vendor_warn_init" in warn["line"]
+    assert warn["context"][0].endswith("------------[ cut here ]------------")
+    assert "vendor_warn: empty calibration table, using defaults" in warn["context"][1]
+    assert re.search(r"---\[ end trace [0-9a-f]+ \]---$", warn["context"][-1])
+    fw = by_name["vendor_fw"]["findings"]
+    assert [f["class"] for f in fw] == ["firmware", "firmware"] and all(
+        "vendor/vendor_fw.bin" in f["line"] and not f["context"] for f in fw)
+    assert any(f["line"].endswith("vendor_fw vendor_fw: Direct firmware load for "
+                                  "vendor/vendor_fw.bin failed with error -2") for f in fw)
+    (probe,) = by_name["vendor_probe"]["findings"]
+    assert probe["line"].endswith("vendor_probe: probe of vendor_probe failed with error -110")
+    cases = {c.get("name"): c for c in gki_run.junit.iter("testcase")}
+    for name in ("vendor_warn", "vendor_fw", "vendor_probe"):
+        assert by_name[name]["outcome"] == "loaded"
+        assert cases[name].find("failure") is None
+        # Ant's JUnit.xsd allows no system-out in a testcase: the suite's lists the findings
+        assert f"finding {name}: " in (gki_run.junit.findtext("system-out") or "")
+        assert f"  {name}: " in gki_run.stdout.split("FINDINGS (", 1)[1]
+    assert re.search(r"\] vendor_warn +loaded \+ warning \(", gki_run.stderr)
 
 
 @pytest.mark.timeout(RUN_TIMEOUT + 60)

@@ -52,8 +52,7 @@ def run_device(images: Path, out: Path, modules: dict[str, bytes], *extra: str,
     rc, stdout, stderr = run_bootverify([
         "run", "--boot", boot, "--vendor-kernel-boot", vendor,
         "--symvers", images / "vmlinux.symvers", "--kmi-symbol-list", images / "kmi_symbol_list",
-        "--module-timeout", "8", "--json", out / "report.json", "--junit", out / "junit.xml",
-        "--console-log", out / "console.log", *extra], RUN_TIMEOUT)
+        "--module-timeout", "8", "--output", out, *extra], RUN_TIMEOUT)
     assert rc in (0, 1), stderr
     return Run(rc, stdout, stderr, json.loads((out / "report.json").read_text()),
                ET.parse(out / "junit.xml").getroot())

@@ -5,6 +5,8 @@ logic with a scripted stand-in for the VM."""
 
 from __future__ import annotations
 
+import dataclasses
+import lzma
 import re
 import shutil
 import stat
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
+import zstandard
 from craft import fake_image
 from bootverify.cache import cache_dir
 from bootverify.errors import InputError
@@ -29,6 +32,8 @@ from bootverify.readers.bootimg import (
     write_boot_image,
     write_vendor_boot_image,
 )
+from bootverify.readers.kernel import parse_kernel
+from bootverify.readers.modules import ModuleCompression
 from bootverify.readers.modulesdir import ModulesDir
 from bootverify.readers.ramdisk import (
     Compression,
@@ -76,6 +81,21 @@ FINIT_BUILD_TIMEOUT = 600
     ("foo: module has no symbols (stripped?)", K.INVALID_FORMAT, "",
      "module has no symbols (stripped?)"),
     ("Loading of unsigned module is rejected", K.SIGNATURE_REJECTED, "", "unsigned module"),
+    # 6.12's ELF checks (6.1: "No module found in object")
+    ("foo: No module found in object", K.INVALID_FORMAT, "", "No module found in object"),
+    ("module foo: .gnu.linkonce.this_module section size must match the kernel's built struct "
+     "module size at run time", K.INVALID_FORMAT, "", ".gnu.linkonce.this_module section size "
+     "must match the kernel's built struct module size at run time"),
+    ("Invalid module architecture in ELF header: 62", K.INVALID_FORMAT, "",
+     "Invalid module architecture in ELF header: 62"),
+    ("Only one .modinfo section must exist.", K.INVALID_FORMAT, "",
+     "Only one .modinfo section must exist."),
+    # the in-kernel decompressor (MODULE_INIT_COMPRESSED_FILE)
+    ("[    3.1] not an xz compressed module", K.INVALID_FORMAT, "", "not an xz compressed module"),
+    ("decompression failed with status 6", K.INVALID_FORMAT, "",
+     "decompression failed with status 6"),
+    ("ZSTD-compressed data has an incomplete frame header", K.INVALID_FORMAT, "",
+     "ZSTD-compressed data has an incomplete frame header"),
 ])
 def test_link_messages(line: str, kind: K, symbol: str, detail: str) -> None:
     m = kmsg.match_line(line)
@@ -96,7 +116,8 @@ def test_every_row_names_its_source_and_errnos_are_the_generic_table() -> None:
     ("[   12.0] Internal error: Oops: 0000000096000005 [#1] SMP", True),
     ("Unable to handle kernel NULL pointer dereference at virtual address 0000000000000000", True),
     ("kernel BUG at drivers/foo.c:12!", True),
-    ("BUG: scheduling while atomic: insmod/99/0x00000002", True),
+    # the kernel reports it and goes on: a `bug` finding, not a crash (the loader's death is)
+    ("BUG: scheduling while atomic: insmod/99/0x00000002", False),
     ("Kernel panic - not syncing: vendor_panic: watchdog did not answer", True),
     ("watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [insmod:99]", False),
     ("WARNING: CPU: 0 PID: 1 at lib/foo.c:1 foo+0x0/0x4", False),
@@ -104,6 +125,109 @@ def test_every_row_names_its_source_and_errnos_are_the_generic_table() -> None:
 ])
 def test_crash_lines(line: str, crash: bool) -> None:
     assert bool(kmsg.crash_lines([line])) is crash
+
+
+F = kmsg.FindingClass
+
+
+# One real line per finding class, each from a log where a kernel printed it: the sample images'
+# seeded modules (tests/data/samples-findings.console.log) and public bug reports.
+@pytest.mark.parametrize("line, finding, source", [
+    ("[   24.750967] BUG: KASAN: slab-out-of-bounds in __build_skb_around+0xc4/0x100", F.KASAN,
+     "github.com/dentproject/dentOS/issues/11 (arm64, 5.12)"),
+    ("[215551.656059] BUG: KFENCE: use-after-free write in down_write+0x15/0x40", F.KFENCE,
+     "github.com/NVIDIA/gdrcopy/pull/332"),
+    ("BUG: KCSAN: data-race in queued_spin_lock_slowpath / queued_spin_lock_slowpath", F.KCSAN,
+     "github.com/linuxppc/issues/issues/457 (6.2)"),
+    ("[    5.288676] UBSAN: array-index-out-of-bounds in /build/linux-K8MOYl/linux-6.5.4/drivers/"
+     "scsi/mpt3sas/mpt3sas_scsih.c:4667:12", F.UBSAN, "github.com/pop-os/linux/issues/285"),
+    ("[  120.059914] WARNING: possible circular locking dependency detected", F.LOCKDEP,
+     "github.com/lkrg-org/lkrg/issues/47 (during insmod, 5.4)"),
+    ("[  111.566327] [ BUG: Invalid wait context ]", F.LOCKDEP,
+     "github.com/koverstreet/bcachefs/issues/899 (arm64, 6.15)"),
+    ("[   89.892668] rcu: INFO: rcu_sched self-detected stall on CPU", F.RCU_STALL,
+     "github.com/Evlers/linux_kernel_t113/issues/2"),
+    ("[ 1761.536806] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:", F.RCU_STALL,
+     "github.com/amazonlinux/amazon-linux-2023/issues/1037 (arm64, 6.12)"),
+    ("[  125.052640] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [(udev-worker):371]",
+     F.SOFT_LOCKUP, "github.com/lkrg-org/lkrg/issues/209 (6.6)"),
+    ("[  708.606610] BUG: sleeping function called from invalid context at "
+     "kernel/locking/spinlock_rt.c:48", F.BUG,
+     "github.com/koverstreet/bcachefs/issues/893 (arm64, 6.15)"),
+    ("BUG: scheduling while atomic: rmmod/5983/0x00000002", F.BUG,
+     "github.com/openzfs/zfs/issues/771"),
+    ("kernel BUG at mm/vmalloc.c:1638!", F.BUG,
+     "github.com/ClangBuiltLinux/linux/issues/1868 (arm64, linux-next)"),
+    ("Direct firmware load for facetimehd/1871_01XX.dat failed with error -2", F.FIRMWARE,
+     "github.com/patjak/facetimehd/issues/39"),
+    ("mt76x2u: probe of 2-1:1.0 failed with error -5", F.PROBE,
+     "github.com/openwrt/mt76/issues/382 (the 6.1 wording)"),
+    ("[   15.233885] tc956x_pci-eth 0001:05:00.0: probe with driver tc956x_pci-eth failed with "
+     "error -1", F.PROBE, "github.com/qualcomm-linux/kernel/issues/1101 (the later wording)"),
+    ("platform MX98357A:00: deferred probe pending", F.DEFERRED_PROBE,
+     "github.com/kernelci/kernelci-project/issues/218"),
+    # none of these is a finding
+    ("[    0.000000] WARNING: 'bootconfig' found on the kernel command line but CONFIG_BOOT_CONFIG "
+     "is not set.", None, "debian-6.1.0-56.console.log"),
+    ("[    0.000000] psci: PSCIv1.1 detected in firmware.", None, "debian-6.1.0-56.console.log"),
+    ("[    0.276116] node 0 deferred pages initialised in 36ms", None,
+     "debian-6.1.0-56.console.log"),
+    ("vendor_hang: waiting for firmware handshake", None, "samples-gki.console.log"),
+    ("vendor_debug: module uses symbol (vendor_core_debug_dump) from namespace "
+     "VENDOR_CORE_INTERNAL, but does not import it.", None, "samples-gki.console.log"),
+])
+def test_finding_lines(line: str, finding: kmsg.FindingClass | None, source: str) -> None:
+    m = kmsg.match_line(line)
+    assert (m.message.finding if m else None) is finding, source
+    assert not kmsg.crash_lines([line]) or line.startswith("kernel BUG at")
+    assert [f.kind for f in kmsg.findings([line])] == ([finding] if finding else [])
+
+
+def test_every_finding_class_has_a_row_and_a_source() -> None:
+    rows = [r for r in kmsg.KERNEL_MESSAGES if r.finding]
+    assert {r.finding for r in rows} == set(F)
+    assert kmsg.DEFAULT_FAIL_ON == {F.BUG, F.KASAN, F.KFENCE, F.UBSAN, F.KCSAN, F.LOCKDEP}
+
+
+# A KASAN report as a module printed it (github.com/tempesta-tech/tempesta/issues/2201, 6.x,
+# shortened), between two lines made up for the test (what the module itself might print).
+KASAN_REPORT = """[ 2759.540100] tempesta_tls: handshake done
+[ 2759.540327] ==================================================================
+[ 2759.542176] BUG: KASAN: slab-out-of-bounds in ttls_hs_done+0x16/0x30 [tempesta_tls]
+[ 2759.543552] Read of size 4 at addr ffff8881d4332414 by task swapper/22/0
+[ 2759.544749]
+[ 2759.546462] Allocated by task 0:
+[ 2759.547681] The buggy address belongs to the object at ffff8881d4331f50
+[ 2759.553570] Memory state around the buggy address:
+[ 2759.557040] >ffff8881d4332400: 00 fc fc fc fc fc fc fc fc fc fc fc fc fc fc fc
+[ 2759.558324]                          ^
+[ 2759.561688] ==================================================================
+[ 2759.562000] tempesta_tls: ready""".splitlines()
+
+
+def test_a_report_is_the_findings_context() -> None:
+    (f,) = kmsg.findings(KASAN_REPORT)
+    assert f.kind is F.KASAN and f.line == KASAN_REPORT[2]
+    assert f.context == tuple(KASAN_REPORT[1:-1])       # from rule to rule, nothing else
+    firmware = "vendor_fw vendor_fw: Direct firmware load for a.bin failed with error -2"
+    assert kmsg.findings([firmware, *KASAN_REPORT])[0] == kmsg.Finding(F.FIRMWARE, firmware, ())
+    # A report without an end (hung task, lockdep) stops at the next finding or CONTEXT_LINES.
+    hung = ["INFO: task insmod:70 blocked for more than 10 seconds.",
+            *(f" frame{i}+0x0/0x4" for i in range(100))]
+    (f,) = kmsg.findings(hung)
+    assert len(f.context) == kmsg.CONTEXT_LINES and f.context[0] == hung[0]
+    two = kmsg.findings(hung[:5] + KASAN_REPORT)      # ... or before the next report's rule
+    assert [x.kind for x in two] == [F.HUNG_TASK, F.KASAN]
+    assert two[0].context == (*hung[:5], KASAN_REPORT[0]) and two[1].context[0] == KASAN_REPORT[1]
+
+
+def test_findings_leave_the_outcome_alone() -> None:
+    r = kmsg.classify(name="tempesta_tls", path="/lib/modules/tempesta_tls.ko", errno=0,
+                      kmsg=KASAN_REPORT, seconds=0.1)
+    assert r.outcome is Outcome.LOADED and [f.kind for f in r.findings] == [F.KASAN]
+    r = kmsg.classify(name="m", path="/m.ko", errno=None, kmsg=KASAN_REPORT, seconds=1,
+                      killed_by=11)
+    assert r.outcome is Outcome.CRASHED and r.findings
 
 
 def test_specific_reason_wins_over_the_generic_line() -> None:
@@ -191,6 +315,8 @@ def test_recorded_debian_run() -> None:
     assert 0 < r["dummy"].seconds < 1
     assert any("test_bpf: #" in line for line in r["test_bpf"].kmsg)   # the watchdog's drain
     assert r["test_bpf"].seconds == pytest.approx(5.0, abs=0.5)
+    # its boot WARNING (bootconfig on the command line) is not a WARN block, and came before
+    assert not any(x.findings for x in r.values())
 
 
 SAMPLES_LOG = DATA / "samples-gki.console.log"
@@ -207,6 +333,33 @@ def test_recorded_samples_run() -> None:
     assert r["vendor_backlight"].problems == (LinkProblem(K.UNKNOWN_SYMBOL, "msleep"),)
     assert r["vendor_debug"].problems[0].kind is K.NAMESPACE_NOT_IMPORTED
     assert r["vendor_hash"].problems[0].kind is K.DISAGREES_ABOUT_VERSION
+    # an oops or a panic is the outcome, not a finding; the hang was cut at 12 s, before the
+    # hung-task detector spoke
+    assert not any(x.findings for x in r.values())
+
+
+def test_recorded_findings_run() -> None:
+    """The seeded findings as the kernel logged them (module timeout 25 s: the hung-task
+    detector reports vendor_hang too), each attributed to the module whose load it came in."""
+    r = replay(DATA / "samples-findings.console.log")
+    assert {n: [f.kind.value for f in x.findings] for n, x in r.items() if x.findings} == {
+        "vendor_hang": ["hung-task"], "vendor_warn": ["warning"],
+        "vendor_fw": ["firmware", "firmware"], "vendor_probe": ["probe"]}
+    assert [r[n].outcome for n in ("vendor_hang", "vendor_warn", "vendor_fw", "vendor_probe")] \
+        == [Outcome.HUNG, Outcome.LOADED, Outcome.LOADED, Outcome.LOADED]
+    (warn,) = r["vendor_warn"].findings
+    assert warn.line.endswith("vendor_warn.c:18 vendor_warn_init+0x14/0x1000 [vendor_warn]")
+    assert warn.context[0].endswith("] ------------[ cut here ]------------")
+    assert warn.context[-1].endswith("] ---[ end trace 0000000000000000 ]---")
+    assert "Call trace:" in "\n".join(warn.context)
+    assert [kmsg.message_text(f.line) for f in r["vendor_fw"].findings] == [
+        "vendor_fw vendor_fw: firmware: failed to load vendor/vendor_fw.bin (-2)",
+        "vendor_fw vendor_fw: Direct firmware load for vendor/vendor_fw.bin failed with error -2"]
+    assert kmsg.message_text(r["vendor_probe"].findings[0].line) == \
+        "vendor_probe: probe of vendor_probe failed with error -110"
+    (hung,) = r["vendor_hang"].findings
+    assert kmsg.message_text(hung.line) == "INFO: task finit:37 blocked for more than 10 seconds."
+    assert any("vendor_hang_init" in line for line in hung.context)
 
 
 # --- console protocol, against a host shell on a real pty ---
@@ -300,6 +453,24 @@ def test_bootconfig_trailer() -> None:
     size, csum = struct.unpack_from("<II", t, len(data))
     assert (size, csum) == (len(data), sum(data))
     assert boot.bootconfig_with_trailer(t) == t and boot.bootconfig_with_trailer(b"") == b""
+
+
+def test_modules_the_kernel_cannot_decompress_are_decompressed_on_the_host() -> None:
+    """Only the formats the kernel does not decompress itself; same path, the .ko inside."""
+    elf = b"\x7fELF" + bytes(60)
+    entries = [CpioEntry("lib/modules/a.ko.xz", stat.S_IFREG | 0o644, lzma.compress(elf)),
+               CpioEntry("lib/modules/b.ko.zst", stat.S_IFREG | 0o644,
+                         zstandard.ZstdCompressor().compress(elf)),
+               CpioEntry("lib/modules/c.ko", stat.S_IFREG | 0o644, elf),
+               CpioEntry("lib/modules/modules.dep", stat.S_IFREG | 0o644, b"a.ko.xz:\n")]
+    for takes, decompressed in ((ModuleCompression.XZ, ["lib/modules/b.ko.zst"]),
+                                (None, ["lib/modules/a.ko.xz", "lib/modules/b.ko.zst"])):
+        kernel = dataclasses.replace(parse_kernel(fake_image(), "Image"), module_decompress=takes)
+        fixed = boot.modules_for_kernel(kernel, entries)
+        assert [e.name for e in fixed.entries] == decompressed
+        assert all(e.data == elf and e.mode == stat.S_IFREG | 0o644 for e in fixed.entries)
+        assert len(fixed.notes) == len(decompressed)
+        assert all("decompressed on the host" in n for n in fixed.notes)
 
 
 def _images(tmp: Path, version: int = 4, kernel: bytes | None = None,

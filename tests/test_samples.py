@@ -15,6 +15,7 @@ import pytest
 
 from bootverify import samples
 from bootverify.errors import InfraError
+from bootverify.nightly.expect import read_expectations
 from bootverify.readers.bootimg import BootImage, RamdiskType, VendorBootImage, read_boot_image
 from bootverify.readers.dist import Partition, read_dist
 from bootverify.readers.modules import module_name, read_module
@@ -62,6 +63,8 @@ def test_recipe_expectations_use_the_contract_vocabulary() -> None:
             assert set(e.static) <= recipe.PROBLEM_KINDS
             assert e.runtime in recipe.RUNTIME_OUTCOMES
             assert list(e.static) == sorted(e.static)
+            assert set(e.findings) <= recipe.FINDING_CLASSES
+            assert list(e.findings) == sorted(e.findings)
 
 
 def test_recipe_seeds_every_fault() -> None:
@@ -79,6 +82,9 @@ def test_recipe_seeds_every_fault() -> None:
     # test_run_android.py repacks the samples' vendor_kernel_boot for those
     assert outcomes == recipe.RUNTIME_OUTCOMES - {"not-found", "unlisted"}
     assert [m.name for m in RECIPE.modules if not m.shipped] == ["vendor_modem_shared"]
+    # issue 15: modules that load and show something in the kernel log while they do
+    found = {f: e.runtime for e in gki.values() for f in e.findings}
+    assert found == {"warning": "loaded", "firmware": "loaded", "probe": "loaded"}
 
 
 def test_relicense_keeps_the_file_length(tmp_path: Path) -> None:
@@ -144,10 +150,26 @@ def test_parallel_steps_stop_when_one_fails(tmp_path: Path) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
+def test_expect_toml_names_every_seeded_failure(sample_images: Path, variant: str) -> None:
+    """The samples ship their known failures for `run --expect`: exactly the modules
+    expected.json says fail, with their outcome and a reason, and where the device stops."""
+    out = sample_images / variant
+    expect = read_expectations(out / "expect.toml")
+    failing = {n: e["runtime"] for n, e in _expected(out).items()
+               if e["runtime"] not in ("loaded", "skipped")}
+    assert {n: e.outcome for n, e in expect.modules.items()} == failing
+    assert all(e.reason.startswith("seeded: ") for e in expect.modules.values())
+    assert expect.device is not None and expect.device.verdict == "stops"
+    assert expect.device.stops_at in failing
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
 def test_outputs_are_complete(sample_images: Path, variant: str) -> None:
     out = sample_images / variant
     for name in ("boot.img", "vendor_kernel_boot.img", "vmlinux.symvers", "System.map",
-                 "kmi_symbol_list", "expected.json", "system_dlkm/modules.load",
+                 "kmi_symbol_list", "expected.json", "expect.toml", "system_dlkm/modules.load",
                  "system_dlkm/modules.dep", *(f"kernel/{k}" for k in kernels.GKI_OUTS)):
         assert (out / name).is_file(), name
     assert (out / "kernel/Image.lz4").read_bytes()[:4] == b"\x02\x21\x4c\x18"   # lz4 -l
@@ -273,12 +295,16 @@ def test_run_on_mkbootimg_v4_images_gives_the_expected_outcomes(sample_images: P
          "--system-dlkm", sample_images / "system_dlkm",
          "--symvers", sample_images / "vmlinux.symvers",
          "--kmi-symbol-list", sample_images / "kmi_symbol_list", "--module-timeout", "8",
-         "--json", tmp_path / "report.json", "--console-log", tmp_path / "console.log"],
+         "--output", tmp_path],
         capture_output=True, text=True, timeout=BUILD_TIMEOUT - 60)
     assert proc.returncode == 1, proc.stderr        # the samples' seeded faults
-    outcomes = {m["name"]: m["runtime"]["outcome"]
-                for m in json.loads((tmp_path / "report.json").read_text())["modules"]}
-    assert outcomes == {name: e["runtime"] for name, e in _expected(sample_images).items()}
+    modules = json.loads((tmp_path / "report.json").read_text())["modules"]
+    expected = _expected(sample_images)
+    assert {m["name"]: m["runtime"]["outcome"] for m in modules} == \
+        {name: e["runtime"] for name, e in expected.items()}
+    # the seeded findings, and nothing else (the hang is cut before the hung-task detector)
+    assert {m["name"]: sorted({f["class"] for f in m["runtime"]["findings"]}) for m in modules} \
+        == {name: e["findings"] for name, e in expected.items()}
 
 
 @pytest.mark.images

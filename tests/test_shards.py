@@ -62,7 +62,10 @@ def report(index: int, count: int, modules: list[tuple[str, str]], inputs: str =
                                         "blocklisted": False} for n in "abcd"],
                            "empty_sets": [], "first_stage_console": 0}}
     return {"android": {}, "notes": ["n"], "console_log": f"c{index}.log",
-            "meta": {"inputs": {"boot": inputs}}, "plan": p,
+            "meta": {"schema_version": 2, "boots": [{"seconds": index}],
+                     "inputs": [{"role": "boot", "path": "boot.img", "sha256": inputs},
+                                {"role": "expect", "path": "e.toml", "sha256": str(index)}]},
+            "plan": p, "error": None, "summary": {},
             "shard": {"index": index, "count": count},
             "android_entries": {"failing": failing or {}, "notes": []},
             "modules": [{"name": n, "runtime": {"origin": "vendor_ramdisk", "outcome": o},
@@ -76,7 +79,10 @@ def test_merge_decides_for_the_whole_plan():
     assert [x["name"] for x in m.doc["modules"]] == ["a", "b", "c", "d"]     # plan order
     assert (m.doc["android"]["verdict"], m.doc["android"]["stops_at"]) == ("stops", "c")
     assert m.failed and not m.infra_failed and m.doc["console_logs"] == ["c1.log", "c2.log"]
-    assert merge([("1.json", report(1, 1, [("a", "loaded")]) | {"partial": True})]).infra_failed
+    assert [b["seconds"] for b in m.doc["meta"]["boots"]] == [1, 2] and "summary" not in m.doc
+    partial = {"kind": "infrastructure", "message": "no prompt", "exit_status": 2}
+    m = merge([("1.json", report(1, 1, [("a", "loaded")]) | {"error": partial})])
+    assert m.infra_failed and m.doc["error"] == partial
 
 
 @pytest.mark.parametrize(("other", "message"), [

@@ -52,8 +52,9 @@ from bootverify.plan.firststage import (
 from bootverify.plan.libmodprobe import Modprobe, ParseKernelCmdlineOptions
 from bootverify.plan.model import Disposition, Key, Listed, LoadPlan, ModuleSet, ModuleUnit, Step
 from bootverify.plan.parallel import LoadModulesParallel, Wave, without_load_sequential
-from bootverify.readers.modules import find_modules
-from bootverify.readers.modulesdir import parse_modules_dir, read_modules_dir
+from bootverify.readers.modules import (COMPRESSED_SUFFIXES, MODULE_SUFFIXES, find_modules,
+                                        parse_module, read_module)
+from bootverify.readers.modulesdir import MakeCanonical, parse_modules_dir, read_modules_dir
 from bootverify.readers.ramdisk import CpioEntry
 
 __all__ = ["Disposition", "Key", "Listed", "LoadPlan", "ModuleSet", "ModuleUnit", "Step",
@@ -66,25 +67,25 @@ def _steps(units: Mapping[Key, ModuleUnit], order: Sequence[Key],
     out: list[Step] = []
     seen: set[Key] = set()
     loads = 0
-
-    def visit(k: Key) -> None:
-        nonlocal loads
-        if k in seen:
-            return
-        seen.add(k)                     # before the dependencies: a cycle ends here
+    # Depth first on an explicit stack (a modules.dep chain can be thousands deep): "visit"
+    # a module, or "place" it once its deps and pre-deps are placed.
+    todo: list[tuple[bool, Key]] = [(False, k) for k in reversed([*order, *unlisted])]
+    while todo:
+        place, k = todo.pop()
         u = units[k]
-        for d in u.deps + u.pre:
-            visit(d)
-        if u.disposition is Disposition.LOAD:
-            loads += 1
-            out.append(Step(k, loads))
-        else:
-            out.append(Step(k, None, u.note))
-        for d in u.post:
-            visit(d)
-
-    for k in [*order, *unlisted]:
-        visit(k)
+        if place:
+            if u.disposition is Disposition.LOAD:
+                loads += 1
+                out.append(Step(k, loads))
+            else:
+                out.append(Step(k, None, u.note))
+            continue
+        if k in seen:
+            continue
+        seen.add(k)                     # before the dependencies: a cycle ends here
+        todo += [(False, d) for d in reversed(u.post)]
+        todo.append((True, k))
+        todo += [(False, d) for d in reversed(u.deps + u.pre)]
     return tuple(out)
 
 
@@ -111,7 +112,8 @@ def _parallel_steps(units: Mapping[Key, ModuleUnit], steps: Sequence[Step],
     return tuple(renumbered)
 
 
-def _notes(sets: Sequence[ModuleSet], boot: BootFacts | None) -> list[str]:
+def _notes(sets: Sequence[ModuleSet], boot: BootFacts | None,
+           cycles: Sequence[tuple[Key, ...]] = ()) -> list[str]:
     notes = []
     if boot is not None:
         notes.append(f"boot mode {boot.mode} ({boot.mode_why})")
@@ -119,12 +121,21 @@ def _notes(sets: Sequence[ModuleSet], boot: BootFacts | None) -> list[str]:
             notes.append("bootconfig asks for parallel loading (androidboot.load_modules_"
                          "parallel): first stage loads in waves of dependency leaves on all the "
                          "guest's CPUs (LoadModulesParallel); a failure stops it after its wave")
+    notes += [f"packaging problem: modules.dep cycle {' -> '.join(f'{o}:{n}' for o, n in c)} "
+              f"(libmodprobe's InsmodWithDeps would recurse without end, depmod refuses it; "
+              f"bootverify cut it there)" for c in cycles]
     for s in sets:
         notes += [f"{s.origin}: not evaluated (options from a program's output): {d.line}"
                   for d in s.config.dyn_options]
         if s.files and not s.load:
             notes.append(f"{s.origin}: {len(s.files)} .ko file(s) and no {s.load_file} "
                          f"entries in {s.guest_dir}: nothing of it loads")
+        compressed = sum(1 for f in s.files if f.endswith(tuple(COMPRESSED_SUFFIXES)))
+        if compressed:
+            notes.append(f"{s.origin}: {compressed} compressed module file(s), loaded as kmod "
+                         f"loads them; Android's libmodprobe (Insmod()) passes finit_module() "
+                         f"no flags, so on a device the kernel would refuse them (ENOEXEC, "
+                         f"Invalid ELF header magic)")
     return notes
 
 
@@ -151,14 +162,16 @@ def make_plan(sets: Sequence[ModuleSet], cmdline: str = "",
         steps = _parallel_steps(units, steps, waves)
         units.update({k: replace(units[k], params=without_load_sequential(units[k].params))
                       for w in waves for k in w.keys})
-    return LoadPlan(units, order, tuple(sets), tuple(_notes(sets, boot)), steps, tuple(listed),
+    return LoadPlan(units, order, tuple(sets),
+                    tuple(_notes(sets, boot, list(m.cycles.values()))), steps, tuple(listed),
                     boot)
 
 
 def _tree_set(tree: Mapping[str, CpioEntry], rel: str, mode: BootMode) -> ModuleSet:
     """The modules directory `rel` of the unpacked device ramdisks."""
     files = frozenset(name[len(rel) + 1:] for name, e in tree.items()
-                      if name.startswith(rel + "/") and name.endswith(".ko") and e.is_file)
+                      if name.startswith(rel + "/") and name.endswith(MODULE_SUFFIXES)
+                      and e.is_file)
     texts = {}
     for name in android.MODULES_FILES:
         e = tree.get(f"{rel}/{name}")
@@ -169,7 +182,23 @@ def _tree_set(tree: Mapping[str, CpioEntry], rel: str, mode: BootMode) -> Module
                 raise InputError(f"initrd:/{rel}/{name}", f"not text: {err}") from None
     return ModuleSet("vendor_ramdisk", "/" + rel, files,
                      parse_modules_dir(Path(f"initrd:/{rel}"), texts),
-                     GetModuleLoadList(mode, texts))
+                     GetModuleLoadList(mode, texts),
+                     _own_names({f: tree[f"{rel}/{f}"].data for f in files}, f"initrd:/{rel}"))
+
+
+def _own_names(modules: Mapping[str, bytes | Path], where: str) -> dict[str, str]:
+    """The modules whose own name (modinfo name=, the kernel's) is not their file's; a module
+    that cannot be read keeps its file's name (the kernel's verdict on it comes at load)."""
+    out = {}
+    for rel, source in modules.items():
+        try:
+            facts = read_module(source) if isinstance(source, Path) else \
+                parse_module(source, f"{where}/{rel}")
+        except InputError:
+            continue
+        if facts.name != MakeCanonical(rel):
+            out[rel] = facts.name
+    return out
 
 
 def ramdisk_module_set(tree: Mapping[str, CpioEntry], release: str, mode: BootMode,
@@ -194,10 +223,11 @@ def dir_module_set(origin: str, directory: Path, mode: BootMode = BootMode.NORMA
     """A dlkm partition's module directory (--system-dlkm / --vendor-dlkm) as packed into the
     overlay. Its load list is the mode's, as for the first stage."""
     directory = Path(directory)
-    files = frozenset(str(p.relative_to(directory)) for p in find_modules(directory))
+    found = {str(p.relative_to(directory)): p for p in find_modules(directory)}
     present = [f for f in android.LOAD_LISTS.values() if (directory / f).is_file()]
-    return ModuleSet(origin, android.DLKM_GUEST_DIRS[origin], files, read_modules_dir(directory),
-                     GetModuleLoadList(mode, present))
+    return ModuleSet(origin, android.DLKM_GUEST_DIRS[origin], frozenset(found),
+                     read_modules_dir(directory), GetModuleLoadList(mode, present),
+                     _own_names(found, str(directory)))
 
 
 def plan_for(tree: Mapping[str, CpioEntry], release: str, kernel_image: bytes,
@@ -215,6 +245,6 @@ def plan_for(tree: Mapping[str, CpioEntry], release: str, kernel_image: bytes,
             sets.append(dir_module_set(origin, dlkm_dirs[origin], facts.mode))
     inside = first.guest_dir.lstrip("/") + "/"
     strays = sorted("/" + name for name, e in tree.items()
-                    if e.is_file and name.endswith(".ko")
+                    if e.is_file and name.endswith(MODULE_SUFFIXES)
                     and not (name.startswith(inside) and name[len(inside):] in first.files))
     return make_plan(sets, cmdline, facts, strays)

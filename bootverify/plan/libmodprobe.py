@@ -12,12 +12,36 @@ question for the static analysis of the plan, not for the order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from fnmatch import fnmatchcase
+from typing import Any, TypeVar
 from pathlib import PurePosixPath
 
 from bootverify.plan.model import Disposition, Key, Listed, ModuleSet, ModuleUnit
 from bootverify.readers.modulesdir import MakeCanonical
+
+
+R = TypeVar("R")
+# A rule that calls another rule yields (rule, its arguments) and is sent back the result.
+Rule = Generator[tuple[Callable[..., Any], tuple[Any, ...]], Any, R]
+
+
+def run_rule(rule: Rule[R]) -> R:
+    """Run a rule and the rules it calls on an explicit stack, not Python's: libmodprobe
+    recurses along modules.dep, and a chain thousands deep must cost only its length."""
+    stack: list[Rule[Any]] = [rule]
+    value: Any = None
+    while True:
+        try:
+            callee, args = stack[-1].send(value)
+        except StopIteration as done:
+            stack.pop()
+            if not stack:
+                return done.value  # type: ignore[no-any-return]
+            value = done.value
+            continue
+        stack.append(callee(*args))
+        value = None
 
 
 def ParseKernelCmdlineOptions(cmdline: str) -> dict[str, str]:
@@ -62,6 +86,11 @@ class Modprobe:
         self.order = [s.origin for s in sets]
         self.kernel_options = kernel_options
         self.units: dict[Key, ModuleUnit] = {}
+        # The InsmodWithDeps calls under way, outermost first: a module met again among them is
+        # a modules.dep cycle (libmodprobe would recurse without end; depmod refuses it).
+        self._active: list[Key] = []
+        self._active_set: set[Key] = set()
+        self.cycles: dict[frozenset[Key], tuple[Key, ...]] = {}
         # canonical name -> (modules.dep target path, its dependency paths), per set
         self.deps = {s.origin: {MakeCanonical(t): (t, d) for t, d in s.config.dep.items()}
                      for s in sets}
@@ -85,6 +114,9 @@ class Modprobe:
                 if tail in self.sets[o].files:
                     return (o, tail)
         return None
+
+    def _own_name(self, where: tuple[str, str] | None) -> str:
+        return self.sets[where[0]].own_names.get(where[1], "") if where else ""
 
     def _guest_path(self, where: tuple[str, str] | None) -> str:
         return f"{self.sets[where[0]].guest_dir}/{where[1]}" if where else ""
@@ -114,8 +146,7 @@ class Modprobe:
         self.units[key] = ModuleUnit(origin, name, self._guest_path(where), "", (), how, note)
         return key
 
-    def LoadWithAliases(self, origin: str, module_name: str,
-                        stack: tuple[Key, ...] = ()) -> list[Key]:
+    def LoadWithAliases(self, origin: str, module_name: str) -> Rule[list[Key]]:
         """The modules a load of `module_name` tries: its canonical name and every module a
         modules.alias pattern matching it (fnmatch) names, sorted (a std::set), those that exist
         (ModuleExists), each by InsmodWithDeps. Empty: nothing to load, which fails a strict
@@ -124,32 +155,47 @@ class Modprobe:
         names = {MakeCanonical(module_name)} | {
             MakeCanonical(module) for pattern, module in self.sets[origin].config.aliases
             if fnmatchcase(module_name, pattern)}
-        return [self.InsmodWithDeps(origin, n, stack) for n in sorted(names)
-                if self.ModuleExists(origin, n)]
+        out = []
+        for n in sorted(names):
+            if self.ModuleExists(origin, n):
+                out.append((yield self.InsmodWithDeps, (origin, n)))
+        return out
 
-    def InsmodWithDeps(self, origin: str, name: str, stack: tuple[Key, ...] = ()) -> Key:
+    def InsmodWithDeps(self, origin: str, name: str) -> Rule[Key]:
         """Hard deps in reverse modules.dep order (each by LoadWithAliases, strict), the soft
-        pre-deps (non-strict), the module with its options, the soft post-deps (non-strict)."""
+        pre-deps (non-strict), the module with its options, the soft post-deps (non-strict).
+        A cycle is cut where it closes and recorded (`cycles`)."""
         key = (origin, name)
-        if key in self.units or key in stack:     # loaded already, or a cycle
+        if key in self._active_set:
+            cycle = tuple(self._active[self._active.index(key):]) + (key,)
+            self.cycles.setdefault(frozenset(cycle), cycle)
+            return key
+        if key in self.units:       # loaded already
             return key
         s = self.sets[origin]
         target, dep_paths = self.deps[origin][name]
-        stack += (key,)
+        self._active.append(key)
+        self._active_set.add(key)
         deps = []
         for d in reversed(dep_paths):
             where = self.locate(origin, d)
             dep_origin, dep = (where[0], where[1]) if where else (origin, d)
-            found = self.LoadWithAliases(dep_origin, dep, stack)
+            found = yield self.LoadWithAliases, (dep_origin, dep)
             deps += found or [self._absent(dep_origin, MakeCanonical(dep), d)]
-        soft = {when: [k for sd in s.config.softdeps if sd.module == name and sd.when == when
-                       for k in self.LoadWithAliases(origin, sd.softdep, stack)]
-                for when in ("pre", "post")}
+        soft: dict[str, list[Key]] = {}
+        for when in ("pre", "post"):
+            soft[when] = []
+            for sd in s.config.softdeps:
+                if sd.module == name and sd.when == when:
+                    soft[when] += yield self.LoadWithAliases, (origin, sd.softdep)
+        self._active.pop()
+        self._active_set.discard(key)
         params = " ".join(p for p in (s.config.options.get(name, ""),
                                       self.kernel_options.get(name, "")) if p)
-        path = self._guest_path(self.locate(origin, target))
-        self.units[key] = ModuleUnit(origin, name, path, params, tuple(deps), Disposition.LOAD,
-                                     pre=tuple(soft["pre"]), post=tuple(soft["post"]))
+        where = self.locate(origin, target)
+        self.units[key] = ModuleUnit(origin, name, self._guest_path(where), params, tuple(deps),
+                                     Disposition.LOAD, pre=tuple(soft["pre"]),
+                                     post=tuple(soft["post"]), own_name=self._own_name(where))
         return key
 
     def LoadListedModules(self, s: ModuleSet) -> list[Listed]:
@@ -158,7 +204,7 @@ class Modprobe:
         out = []
         for entry in s.load:
             name = MakeCanonical(entry)
-            keys = tuple(self.LoadWithAliases(s.origin, name)) or (
+            keys = tuple(run_rule(self.LoadWithAliases(s.origin, name))) or (
                 self._absent(s.origin, name, entry),)
             out.append(Listed(s.origin, entry, name, keys, name in s.config.blocklist))
         return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bootverify.android import ORIGINS, STAGE_OF, Stage
 from bootverify.plan.firststage import BootFacts
@@ -22,6 +22,9 @@ class ModuleSet:
     files: frozenset[str]          # .ko paths relative to guest_dir
     config: ModulesDir
     load_file: str = "modules.load"    # the load list of the boot mode (GetModuleLoadList)
+    # .ko path -> the module's own name (modinfo name=), where it is not the file's: the name
+    # the kernel uses in its log and for EEXIST
+    own_names: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def load(self) -> tuple[str, ...]:
@@ -47,6 +50,7 @@ class ModuleUnit:
     note: str = ""                 # why it is not loaded
     pre: tuple[Key, ...] = ()      # modules.softdep pre: that exist, loaded before it
     post: tuple[Key, ...] = ()     # modules.softdep post:, loaded after it
+    own_name: str = ""             # modinfo name= where it differs from `name` (the file's)
 
     @property
     def key(self) -> Key:

@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootverify.errors import InputError, reading
+from bootverify.errors import InputError, reading, regular_file
+from bootverify.readers.modules import ModuleCompression
 from bootverify.readers.ramdisk import Compression, decompress, detect
 
 # Documentation/arm64/booting.rst: the Image header carries "ARM\x64" at offset 56.
@@ -14,9 +15,19 @@ ARM64_IMAGE_MAGIC = b"ARM\x64"
 ARM64_MAGIC_OFFSET = 56
 # init/version.c linux_banner:
 #   "Linux version " UTS_RELEASE " (" LINUX_COMPILE_BY "@" ... ") " UTS_VERSION
-LINUX_BANNER = re.compile(rb"Linux version ([^\s%]+) \(([^\n]*?)\) (#[^\n\0]*)")
+# Every part is bounded (a release is at most 64 characters, utsname's field), so a scan costs
+# the Image's length, whatever repeats in it without a newline.
+LINUX_BANNER = re.compile(
+    rb"Linux version ([^\s%]{1,64}) \(([^\n\0]{0,512}?)\) (#[^\n\0]{0,512})")
 # include/linux/vermagic.h VERMAGIC_STRING: UTS_RELEASE " " then the flags, arm64 last.
 VERMAGIC_FLAGS = rb"(?:SMP )?(?:preempt |PREEMPT_RT )?(?:mod_unload )?(?:modversions )?aarch64"
+# kernel/module/decompress.c, built only with CONFIG_MODULE_DECOMPRESS (5.17 and later, when
+# finit_module() took MODULE_INIT_COMPRESSED_FILE), for the one algorithm of
+# CONFIG_MODULE_COMPRESS_*: its pr_err() on a file of another format. gzip and xz since 5.17
+# (Debian's linux-source-6.1), zstd since 6.2 (Debian's linux-source-6.12). KERN_ERR is "\0013".
+MODULE_DECOMPRESS_MESSAGES = {ModuleCompression.GZIP: b"\x013not a gzip compressed module\n",
+                              ModuleCompression.XZ: b"\x013not an xz compressed module\n",
+                              ModuleCompression.ZSTD: b"\x013not a zstd compressed module\n"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,14 @@ class KernelImage:
     release: str             # uname -r, e.g. 6.1.0-56-arm64
     version: str             # the whole banner, as /proc/version shows it
     vermagic: str | None     # what modules' vermagic must match; None if not found
+    # The module compression finit_module(MODULE_INIT_COMPRESSED_FILE) takes; None: none
+    module_decompress: ModuleCompression | None = None
+
+
+def module_decompress(image: bytes) -> ModuleCompression | None:
+    """Which compressed modules the kernel decompresses itself (CONFIG_MODULE_DECOMPRESS)."""
+    return next((how for how, message in MODULE_DECOMPRESS_MESSAGES.items()
+                 if message in image), None)
 
 
 def parse_kernel(data: bytes, path: object) -> KernelImage:
@@ -38,12 +57,16 @@ def parse_kernel(data: bytes, path: object) -> KernelImage:
     if not m:
         raise InputError(path, "no 'Linux version' banner in the kernel Image")
     release = m.group(1)
-    vm = re.search(rb"\0(" + re.escape(release) + rb" " + VERMAGIC_FLAGS + rb"[^\0]*)\0", image)
-    return KernelImage(image, how, release.decode(), m.group(0).decode("utf-8", "replace"),
-                       vm.group(1).decode() if vm else None)
+    vm = re.search(rb"\0(" + re.escape(release) + rb" " + VERMAGIC_FLAGS + rb"[^\0]{0,256})\0",
+                   image)
+    return KernelImage(image, how, release.decode("utf-8", "replace"),
+                       m.group(0).decode("utf-8", "replace"),
+                       vm.group(1).decode("utf-8", "replace") if vm else None,
+                       module_decompress(image))
 
 
 def read_kernel(path: Path | str) -> KernelImage:
+    regular_file(path)
     with reading(path):
         data = Path(path).read_bytes()
     return parse_kernel(data, path)

@@ -1,10 +1,26 @@
 """Kernel modules: the facts of one .ko that decide whether it links, and a modules directory.
 
-A .ko (kernel 6.1, scripts/mod/modpost.c + include/linux/export.h) carries what the loader
-checks: undefined symbols in .symtab, exports as `__ksymtab_SYM` in __ksymtab / __ksymtab_gpl
-with `__kstrtabns_SYM` naming the namespace and `__crc_SYM` labelling the export's u32 CRC in
-__kcrctab(_gpl), the CRCs the module was built against in __versions (struct modversion_info:
-unsigned long crc, char name[56]), and .modinfo strings (vermagic, depends, license, import_ns).
+A .ko (scripts/mod/modpost.c + include/linux/export.h) carries what the loader checks:
+undefined symbols in .symtab, exports as `__ksymtab_SYM` in __ksymtab / __ksymtab_gpl with
+`__kstrtabns_SYM` naming the namespace, each export's u32 CRC (see _crcs(): where it is differs
+between 5.15 and 6.1), the CRCs the module was built against in __versions (struct
+modversion_info: unsigned long crc, char name[56], the same from 5.10 to 6.12), and .modinfo
+strings (vermagic, depends, license, import_ns). The generations' layouts, each read in the
+kernel source named:
+
+| | 5.10, 5.15 | 6.1, 6.6, 6.12 |
+|---|---|---|
+| `__ksymtab_SYM` | in __ksymtab(_gpl) | the same (6.5 on: written by modpost in the .mod.c) |
+| `__kstrtabns_SYM` | labels the namespace ("" for none) | the same |
+| export CRC | `__crc_SYM` is SHN_ABS, its value | `__crc_SYM` labels it in __kcrctab(_gpl) |
+
+(5.10/5.15: include/linux/export.h __CRC_SYMBOL() and the genksyms linker script, read in ACK
+android13-5.15 prebuilt modules; 6.1: include/linux/export-internal.h SYMBOL_CRC(), Debian's
+linux-source-6.1; 6.6/6.12: export-internal.h __KSYMTAB(), Debian's linux-source-6.12.)
+
+A module file may be compressed, `.ko.gz`, `.ko.xz` or `.ko.zst` (scripts/Makefile.modinst,
+CONFIG_MODULE_COMPRESS_*; kmod reads all three, by magic): it is decompressed whole in memory
+and read as the .ko it holds.
 
 Speed: Debian's ~3,700 arm64 modules are read in well under a second by unpacking the ELF64
 tables with struct; pyelftools' ELFFile() alone costs ~0.55 ms a module there (2 s for the set,
@@ -16,7 +32,9 @@ from __future__ import annotations
 
 import enum
 import functools
+import gzip
 import io
+import lzma
 import mmap
 import os
 import struct
@@ -25,7 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bootverify.errors import InputError, reading
+import zstandard
+
+from bootverify.errors import InputError, reading, regular_file
 
 MODULE_SIGNATURE_MAGIC = b"~Module signature appended~\n"   # include/linux/module_signature.h
 KSYMTAB_PREFIX = "__ksymtab_"
@@ -35,7 +55,25 @@ KCRCTAB_PREFIX = "__crc_"
 EXPORT_SECTIONS = ("__ksymtab", KSYMTAB_GPL_SECTION, "__ksymtab_strings", "__kcrctab",
                    "__kcrctab_gpl")
 FACT_SECTIONS = (".symtab", ".modinfo", "__versions", *EXPORT_SECTIONS)
-MODULE_SUFFIXES = (".ko",)
+
+
+class ModuleCompression(enum.StrEnum):
+    """A module file's compression, named as the kernel names it (kernel/module/decompress.c
+    MODULE_COMPRESSION, shown in /sys/module/compression)."""
+    GZIP = "gzip"
+    XZ = "xz"
+    ZSTD = "zstd"
+
+
+# scripts/Makefile.modinst (6.12) suffix-$(CONFIG_MODULE_COMPRESS_*); kmod's kmod_exts.
+COMPRESSED_SUFFIXES = {".ko.gz": ModuleCompression.GZIP, ".ko.xz": ModuleCompression.XZ,
+                       ".ko.zst": ModuleCompression.ZSTD}
+# The magic each decompressor checks first (decompress.c module_gzip_header_len(),
+# module_xz_decompress(), module_zstd_decompress(); libkmod-file.c's magic table).
+COMPRESSION_MAGIC = {ModuleCompression.GZIP: b"\x1f\x8b",
+                     ModuleCompression.XZ: b"\xfd7zXZ\x00",
+                     ModuleCompression.ZSTD: b"\x28\xb5\x2f\xfd"}
+MODULE_SUFFIXES = (".ko", *COMPRESSED_SUFFIXES)
 
 ELF_MAGIC = b"\x7fELF"
 EI_CLASS, EI_DATA = 4, 5                 # e_ident[] indexes
@@ -47,6 +85,7 @@ ELF64_HEADER = struct.Struct("<16sHHIQQQIHHHHHH")
 ELF64_SHDR = struct.Struct("<IIQQQQIIQQ")
 ELF64_SYM = struct.Struct("<IBBHQQ")
 SHN_UNDEF = 0
+SHN_ABS = 0xFFF1        # 5.10/5.15 `__crc_SYM`: the CRC is the symbol's value
 SHT_NOBITS = 8          # .bss and the like take no space in the file
 STB_WEAK = 2
 # include/linux/module.h struct modversion_info { unsigned long crc; char name[MODULE_NAME_LEN]; }
@@ -89,12 +128,42 @@ class ModuleFacts:
         return frozenset(self.weak_undefined)
 
 
-def module_name(path: str | Path) -> str:
-    """The name the kernel gives a module file: basename without .ko, '-' as '_' (kmod's rule)."""
-    base = Path(path).name
+def strip_module_suffix(base: str) -> str:
+    """A module file name without .ko, .ko.gz, .ko.xz or .ko.zst."""
     for suffix in MODULE_SUFFIXES:
-        base = base.removesuffix(suffix)
-    return base.replace("-", "_")
+        if base.endswith(suffix):
+            return base[:-len(suffix)]
+    return base
+
+
+def module_name(path: str | Path) -> str:
+    """The name the kernel gives a module file: basename without its module suffix (compressed
+    or not), '-' as '_' (kmod's rule)."""
+    return strip_module_suffix(Path(path).name).replace("-", "_")
+
+
+def module_compression(data: bytes | mmap.mmap) -> ModuleCompression | None:
+    """How the file is compressed, by its magic as kmod decides it; None for anything else."""
+    return next((c for c, magic in COMPRESSION_MAGIC.items()
+                 if data[:len(magic)] == magic), None)
+
+
+def decompress_module(data: bytes | mmap.mmap, how: ModuleCompression, path: object) -> bytes:
+    """The .ko inside a compressed module file (the whole file: a module is read whole)."""
+    try:
+        if how is ModuleCompression.GZIP:
+            return gzip.decompress(data)
+        if how is ModuleCompression.XZ:
+            return lzma.decompress(data, format=lzma.FORMAT_XZ)
+        # A stream, as a frame need not record its size (zstd --no-content-size); it says
+        # nothing of a truncated frame, but leaves eof unset.
+        stream = zstandard.ZstdDecompressor().decompressobj()
+        out = stream.decompress(data)
+        if not stream.eof:
+            raise EOFError("the zstd frame ends early")
+        return out
+    except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as e:
+        raise InputError(path, f"corrupt {how} compressed module: {e}") from None
 
 
 # --- ELF access: (sections by name, symbol iterator) from either backend ---
@@ -150,8 +219,10 @@ def _elf64le_tables(data: bytes, path: object) -> tuple[dict[str, _Section], lis
         if symtab is None:
             raise InputError(path, "no .symtab: not a kernel module (stripped?)")
         str_off = headers[symtab.link][4]
-        # Only undefined symbols and the export tables matter; naming just those halves the time.
-        wanted = {SHN_UNDEF} | {sections[n].index for n in EXPORT_SECTIONS if n in sections}
+        # Only undefined symbols, the export tables and (5.10/5.15 CRCs) absolute symbols
+        # matter; naming just those halves the time.
+        wanted = {SHN_UNDEF, SHN_ABS} | {sections[n].index for n in EXPORT_SECTIONS
+                                         if n in sections}
         find = data.find
         with memoryview(data) as view:      # released before an mmap'd file is closed
             symbols = [(data[o:find(b"\0", o)].decode("utf-8", "replace"), shndx, info >> 4,
@@ -159,16 +230,16 @@ def _elf64le_tables(data: bytes, path: object) -> tuple[dict[str, _Section], lis
                        for st_name, info, _, shndx, value, _ in
                        ELF64_SYM.iter_unpack(view[symtab.offset:symtab.offset + symtab.size])
                        if shndx in wanted and st_name for o in (str_off + st_name,)]
-    except (struct.error, IndexError):
+    except (struct.error, IndexError, OverflowError):
         raise InputError(path, "truncated or corrupt ELF file") from None
     return sections, symbols
 
 
 def _shndx(value: int | str) -> int:
-    """pyelftools names the special section indexes; only SHN_UNDEF matters here."""
+    """pyelftools names the special section indexes; only SHN_UNDEF and SHN_ABS matter here."""
     if isinstance(value, int):
         return value
-    return SHN_UNDEF if value == "SHN_UNDEF" else -1
+    return {"SHN_UNDEF": SHN_UNDEF, "SHN_ABS": SHN_ABS}.get(value, -1)
 
 
 def _pyelftools_tables(data: bytes, path: object) -> tuple[dict[str, _Section], list[Symbol]]:
@@ -193,6 +264,11 @@ def _pyelftools_tables(data: bytes, path: object) -> tuple[dict[str, _Section], 
                    for s in symtab.iter_symbols()]
     except ELFError as e:
         raise InputError(path, f"corrupt ELF file: {e}") from None
+    # pyelftools trusts the file's numbers: out-of-range ones surface as whatever the code
+    # they reach raises (seen: AttributeError, struct.error, ValueError, OverflowError).
+    except (AttributeError, struct.error, ValueError, OverflowError, IndexError, KeyError,
+            TypeError, UnicodeDecodeError, AssertionError):
+        raise InputError(path, "corrupt ELF file (values out of range)") from None
     return sections, symbols
 
 
@@ -226,11 +302,18 @@ class _Elf:
 
     def labels(self, prefix: str) -> list[tuple[str, int]]:
         """(name without prefix, file offset) of each symbol named prefix+NAME that labels data
-        in one of the fact sections."""
+        in one of the fact sections; a label outside its section is a corrupt module."""
         by_index = self._by_index
-        return [(name[len(prefix):], by_index[shndx].offset + value)
-                for name, shndx, _, value in self.defined
-                if name.startswith(prefix) and shndx in by_index]
+        out = []
+        for name, shndx, _, value in self.defined:
+            if name.startswith(prefix) and shndx in by_index:
+                section = by_index[shndx]
+                if not 0 <= value < section.size:
+                    raise InputError(self.path, f"symbol {name[:80]!r} lies outside its section "
+                                                f"(value {value:#x}, section size "
+                                                f"{section.size:#x})")
+                out.append((name[len(prefix):], section.offset + value))
+        return out
 
 
 class ElfReader(enum.Enum):
@@ -310,11 +393,21 @@ def _namespaces(elf: _Elf) -> dict[str, str]:
 
 
 def _crcs(elf: _Elf) -> dict[str, int]:
-    """include/linux/export-internal.h SYMBOL_CRC(): `__crc_SYM` labels SYM's u32 CRC in
-    __kcrctab(_gpl), in the target's byte order."""
+    """Each export's CRC, as the generation stores it:
+    - 5.19 and later (6.1, 6.6, 6.12; include/linux/export-internal.h SYMBOL_CRC(), which modpost
+      writes into the .mod.c): `__crc_SYM` labels SYM's u32 in __kcrctab(_gpl), in the target's
+      byte order;
+    - 5.10 and 5.15 (include/linux/export.h __CRC_SYMBOL(): __kcrctab holds `.long __crc_SYM`,
+      filled by an R_*_ABS32 relocation at load; genksyms' linker script defines the symbol):
+      `__crc_SYM` is an SHN_ABS symbol whose value is the CRC, and __kcrctab is zeros in the
+      file."""
     order = elf.byteorder
-    return {sym: int.from_bytes(elf.data[offset:offset + 4], order)
-            for sym, offset in elf.labels(KCRCTAB_PREFIX)}
+    crcs = {name[len(KCRCTAB_PREFIX):]: value & 0xFFFFFFFF
+            for name, shndx, _, value in elf.defined
+            if shndx == SHN_ABS and name.startswith(KCRCTAB_PREFIX)}
+    crcs.update((sym, int.from_bytes(elf.data[offset:offset + 4], order))
+                for sym, offset in elf.labels(KCRCTAB_PREFIX))
+    return crcs
 
 
 def _exports(elf: _Elf) -> tuple[ModuleExport, ...]:
@@ -346,7 +439,11 @@ def _signed(data: bytes | mmap.mmap) -> bool:
 
 
 def parse_module(data: bytes | mmap.mmap, path: str) -> ModuleFacts:
-    """The facts of one module; data may be an mmap, of which only the tables are touched."""
+    """The facts of one module file, compressed or not; data may be an mmap, of which only the
+    tables are touched (a compressed file is decompressed whole)."""
+    how = module_compression(data)
+    if how is not None:
+        data = decompress_module(data, how, path)
     elf = _read_tables(data, path)
     modinfo = _modinfo(elf)
     undefined, weak_undefined = _undefined(elf)
@@ -368,6 +465,7 @@ def parse_module(data: bytes | mmap.mmap, path: str) -> ModuleFacts:
 def read_module(path: str | Path) -> ModuleFacts:
     # mmap, not read(): the tables are a small part of a .ko, and the pages of the rest are never
     # touched (depmod does the same).
+    regular_file(path)
     with reading(path), open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
             raise InputError(path, "not an ELF file (empty): not a kernel module")
@@ -376,9 +474,9 @@ def read_module(path: str | Path) -> ModuleFacts:
 
 
 def find_modules(root: Path) -> list[Path]:
-    """Every .ko below root, sorted, symlinks followed as depmod follows them; a file or
-    directory reached twice counts once."""
-    if not root.is_dir():
+    """Every module file (.ko, .ko.gz, .ko.xz, .ko.zst) below root, sorted, symlinks followed as
+    depmod follows them; a file or directory reached twice counts once."""
+    if not os.path.isdir(root):     # not Path.is_dir(): that raises ENAMETOOLONG
         raise InputError(root, "not a directory")
     found: dict[str, str] = {}
     seen_dirs: set[tuple[int, int]] = set()

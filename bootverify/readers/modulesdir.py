@@ -8,12 +8,14 @@ drops the line; a verifier says so and stops).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootverify import android
-from bootverify.errors import InputError, reading
+from bootverify.errors import InputError, reading, regular_file
+from bootverify.readers.modules import strip_module_suffix
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,11 @@ class ModulesDir:
 
 
 def MakeCanonical(module_path: str) -> str:
-    """libmodprobe.cpp MakeCanonical(): basename, without `.ko`, `-` as `_`."""
-    return module_path.rsplit("/", 1)[-1].removesuffix(".ko").replace("-", "_")
+    """libmodprobe.cpp MakeCanonical(): basename, without `.ko`, `-` as `_`. A compressed
+    module's `.ko.gz`/`.ko.xz`/`.ko.zst` goes too, as kmod's modname_normalize() drops it:
+    libmodprobe strips only `.ko`, which keeps its own tables consistent ("x.ko.xz" throughout)
+    but is not the name the kernel, modules.blocklist or modules.options use."""
+    return strip_module_suffix(module_path.rsplit("/", 1)[-1]).replace("-", "_")
 
 
 def ParseCfg(text: str) -> list[tuple[int, list[str]]]:
@@ -160,7 +165,10 @@ def read_modules_dir(root: Path) -> ModulesDir:
     texts = {}
     for name in android.MODULES_FILES:
         path = root / name
-        if path.exists():
+        with reading(path):
+            present = os.path.lexists(path)
+        if present:
+            regular_file(path)
             try:
                 with reading(path):
                     texts[name] = path.read_text(encoding="utf-8")

@@ -1,8 +1,10 @@
 """Ramdisks: the compressions a kernel unpacks, and cpio "newc" archives, read and written.
 
 The kernel's initramfs unpacker (init/initramfs.c, unpack_to_rootfs) walks the initrd as a run of
-segments: a cpio archive, zero padding, or a compressed stream holding more of the same; later
-files win. `unpack_initrd` walks it the same way, so what it returns is what the guest sees.
+segments: a cpio archive, zero padding, or a compressed stream holding archives and padding;
+later files win. `unpack_initrd` walks it the same way and refuses what the kernel refuses (an
+lz4 frame: the kernel knows lz4 legacy only; broken padding; nested compression), so what it
+returns is what the guest sees.
 """
 
 from __future__ import annotations
@@ -67,32 +69,41 @@ def compress(data: bytes, how: Compression) -> bytes:
     return b"".join(out)
 
 
-def _inflate_stream(data: bytes, path: object) -> tuple[bytes, int]:
-    """Decompress the one stream at the start of data; return (bytes, input bytes consumed)."""
-    how = detect(data)
+# Input is fed to zlib this much at a time, so that a stream followed by many megabytes costs
+# its own size, not the rest of the file (unused_data would copy it).
+INFLATE_CHUNK = 1 << 16
+
+
+def _inflate_stream(data: bytes, path: object, start: int = 0) -> tuple[bytes, int]:
+    """Decompress the one stream at data[start:]; return (bytes, offset after the stream)."""
+    how = detect(data[start:start + 4])
     try:
         if how is Compression.GZIP:
             d = zlib.decompressobj(31)
-            out = d.decompress(data)
+            out, pos = [], start
+            with memoryview(data) as view:
+                while not d.eof and pos < len(data):
+                    out.append(d.decompress(view[pos:pos + INFLATE_CHUNK]))
+                    pos = min(pos + INFLATE_CHUNK, len(data))
             if not d.eof:
                 raise InputError(path, "gzip stream is truncated")
-            return out, len(data) - len(d.unused_data)
+            return b"".join(out), pos - len(d.unused_data)
         if how is Compression.LZ4_FRAME:
-            d = lz4.frame.LZ4FrameDecompressor()
-            out = d.decompress(data)
-            if not d.eof:
+            f = lz4.frame.LZ4FrameDecompressor()
+            raw = f.decompress(data[start:])
+            if not f.eof:
                 raise InputError(path, "lz4 frame is truncated")
-            return out, len(data) - len(d.unused_data or b"")
+            return raw, len(data) - len(f.unused_data or b"")
         if how is Compression.LZ4_LEGACY:
-            return _inflate_lz4_legacy(data, path)
+            return _inflate_lz4_legacy(data, path, start)
     except (zlib.error, RuntimeError) as e:
         raise InputError(path, f"corrupt {how.value} data: {e}") from None
-    return data, len(data)
+    return data[start:], len(data)
 
 
-def _inflate_lz4_legacy(data: bytes, path: object) -> tuple[bytes, int]:
+def _inflate_lz4_legacy(data: bytes, path: object, start: int) -> tuple[bytes, int]:
     out: list[bytes] = []
-    pos = len(LZ4_LEGACY_MAGIC)
+    pos = start + len(LZ4_LEGACY_MAGIC)
     while pos + 4 <= len(data):
         size = int.from_bytes(data[pos:pos + 4], "little")
         if data[pos:pos + 4] == LZ4_LEGACY_MAGIC:   # concatenated legacy streams continue
@@ -117,7 +128,9 @@ def _inflate_lz4_legacy(data: bytes, path: object) -> tuple[bytes, int]:
 
 
 def decompress(data: bytes, path: object) -> bytes:
-    """A whole compressed file (kernel or ramdisk) to its raw bytes; raw input is returned as is."""
+    """A whole compressed kernel to its raw bytes; raw input is returned as is. (A kernel is
+    the bootloader's to decompress, and U-Boot also takes lz4 frames; an initrd is the
+    kernel's, see unpack_initrd.)"""
     out, _ = _inflate_stream(data, path)
     return out
 
@@ -220,24 +233,65 @@ def _normalise(name: str) -> str:
     return name or "."
 
 
-def unpack_initrd(data: bytes, path: object) -> dict[str, CpioEntry]:
-    """The file tree an initrd unpacks to: segments in order, later names win."""
-    tree: dict[str, CpioEntry] = {}
+# lib/decompress.c compressed_formats[]: the kernel tells an initrd's compression by two bytes;
+# bootverify reads the two that Android's ramdisks use.
+INITRD_FORMATS: dict[bytes, str] = {
+    b"\x1f\x8b": "gzip", b"\x1f\x9e": "gzip", b"\x42\x5a": "bzip2", b"\x5d\x00": "lzma",
+    b"\xfd\x37": "xz", b"\x89\x4c": "lzo", b"\x02\x21": "lz4", b"\x28\xb5": "zstd",
+}
+INITRD_READABLE = {"gzip": Compression.GZIP, "lz4": Compression.LZ4_LEGACY}
+
+
+NOT_PADDING = re.compile(rb"[^\0]")
+
+
+def _past_padding(data: bytes, pos: int) -> int:
+    """The offset of the first byte from pos on that is not zero padding (or the end)."""
+    m = NOT_PADDING.search(data, pos)
+    return m.start() if m else len(data)
+
+
+def _archives(data: bytes, path: object, compressed: bool,
+              tree: dict[str, CpioEntry]) -> None:
+    """init/initramfs.c unpack_to_rootfs(): cpio archives and zero padding; at the top level
+    also compressed streams, each holding archives and padding only (flush_buffer() calls
+    anything else "junk within compressed archive": the nesting is one level deep). A cpio
+    starts 4-aligned, and after one the padding must end 4-aligned (do_reset(): "broken
+    padding"). Later names win."""
     pos = 0
+    where = "compressed archive" if compressed else "initrd"
     while pos < len(data):
-        if data[pos] == 0:      # padding between segments (the kernel skips it 4 bytes at a time)
-            pos += 1
+        if data[pos] == 0:                  # padding (the kernel skips it a byte at a time)
+            pos = _past_padding(data, pos)
             continue
-        if data[pos:pos + 6] in CPIO_MAGICS:
+        if data[pos:pos + 1] == b"0" and not pos & 3:
             entries, pos = read_cpio(data, path, pos)
-        elif detect(data[pos:]) is not Compression.NONE:
-            raw, used = _inflate_stream(data[pos:], path)
-            pos += used
-            entries = list(unpack_initrd(raw, path).values())
-        else:
-            raise InputError(path, f"initrd: neither cpio nor a known compression at offset {pos}")
-        for e in entries:
-            tree[_normalise(e.name)] = e
+            for e in entries:
+                tree[_normalise(e.name)] = e
+            pos = _past_padding(data, pos)
+            if pos < len(data) and pos & 3:
+                raise InputError(path, f"{where}: broken padding at offset {pos} (the next "
+                                       f"archive is not 4-aligned; the kernel stops there)")
+            continue
+        if compressed:
+            raise InputError(path, f"junk within compressed archive at offset {pos} (the kernel "
+                                   f"unpacks cpio archives there, nothing nested)")
+        name = INITRD_FORMATS.get(data[pos:pos + 2])
+        how = INITRD_READABLE.get(name or "")
+        if how is None or detect(data[pos:pos + 4]) is not how:
+            raise InputError(path, f"initrd: {name or 'invalid magic'} at offset {pos}: "
+                             + ("bootverify reads gzip and lz4 (legacy) initrds only"
+                                if name else "neither cpio nor a compression the kernel knows "
+                                             "(invalid magic at start of compressed archive)"))
+        raw, pos = _inflate_stream(data, path, pos)
+        _archives(raw, path, True, tree)
+
+
+def unpack_initrd(data: bytes, path: object) -> dict[str, CpioEntry]:
+    """The file tree an initrd unpacks to, by the kernel's rules: segments in order, later
+    names win; what the kernel refuses is bad input."""
+    tree: dict[str, CpioEntry] = {}
+    _archives(data, path, False, tree)
     return tree
 
 

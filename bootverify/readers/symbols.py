@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootverify.errors import InputError, reading
+from bootverify.errors import InputError, reading, regular_file
 
 KERNEL_OWNER = "vmlinux"
 KSYMTAB_PREFIX = "__ksymtab_"
@@ -58,6 +58,7 @@ class KernelExports:
 
 
 def _read_text(path: Path | str) -> str:
+    regular_file(path)
     try:
         with reading(path):
             return Path(path).read_text(encoding="utf-8")
@@ -150,6 +151,13 @@ def read_kmi_symbol_lists(paths: Iterable[Path | str]) -> frozenset[str]:
 
 def format_kmi_symbol_list(symbols: Iterable[str]) -> str:
     return KMI_LIST_HEADER + "\n" + "".join(f"  {s}\n" for s in sorted(symbols))
+
+
+def format_kmi_symbol_list_sections(sections: Iterable[tuple[str, Iterable[str]]]) -> str:
+    """A list in sections, each after a blank line and its `# comment` (Kleaf writes
+    `# required by X.ko`), ready to append to abi_gki_aarch64_<vendor>."""
+    return KMI_LIST_HEADER + "\n" + "".join(
+        f"\n# {comment}\n" + "".join(f"  {s}\n" for s in symbols) for comment, symbols in sections)
 
 
 def read_protected_exports(path: Path | str) -> frozenset[str]:

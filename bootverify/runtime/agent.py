@@ -72,7 +72,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from bootverify import debpkg
-from bootverify.errors import InfraError, InputError, reading
+from bootverify.errors import InfraError, InputError, reading, regular_file
 from bootverify.readers.modules import ELF64_HEADER, ELF64_LE, ELF_MAGIC
 from bootverify.readers.ramdisk import CpioEntry, entries_from_tree, write_cpio
 from bootverify.runtime.protocol import NONCE_PARAM
@@ -140,6 +140,7 @@ def default_busybox(cache: Path | None = None) -> Path:
 def read_busybox(path: Path | None = None) -> bytes:
     """The busybox to put in the guest: `path` (checked) or Debian's cached one."""
     path = path if path is not None else default_busybox()
+    regular_file(path)
     with reading(path):
         data = Path(path).read_bytes()
     check_static_aarch64(data, path)

@@ -18,17 +18,25 @@ The reference is U-Boot's boot/image-android.c (android_image_get_kernel / _get_
 
 Module directories given besides the images (`--system-dlkm`, `--vendor-dlkm`) go into the overlay
 at the paths Android mounts them on: /system_dlkm/lib/modules and /vendor_dlkm/lib/modules.
+
+Compressed modules (.ko.gz, .ko.xz, .ko.zst) reach the kernel as that kernel takes them: a file
+whose format the kernel decompresses itself (CONFIG_MODULE_DECOMPRESS, one format, 5.17 and
+later; readers/kernel.py reads which from the Image) stays compressed and the agent's finit
+passes MODULE_INIT_COMPRESSED_FILE, as kmod does when /sys/module/compression names the format;
+any other is decompressed here and put in the overlay at its own path (the initramfs unpacker
+opens an existing file with O_TRUNC, init/initramfs.c do_name()), and the run's notes say so.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bootverify.android import BOOTCONFIG_MAGIC, DLKM_GUEST_DIRS
-from bootverify.errors import InputError
+from bootverify.errors import InputError, reading
 from bootverify.readers.bootimg import (
     BootImage,
     VendorBootImage,
@@ -38,6 +46,7 @@ from bootverify.readers.bootimg import (
     read_vendor_boot,
 )
 from bootverify.readers.kernel import KernelImage, parse_kernel
+from bootverify.readers.modules import MODULE_SUFFIXES, decompress_module, module_compression
 from bootverify.readers.ramdisk import CpioEntry, unpack_initrd
 from bootverify.runtime import agent
 
@@ -52,6 +61,7 @@ class BootImages:
     boot: BootImage
     vendor: VendorBootImage | None
     boot_path: str
+    vendor_path: str = ""
 
 
 def read_images(boot: Path | str, vendor_boot: Path | str | None) -> BootImages:
@@ -68,7 +78,7 @@ def read_images(boot: Path | str, vendor_boot: Path | str | None) -> BootImages:
     elif b.header_version >= 3:
         raise InputError(boot, f"boot image header v{b.header_version} needs a vendor boot image "
                                f"(its ramdisk and command line are there)")
-    return BootImages(b, v, str(boot))
+    return BootImages(b, v, str(boot), str(vendor_boot or ""))
 
 
 def bootconfig_with_trailer(bootconfig: bytes) -> bytes:
@@ -88,18 +98,21 @@ class Handoff:
                             # order, then the generic ramdisk (joined once: it can be 100 MB)
     bootconfig: bytes       # with its trailer; b"" when there is none
     cmdline: str            # boot + " " + vendor
+    source: str = "initrd"  # the image(s) the ramdisks come from, for error messages
 
     def ramdisk_tree(self) -> dict[str, CpioEntry]:
         """The file tree the device's ramdisks unpack to (later archives win)."""
-        return unpack_initrd(self.ramdisk, "initrd")
+        return unpack_initrd(self.ramdisk, self.source)
 
 
 def handoff(images: BootImages) -> Handoff:
     kernel = parse_kernel(images.boot.kernel, f"{images.boot_path} (kernel)")
     v = images.vendor
     bootconfig = bootconfig_with_trailer(v.bootconfig) if v and v.header_version >= 4 else b""
+    source = f"{images.vendor_path} + {images.boot_path} (initrd)" if v else \
+        f"{images.boot_path} (ramdisk)"
     return Handoff(kernel, bootloader_ramdisk(images.boot, v), bootconfig,
-                   bootloader_cmdline(images.boot, v))
+                   bootloader_cmdline(images.boot, v), source)
 
 
 def new_nonce() -> str:
@@ -115,6 +128,7 @@ class GuestBoot:
     cmdline: str
     release: str           # uname -r of the kernel
     nonce: str             # the console protocol's marker nonce (also on the cmdline)
+    notes: tuple[str, ...] = ()     # what was done to the inputs on the way (decompression)
 
 
 def _overlay_start(n: int) -> int:
@@ -147,17 +161,48 @@ def dlkm_entries(dirs: Mapping[str, Path]) -> list[CpioEntry]:
     for origin, directory in dirs.items():
         if origin not in DLKM_GUEST_DIRS:
             raise ValueError(f"unknown module directory kind {origin!r}")
-        if not Path(directory).is_dir():
-            raise InputError(directory, "not a directory")
+        with reading(directory):
+            if not Path(directory).is_dir():
+                raise InputError(directory, "not a directory")
         out += agent.tree_entries(Path(directory), DLKM_GUEST_DIRS[origin].lstrip("/"))
     return out
 
 
+@dataclass(frozen=True)
+class ModulesForKernel:
+    """Module files as this kernel can take them."""
+    entries: tuple[CpioEntry, ...]      # decompressed here: to put in the overlay
+    notes: tuple[str, ...]
+
+
+def modules_for_kernel(kernel: KernelImage, entries: Iterable[CpioEntry]) -> ModulesForKernel:
+    """The compressed module files among `entries` that the kernel cannot decompress itself,
+    decompressed (same path, same mode); the rest stay as they are."""
+    out: list[CpioEntry] = []
+    formats: Counter[str] = Counter()
+    for e in entries:
+        if not e.is_file or not e.name.endswith(MODULE_SUFFIXES):
+            continue
+        how = module_compression(e.data)
+        if how is not None and how != kernel.module_decompress:
+            out.append(replace(e, data=decompress_module(e.data, how, f"initrd:/{e.name}")))
+            formats[how] += 1
+    takes = (f"only {kernel.module_decompress} (CONFIG_MODULE_DECOMPRESS)"
+             if kernel.module_decompress else "none (no CONFIG_MODULE_DECOMPRESS)")
+    notes = [f"{n} {how} compressed module(s) decompressed on the host: kernel "
+             f"{kernel.release} decompresses {takes} itself" for how, n in sorted(formats.items())]
+    return ModulesForKernel(tuple(out), tuple(notes))
+
+
 def prepare(h: Handoff, cmdline: str, nonce: str, *, busybox: bytes,
             dlkm_dirs: Mapping[str, Path] | None = None,
-            extra_entries: Sequence[CpioEntry] = ()) -> GuestBoot:
+            extra_entries: Sequence[CpioEntry] = (),
+            ramdisk_tree: Mapping[str, CpioEntry] | None = None) -> GuestBoot:
     """Everything qemu needs for one run: `cmdline` is guest_cmdline's with `nonce` (made first:
     the load plan reads module parameters from it); `extra_entries` are more overlay members,
-    the plan."""
-    overlay = agent.build_overlay(busybox, [*dlkm_entries(dlkm_dirs or {}), *extra_entries])
-    return guest_boot(h, overlay, cmdline, nonce)
+    the plan; `ramdisk_tree` is h.ramdisk_tree() when the caller has it already."""
+    dlkm = dlkm_entries(dlkm_dirs or {})
+    tree = ramdisk_tree if ramdisk_tree is not None else h.ramdisk_tree()
+    fixed = modules_for_kernel(h.kernel, [*tree.values(), *dlkm])
+    overlay = agent.build_overlay(busybox, [*dlkm, *fixed.entries, *extra_entries])
+    return replace(guest_boot(h, overlay, cmdline, nonce), notes=fixed.notes)

@@ -27,6 +27,7 @@ import pexpect
 
 from bootverify.errors import InfraError
 from bootverify.runtime import protocol
+from bootverify.runtime.kmsg import crash_lines
 
 TAIL_LINES = 40          # console lines kept for error messages
 QUIET = 2.0              # past the timeout, output must keep coming at least this often
@@ -133,9 +134,11 @@ class Console:
         return time.monotonic() - start
 
     def _failure(self, what: str) -> str:
-        lines = self.last_lines(20)
-        shown = "\n".join(f"  | {line}" for line in lines) if lines else "  | (no output)"
-        return f"{what}; last console lines:\n{shown}"
+        """One line: the panic or oops line, if the console shows one, else its last line
+        says where it stopped; the rest of the console is in the console log."""
+        lines = [line.strip() for line in self.last_lines(TAIL_LINES) if line.strip()]
+        shown = (crash_lines(lines) or lines or ("(no output)",))[-1][:200]
+        return f"{what}; last console lines: {shown!r} (the console log has them all)"
 
     def start(self, command: str | Callable[[int], str]) -> int:
         """Send one command line, wrapped in markers, without waiting; its sequence number.

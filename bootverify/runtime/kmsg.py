@@ -3,9 +3,15 @@
 The kernel messages that decide a verdict are ONE table, `KERNEL_MESSAGES`: each row is a regular
 expression over the message text (the part after the "[    1.234567] " timestamp), what it means
 (a link problem kind, a crash, or a notice), the errno finit_module returns when that line is the
-cause, and where Linux 6.1 (or the Android common kernel) prints it. Messages and errnos are those
-of ../shared/REFERENCE.md §3, checked against Debian's linux-source-6.1 (kernel/module/main.c,
-kernel/module/version.c, kernel/module/signing.c, arch/arm64/kernel/traps.c, kernel/panic.c).
+cause, and where the kernel prints it. Messages and errnos are those of ../shared/REFERENCE.md §3,
+checked against Debian's linux-source-6.1 (kernel/module/main.c, kernel/module/version.c,
+kernel/module/signing.c, arch/arm64/kernel/traps.c, kernel/panic.c) and linux-source-6.12.
+
+Generations: the symbol, version, namespace, vermagic and duplicate-export lines are worded the
+same from 5.10 to 6.12 (5.10 and 5.15 print them from kernel/module.c, split into kernel/module/
+in 5.19). A row's source names the versions when a line is not in all of them: the in-kernel
+decompressor's lines (5.17 on; zstd's 6.2 on), and 6.12's stricter ELF checks, where 6.1 said
+"No module found in object" for a missing .gnu.linkonce.this_module.
 
 How the kernel reports one failing symbol matters for the reading: resolve_symbol() prints the
 specific reason (disagrees about version, no symbol version, namespace not imported) and
@@ -13,6 +19,12 @@ returns an error pointer, and simplify_symbols() then prints the generic `Unknow
 (err N)` with that pointer's errno. So the generic line is read by its err value (-2 unknown, -13
 protected, -22 whatever the specific line said) and a specific line for the same symbol wins over
 it.
+
+Findings are what the log shows beyond linking while a module loads (a WARN, a sanitizer report,
+a lockup, a missing firmware file, a failed probe): rows of the same table with a `finding`
+class. They leave the outcome alone (a module that WARNs has loaded) and are attributed to the
+module whose load window they appear in (finit copies exactly that load's records); which of
+them fail a run is the caller's choice (`DEFAULT_FAIL_ON`).
 """
 
 from __future__ import annotations
@@ -54,6 +66,33 @@ class Effect(enum.Enum):
     NOTICE = "notice"    # recorded, decides nothing
 
 
+class FindingClass(enum.StrEnum):
+    """What a finding is (the string values are the JSON contract and `--fail-on`'s words)."""
+    WARNING = "warning"              # WARN(): the `[ cut here ]` ... `---[ end trace ]---` block
+    BUG = "bug"                      # BUG: ..., kernel BUG at ...
+    KASAN = "kasan"
+    KFENCE = "kfence"
+    UBSAN = "ubsan"
+    KCSAN = "kcsan"
+    LOCKDEP = "lockdep"
+    RCU_STALL = "rcu-stall"
+    HUNG_TASK = "hung-task"
+    SOFT_LOCKUP = "soft-lockup"
+    FIRMWARE = "firmware"            # request_firmware() found no file
+    PROBE = "probe"                  # a driver's probe failed
+    DEFERRED_PROBE = "deferred-probe"
+
+
+# Failing a run by default: reports that the kernel's memory or locking is already wrong. A WARN,
+# a missing firmware file or a failed probe is common on devices that work.
+DEFAULT_FAIL_ON = frozenset({FindingClass.BUG, FindingClass.KASAN, FindingClass.KFENCE,
+                             FindingClass.UBSAN, FindingClass.KCSAN, FindingClass.LOCKDEP})
+# Findings that are one line; the others head a report (registers, stack, the sanitizer's
+# details) whose lines become the finding's context.
+ONE_LINE_FINDINGS = frozenset({FindingClass.FIRMWARE, FindingClass.PROBE,
+                               FindingClass.DEFERRED_PROBE})
+
+
 @dataclass(frozen=True)
 class KernelMessage:
     """One row of the table. Named groups: module, symbol, detail, err (all optional)."""
@@ -62,11 +101,12 @@ class KernelMessage:
     kind: LinkProblemKind | None
     errno: int | None        # finit_module's errno when this line is the cause; None: see the line
     source: str
+    finding: FindingClass | None = None
 
 
 def _row(pattern: str, effect: Effect, kind: LinkProblemKind | None, errno: int | None,
-         source: str) -> KernelMessage:
-    return KernelMessage(re.compile(pattern), effect, kind, errno, source)
+         source: str, finding: FindingClass | None = None) -> KernelMessage:
+    return KernelMessage(re.compile(pattern), effect, kind, errno, source, finding)
 
 
 # --- errno: arm64 uses the generic table (include/uapi/asm-generic/errno-base.h, errno.h) ---
@@ -192,22 +232,78 @@ KERNEL_MESSAGES: tuple[KernelMessage, ...] = (
          r"ELF Spec violation.*|empty section name table)$", Effect.LINK, L.INVALID_FORMAT,
          ENOEXEC, "kernel/module/main.c elf_validity_check()"),
     _row(_M + r": (?P<detail>module has no symbols \(stripped\?\)|No module found in object)$",
-         Effect.LINK, L.INVALID_FORMAT, ENOEXEC, "kernel/module/main.c setup_load_info()"),
+         Effect.LINK, L.INVALID_FORMAT, ENOEXEC,
+         "kernel/module/main.c setup_load_info() (No module found: 5.10-6.1)"),
+    _row(r"(?P<detail>Invalid module architecture in ELF header: \d+|"
+         r"Only one \.modinfo section must exist\.)$", Effect.LINK, L.INVALID_FORMAT, ENOEXEC,
+         "6.12 kernel/module/main.c elf_validity_ehdr(), elf_validity_cache_index_info()"),
+    _row(r"module " + _M + r": (?P<detail>(?:Only one )?\.gnu\.linkonce\.this_module .*)$",
+         Effect.LINK, L.INVALID_FORMAT, ENOEXEC,
+         "6.12 kernel/module/main.c elf_validity_cache_index_mod()"),
+    # MODULE_INIT_COMPRESSED_FILE (5.17 on): the decompressor's refusals, -EINVAL (ENOMEM when
+    # memory runs out, which finit's errno then says). They name no module.
+    _row(r"(?P<detail>not an? (?:gzip|xz|zstd) compressed module|"
+         r"decompression failed with status -?\d+|failed to initialize decompressor: -?\d+|"
+         r"ZSTD-compressed data has .*|ZSTD-decompression failed with status -?\d+|"
+         r"Can't initialize ZSTD stream)$", Effect.LINK, L.INVALID_FORMAT, EINVAL,
+         "kernel/module/decompress.c module_decompress() (5.17 on; its zstd lines 6.2 on)"),
     _row(_M + r": Symbol " + _S + r" has an invalid section index", Effect.LINK,
          L.INVALID_FORMAT, ENOEXEC, "kernel/module/main.c simplify_symbols()"),
     _row(r"Loading of (?P<detail>.+) is rejected$", Effect.LINK, L.SIGNATURE_REJECTED,
          EKEYREJECTED, "kernel/module/signing.c module_sig_check()"),
     # Crashes: arm64 die() (arch/arm64/kernel/traps.c), __do_kernel_fault (arch/arm64/mm/fault.c),
-    # BUG() (lib/bug.c), panic() (kernel/panic.c). "watchdog: BUG: soft lockup" is not anchored
-    # here on purpose: a spinning init is a hang, and the per-module timeout says so.
+    # BUG() (lib/bug.c, then die()), panic() (kernel/panic.c).
     _row(r"(?P<detail>Internal error: .*)$", Effect.CRASH, None, None,
          "arch/arm64/kernel/traps.c die()"),
     _row(r"(?P<detail>Unable to handle kernel .*)$", Effect.CRASH, None, None,
          "arch/arm64/mm/fault.c die_kernel_fault()"),
-    _row(r"(?P<detail>kernel BUG at .*)$", Effect.CRASH, None, None, "lib/bug.c report_bug()"),
-    _row(r"(?P<detail>BUG: .*)$", Effect.CRASH, None, None, "various BUG reports"),
+    _row(r"(?P<detail>kernel BUG at .*)$", Effect.CRASH, None, None, "lib/bug.c report_bug()",
+         FindingClass.BUG),
     _row(r"(?P<detail>Kernel panic - not syncing.*)$", Effect.CRASH, None, None,
          "kernel/panic.c panic()"),
+    # Findings: the kernel reports and goes on (the loader's own death, a panic or an oops line
+    # above make it a crash). Sources: Linux 6.1, and later wordings where they changed.
+    _row(r"BUG: KASAN: (?P<detail>.*)$", Effect.NOTICE, None, None,
+         "mm/kasan/report.c print_error_description()", FindingClass.KASAN),
+    _row(r"BUG: KFENCE: (?P<detail>.*)$", Effect.NOTICE, None, None,
+         "mm/kfence/report.c kfence_report_error()", FindingClass.KFENCE),
+    _row(r"BUG: KCSAN: (?P<detail>.*)$", Effect.NOTICE, None, None,
+         "kernel/kcsan/report.c print_report()", FindingClass.KCSAN),
+    # A spinning init is also a hang: the per-module timeout decides the outcome.
+    _row(r"(?:watchdog: )?BUG: soft lockup - (?P<detail>.*)$", Effect.NOTICE, None, None,
+         "kernel/watchdog.c watchdog_timer_fn()", FindingClass.SOFT_LOCKUP),
+    _row(r"(?P<detail>BUG: .*)$", Effect.NOTICE, None, None,
+         "kernel/sched/core.c __schedule_bug(), __might_resched(), mm/page_alloc.c bad_page(), "
+         "kernel/locking/spinlock_debug.c spin_dump(), ...", FindingClass.BUG),
+    _row(r"UBSAN: (?P<detail>.*)$", Effect.NOTICE, None, None, "lib/ubsan.c ubsan_prologue()",
+         FindingClass.UBSAN),
+    _row(r"(?:WARNING: |\[ BUG: )(?P<detail>possible (?:circular locking dependency|recursive "
+         r"locking|irq lock inversion dependency) detected|inconsistent lock state|\S+-safe -> "
+         r"\S+-unsafe lock order detected|bad unlock balance detected!|held lock freed!|"
+         r"suspicious RCU usage|lock held when returning to user space!|Nested lock was not "
+         r"taken|Invalid wait context)", Effect.NOTICE, None, None,
+         "kernel/locking/lockdep.c print_circular_bug_header(), print_deadlock_bug(), "
+         "print_usage_bug(), print_lock_invalid_wait_context(), lockdep_rcu_suspicious(), ...",
+         FindingClass.LOCKDEP),
+    _row(r"(?:rcu: )?INFO: (?P<detail>\S+ (?:self-)?detected (?:expedited )?stalls? on .*)$",
+         Effect.NOTICE, None, None, "kernel/rcu/tree_stall.h print_cpu_stall(), "
+         "print_other_cpu_stall(), kernel/rcu/tree_exp.h", FindingClass.RCU_STALL),
+    _row(r"INFO: task (?P<detail>.+) blocked for more than \d+ seconds\.$", Effect.NOTICE, None,
+         None, "kernel/hung_task.c check_hung_task()", FindingClass.HUNG_TASK),
+    _row(r"WARNING: CPU: \d+ PID: \d+ at (?P<detail>.*)$", Effect.NOTICE, None, None,
+         "kernel/panic.c __warn()", FindingClass.WARNING),
+    _row(r"(?:.*: )?Direct firmware load for (?P<detail>\S+) failed with error (?P<err>-\d+)$",
+         Effect.NOTICE, None, None, "drivers/base/firmware_loader/main.c _request_firmware()",
+         FindingClass.FIRMWARE),
+    _row(r"(?:.*: )?firmware: failed to load (?P<detail>\S+) \((?P<err>-\d+)\)$", Effect.NOTICE,
+         None, None, "drivers/base/firmware_loader/main.c fw_get_filesystem_firmware(), Debian's "
+         "patch firmware_class-log-every-success-and-failure", FindingClass.FIRMWARE),
+    _row(r"(?P<detail>\S+: probe of \S+|.*: probe with driver \S+) failed with error "
+         r"(?P<err>-\d+)$", Effect.NOTICE, None, None,
+         "drivers/base/dd.c call_driver_probe() (6.1: pr_warn \"probe of\"; a 2024 change, in "
+         "v6.18: dev_err \"probe with driver\")", FindingClass.PROBE),
+    _row(r"(?P<detail>.+): deferred probe pending(?:: .*)?$", Effect.NOTICE, None, None,
+         "drivers/base/dd.c deferred_probe_timeout_work_func()", FindingClass.DEFERRED_PROBE),
     # Notices: kept in the record, decide nothing.
     _row(_M + r": module verification failed: (?P<detail>.*)$", Effect.NOTICE, None, None,
          "kernel/module/main.c module_sig_check()"),
@@ -253,6 +349,67 @@ def match_line(line: str) -> Match | None:
     return None
 
 
+# --- findings ---
+
+# How a report is framed: the lines that open it and the line that closes what each opened: the
+# WARN/BUG block (include/asm-generic/bug.h CUT_HERE, kernel/panic.c print_oops_end_marker()),
+# and the rule of '=' around the sanitizers' reports (lockdep draws one above only). A report's
+# headline comes at most REPORT_LEAD lines after its opening line (WARN()'s own message comes in
+# between); a report that is not closed ends before the next report or finding, or at
+# CONTEXT_LINES.
+REPORT_FRAMES = (
+    (re.compile(r"-+\[ cut here \]-+$"), re.compile(r"---\[ end trace [0-9a-f]+ \]---$")),
+    (re.compile(r"={20,}$"), re.compile(r"={20,}$")),
+)
+REPORT_LEAD = 3
+CONTEXT_LINES = 60
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something wrong the kernel log showed while a module loaded (its outcome aside)."""
+    kind: FindingClass
+    line: str                    # the headline, as the log has it
+    context: tuple[str, ...]     # the whole report, headline included; () for one-line findings
+
+
+def _finding_class(line: str) -> FindingClass | None:
+    m = match_line(line)
+    return m.message.finding if m else None
+
+
+def findings(lines: Sequence[str]) -> tuple[Finding, ...]:
+    """The findings in one load's kernel log, in log order, each with its report."""
+    text = [message_text(line) for line in lines]
+    found: list[Finding] = []
+    i = 0
+    while i < len(lines):
+        kind = _finding_class(lines[i])
+        if kind is None:
+            i += 1
+            continue
+        if kind in ONE_LINE_FINDINGS:
+            found.append(Finding(kind, lines[i], ()))
+            i += 1
+            continue
+        start, closes = i, None
+        for j in range(i - 1, max(-1, i - 1 - REPORT_LEAD), -1):
+            if frame := next((f for f in REPORT_FRAMES if f[0].match(text[j])), None):
+                start, closes = j, frame[1]
+                break
+        end = i + 1
+        while end < len(lines) and end - start < CONTEXT_LINES:
+            if closes and closes.match(text[end]):
+                end += 1
+                break
+            if any(f[0].match(text[end]) for f in REPORT_FRAMES) or _finding_class(lines[end]):
+                break
+            end += 1
+        found.append(Finding(kind, lines[i], tuple(lines[start:end])))
+        i = end
+    return tuple(found)
+
+
 # --- the verdict ---
 
 @dataclass(frozen=True)
@@ -279,17 +436,21 @@ class RuntimeResult:
     # modules.dep dependencies that did not load before it (it was tried anyway): a link-error
     # naming their symbols is their consequence, not this module's own problem
     failed_dependencies: tuple[str, ...] = ()
+    findings: tuple[Finding, ...] = ()     # what else its load window of the log showed
 
     @property
     def errno_name(self) -> str | None:
         return errno_name(self.errno)
 
 
-def link_problems(lines: Iterable[str], module: str) -> tuple[LinkProblem, ...]:
+def link_problems(lines: Iterable[str], module: str,
+                  own_name: str = "") -> tuple[LinkProblem, ...]:
     """The link problems the log names for `module`, one per (kind, symbol), in log order.
 
     A line naming another module is not this module's problem (asynchronous messages can land
     between the markers); lines that name no module (Invalid ELF ...) are taken as this one's.
+    The kernel names a module by its own name (modinfo name=), `own_name` when it is not the
+    file's.
     """
     specific: dict[str, LinkProblem] = {}
     found: list[LinkProblem] = []
@@ -297,7 +458,7 @@ def link_problems(lines: Iterable[str], module: str) -> tuple[LinkProblem, ...]:
         m = match_line(line)
         if m is None or m.message.effect is not Effect.LINK:
             continue
-        if m.module and m.module != module:
+        if m.module and m.module not in (module, own_name or module):
             continue
         kind = m.message.kind
         assert kind is not None
@@ -331,32 +492,34 @@ def loader_message(path: str, params: str, errno: int | None) -> str:
 
 def classify(*, name: str, path: str, errno: int | None, kmsg: Sequence[str], seconds: float,
              params: str = "", origin: str = "", timed_out: bool = False,
-             vm_died: bool = False, killed_by: int | None = None) -> RuntimeResult:
+             vm_died: bool = False, killed_by: int | None = None,
+             own_name: str = "") -> RuntimeResult:
     """The verdict for one finit_module: errno is what it returned (0 loaded), None if it did not
     return (timed out, VM died, killed by signal `killed_by`)."""
     lines = tuple(kmsg)
     crashes = crash_lines(lines)
-    problems = link_problems(lines, name)
+    problems = link_problems(lines, name, own_name)
+    seen = findings(lines)
     if timed_out:
         return RuntimeResult(name, path, Outcome.HUNG, None, (), lines,
                              f"no answer from finit_module in {seconds:.1f} s", seconds, origin,
-                             "init did not return before the per-module timeout")
+                             "init did not return before the per-module timeout", findings=seen)
     if crashes or vm_died or killed_by is not None:
         why = crashes[0] if crashes else ("the guest died (qemu exited)" if vm_died
                                           else f"the loader was killed by signal {killed_by}")
         return RuntimeResult(name, path, Outcome.CRASHED, None, problems, lines,
                              f"Failed to insmod '{path}': {message_text(why)}", seconds, origin,
-                             message_text(why))
+                             message_text(why), findings=seen)
     assert errno is not None
     message = loader_message(path, params, errno)
     if errno in (0, EEXIST):
         return RuntimeResult(name, path, Outcome.LOADED, None, (), lines, message,
-                             seconds, origin)
+                             seconds, origin, findings=seen)
     if problems:
         return RuntimeResult(name, path, Outcome.LINK_ERROR, errno, problems, lines, message,
-                             seconds, origin)
+                             seconds, origin, findings=seen)
     return RuntimeResult(name, path, Outcome.INIT_ERROR, errno, (), lines, message, seconds,
-                         origin)
+                         origin, findings=seen)
 
 
 def not_loaded(outcome: Outcome, *, name: str, path: str, reason: str,

@@ -13,15 +13,17 @@ import io
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
 from bootverify.android import BootMode
+from bootverify.errors import InfraError
 from bootverify.plan import Key, LoadPlan, plan_for
 from bootverify.plan.shards import Part, part_plan
+from bootverify.readers.ramdisk import CpioEntry
 from bootverify.runtime import agent, boot
 from bootverify.runtime.console import plan_banner
 from bootverify.runtime.kmsg import RuntimeResult
@@ -36,9 +38,11 @@ HOST_MEMORY_RESERVE_MB = 1024
 
 def run_plan(guest: boot.GuestBoot, plan: LoadPlan, *, config: VMConfig = VMConfig(),
              module_timeout: float = DEFAULT_MODULE_TIMEOUT, progress: Progress | None = None,
-             console_log: TextIO | None = None) -> RunReport:
+             console_log: TextIO | None = None,
+             on_abort: Callable[[RunReport], None] | None = None) -> RunReport:
     """Boot `guest` (whose overlay holds plan.lines) and load every module of `plan`; qemu and
-    temp files never outlive it."""
+    temp files never outlive it. An infrastructure failure or an interrupt still propagates;
+    `on_abort` gets what was known by then (the modules done so far), for partial reports."""
     start = time.monotonic()
     with signals_as_interrupt(), Workspace(guest) as ws:
         if console_log is not None:
@@ -47,6 +51,10 @@ def run_plan(guest: boot.GuestBoot, plan: LoadPlan, *, config: VMConfig = VMConf
                         progress=progress)
         try:
             runner.run()
+        except (InfraError, KeyboardInterrupt):
+            if on_abort is not None:
+                on_abort(runner.report(guest.release, guest.cmdline, time.monotonic() - start))
+            raise
         finally:
             runner.close()
         return runner.report(guest.release, guest.cmdline, time.monotonic() - start)
@@ -61,6 +69,7 @@ class Prepared:
     plan: LoadPlan
     dlkm: Mapping[str, Path]
     busybox: bytes | None          # None: not read yet (a plan only)
+    tree: Mapping[str, CpioEntry]  # the ramdisks' files, read once
 
     def initrd_bytes(self) -> int:
         """The size of a guest's initrd (with an empty plan file: a plan adds little)."""
@@ -69,37 +78,46 @@ class Prepared:
     def guest(self, plan: LoadPlan) -> boot.GuestBoot:
         assert self.busybox is not None
         return boot.prepare(self.handoff, self.cmdline, self.nonce, busybox=self.busybox,
-                            dlkm_dirs=self.dlkm, extra_entries=[agent.plan_entry(plan.lines)])
+                            dlkm_dirs=self.dlkm, extra_entries=[agent.plan_entry(plan.lines)],
+                            ramdisk_tree=self.tree)
 
 
 def plan_images(boot_img: Path | str, vendor_boot: Path | str | None, *,
                 system_dlkm: Path | None = None, vendor_dlkm: Path | None = None,
                 busybox: Path | None = None, nonce: str | None = None,
                 extra_params: Sequence[str] = (), boot_mode: BootMode | None = None,
+                narrow: Callable[[LoadPlan], LoadPlan] | None = None,
                 with_agent: bool = True) -> Prepared:
-    """Read the images and make the load plan (and read the agent's busybox, `with_agent`)."""
+    """Read the images and make the load plan (`narrow`ed first when given: --only, --exclude,
+    --rerun-failed), and read the agent's busybox (`with_agent`)."""
     images = boot.read_images(boot_img, vendor_boot)
     dlkm = {k: Path(v) for k, v in (("system_dlkm", system_dlkm), ("vendor_dlkm", vendor_dlkm))
             if v is not None}
     h = boot.handoff(images)
     nonce = nonce or boot.new_nonce()
     cmdline = boot.guest_cmdline(h, nonce, extra_params)
-    plan = plan_for(h.ramdisk_tree(), h.kernel.release, h.kernel.image, h.bootconfig, cmdline,
-                    dlkm, boot_mode)
+    tree = h.ramdisk_tree()
+    plan = plan_for(tree, h.kernel.release, h.kernel.image, h.bootconfig, cmdline, dlkm,
+                    boot_mode)
+    if narrow is not None:
+        plan = narrow(plan)
     return Prepared(h, cmdline, nonce, plan, dlkm,
-                    agent.read_busybox(busybox) if with_agent else None)
+                    agent.read_busybox(busybox) if with_agent else None, tree)
 
 
 def prepare_run(boot_img: Path | str, vendor_boot: Path | str | None, *,
                 system_dlkm: Path | None = None, vendor_dlkm: Path | None = None,
                 busybox: Path | None = None, nonce: str | None = None,
                 extra_params: Sequence[str] = (),
-                boot_mode: BootMode | None = None) -> tuple[boot.GuestBoot, LoadPlan]:
+                boot_mode: BootMode | None = None,
+                narrow: Callable[[LoadPlan], LoadPlan] | None = None,
+                ) -> tuple[boot.GuestBoot, LoadPlan]:
     """Read the images and make what qemu gets, with the load plan in the agent's overlay."""
     p = plan_images(boot_img, vendor_boot, system_dlkm=system_dlkm, vendor_dlkm=vendor_dlkm,
                     busybox=busybox, nonce=nonce, extra_params=extra_params,
-                    boot_mode=boot_mode)
-    return p.guest(p.plan), p.plan
+                    boot_mode=boot_mode, narrow=narrow)
+    guest = p.guest(p.plan)
+    return guest, replace(p.plan, notes=p.plan.notes + guest.notes)
 
 
 def run_images(boot_img: Path | str, vendor_boot: Path | str | None, *,
@@ -107,12 +125,15 @@ def run_images(boot_img: Path | str, vendor_boot: Path | str | None, *,
                busybox: Path | None = None, config: VMConfig = VMConfig(),
                module_timeout: float = DEFAULT_MODULE_TIMEOUT, progress: Progress | None = None,
                console_log: TextIO | None = None,
-               boot_mode: BootMode | None = None) -> RunReport:
+               boot_mode: BootMode | None = None,
+               narrow: Callable[[LoadPlan], LoadPlan] | None = None,
+               on_abort: Callable[[RunReport], None] | None = None) -> RunReport:
     """The whole runtime half: read the images, boot, load everything, classify."""
     guest, plan = prepare_run(boot_img, vendor_boot, system_dlkm=system_dlkm,
-                              vendor_dlkm=vendor_dlkm, busybox=busybox, boot_mode=boot_mode)
+                              vendor_dlkm=vendor_dlkm, busybox=busybox, boot_mode=boot_mode,
+                              narrow=narrow)
     return run_plan(guest, plan, config=config, module_timeout=module_timeout,
-                    progress=progress, console_log=console_log)
+                    progress=progress, console_log=console_log, on_abort=on_abort)
 
 
 # --- several guests at once ---
@@ -146,16 +167,18 @@ def guest_config(config: VMConfig, jobs: int) -> VMConfig:
 
 def run_parts(prepared: Prepared, parts: Sequence[Part], *, config: VMConfig = VMConfig(),
               module_timeout: float = DEFAULT_MODULE_TIMEOUT, progress: Progress | None = None,
-              console_log: TextIO | None = None) -> RunReport:
+              console_log: TextIO | None = None,
+              on_abort: Callable[[RunReport], None] | None = None) -> RunReport:
     """Each non-empty part on its own guest, at once; the results of what each part owns in
-    plan order. A part's failure (InfraError, Ctrl-C) stops the others."""
+    plan order. A part's failure (InfraError, Ctrl-C) stops the others; `on_abort` then gets
+    what every guest knew by then (as run_plan's), for partial reports."""
     start = time.monotonic()
     plan = prepared.plan
     parts = [p for p in parts if p.groups] or list(parts[:1])     # nothing to load: boot still
     total = sum(len(p.owned) for p in parts)
     lock = threading.Lock()
     done = [0]
-    runners: list[Runner] = []
+    runners: dict[int, Runner] = {}
     stopping = threading.Event()
     # One guest writes the console log as it goes; several write theirs aside, then one after
     # another.
@@ -175,7 +198,7 @@ def run_parts(prepared: Prepared, parts: Sequence[Part], *, config: VMConfig = V
             runner = Runner(sub, Booter(ws, config, logs[i]), module_timeout=module_timeout,
                             progress=counted(part.owned))
             with lock:
-                runners.append(runner)
+                runners[i] = runner
             if stopping.is_set():
                 runner.stop()
             try:
@@ -187,17 +210,25 @@ def run_parts(prepared: Prepared, parts: Sequence[Part], *, config: VMConfig = V
     def stop() -> None:
         stopping.set()
         with lock:
-            for r in runners:
+            for r in runners.values():
                 r.stop()
+
+    def write_logs() -> None:
+        if console_log is not None and len(parts) > 1:
+            for log in logs:
+                assert isinstance(log, io.StringIO)
+                console_log.write(log.getvalue())
 
     jobs = []
     for i, part in enumerate(parts):
         sub = part_plan(plan, part)
+        guest = prepared.guest(sub)
+        sub = replace(sub, notes=sub.notes + guest.notes)
         log = logs[i]
         if log is not None:
             log.write(f"=== bootverify: part {part.index + 1} ({len(part.owned)} modules) ===\n"
                       + plan_banner(sub.lines))
-        jobs.append((i, part, sub, prepared.guest(sub)))
+        jobs.append((i, part, sub, guest))
     with signals_as_interrupt(), ThreadPoolExecutor(max(1, len(jobs))) as pool:
         futures = [pool.submit(one, *job) for job in jobs]
         try:
@@ -205,29 +236,44 @@ def run_parts(prepared: Prepared, parts: Sequence[Part], *, config: VMConfig = V
             if any(f.exception() for f in finished):
                 stop()
             reports = [f.result() for f in futures]
+        except (InfraError, KeyboardInterrupt):
+            stop()
+            wait(futures)
+            write_logs()
+            if on_abort is not None:
+                with lock:
+                    known = {i: r.report(prepared.handoff.kernel.release, prepared.cmdline, 0.0)
+                             for i, r in runners.items()}
+                on_abort(_joined(prepared, [(known[i], parts[i]) for i in sorted(known)],
+                                 time.monotonic() - start))
+            raise
         except BaseException:
             stop()
             raise
-    if console_log is not None and len(parts) > 1:
-        for log in logs:
-            assert isinstance(log, io.StringIO)
-            console_log.write(log.getvalue())
-    owned = frozenset().union(*(p.owned for p in parts))
+    write_logs()
+    return _joined(prepared, list(zip(reports, parts, strict=True)), time.monotonic() - start)
+
+
+def _joined(prepared: Prepared, reports: Sequence[tuple[RunReport, Part]],
+            seconds: float) -> RunReport:
+    """The guests' reports as one: what each part owns in plan order, the modules loaded only
+    as another part's dependencies as context, each guest's outcomes with its entries."""
+    plan = prepared.plan
+    owned = frozenset().union(*(p.owned for _, p in reports))
     got: dict[Key, RuntimeResult] = {}
     context: dict[Key, RuntimeResult] = {}
-    for rep, part in zip(reports, parts, strict=True):
+    for rep, part in reports:
         for r in rep.results:
             key = (r.origin, r.name)
             if key in part.owned:
                 got[key] = r
             elif key not in owned:
                 context.setdefault(key, r)
-    notes = tuple(dict.fromkeys(n for rep in reports for n in rep.notes))
+    notes = tuple(dict.fromkeys(n for rep, _ in reports for n in rep.notes))
     return RunReport(tuple(got[s.key] for s in plan.steps if s.key in got),
-                     tuple(b for rep in reports for b in rep.boots),
-                     prepared.handoff.kernel.release, prepared.cmdline, notes,
-                     time.monotonic() - start, plan,
+                     tuple(b for rep, _ in reports for b in rep.boots),
+                     prepared.handoff.kernel.release, prepared.cmdline, notes, seconds, plan,
                      tuple(context[s.key] for s in plan.steps if s.key in context),
                      tuple((part.entries, {(r.origin, r.name): r.outcome.value
                                            for r in rep.results})
-                           for rep, part in zip(reports, parts, strict=True)))
+                           for rep, part in reports))

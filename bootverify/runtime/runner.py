@@ -106,7 +106,8 @@ Progress = Callable[[RuntimeResult, int, int], None]    # (result, done, total)
 def classify_output(u: ModuleUnit, out: LoadOutput, host_seconds: float) -> RuntimeResult:
     """One module's verdict from what the agent printed for it."""
     seconds = out.seconds if out.seconds is not None else host_seconds
-    common = dict(name=u.name, path=u.path, seconds=seconds, params=u.params, origin=u.origin)
+    common = dict(name=u.name, path=u.path, seconds=seconds, params=u.params, origin=u.origin,
+                  own_name=u.own_name)
     if out.label is Label.OPEN:
         assert out.value is not None
         return kmsg.skipped(name=u.name, path=u.path, origin=u.origin,
@@ -130,7 +131,7 @@ def host_verdict(u: ModuleUnit, lines: Sequence[str], seconds: float, *,
     qemu exited (a panic); whatever the console showed for the module is the evidence."""
     out = protocol.parse_load_output(lines)
     return kmsg.classify(name=u.name, path=u.path, errno=None, kmsg=out.kmsg + out.console,
-                         seconds=seconds, params=u.params, origin=u.origin,
+                         seconds=seconds, params=u.params, origin=u.origin, own_name=u.own_name,
                          timed_out=timed_out, vm_died=vm_died)
 
 
@@ -208,19 +209,36 @@ class Runner:
     # -- guests --
 
     def boot_and_restore(self) -> Console:
-        """Boot a new guest and load again what the modules still to come depend on."""
+        """Boot a new guest and load again what the modules still to come depend on. A guest
+        that hangs or dies while doing so is recorded, and the next one boots without
+        restoring (the modules after it then miss those dependencies, which their verdicts
+        show): a module that hangs every time cannot stop the run."""
+        guest = self._boot()
+        assert guest.console is not None and guest.boot_seconds is not None
+        try:
+            restored, seconds, failures = self._restore(guest.console)
+        except (CommandTimeout, GuestDied) as e:
+            how = "hung" if isinstance(e, CommandTimeout) else "died"
+            self.notes.append(f"the guest {how} while modules were loaded again after a reboot "
+                              f"({e}); the next guest boots without them")
+            self.boots.append(BootRecord(guest.boot_seconds, self.position.boot_reason, 0,
+                                         e.seconds, (f"restore {how}",)))
+            self.position = replace(self.position, boot_reason=f"after the restore {how}")
+            guest = self._boot()
+            assert guest.console is not None and guest.boot_seconds is not None
+            restored, seconds, failures = 0, 0.0, ()
+        self.boots.append(BootRecord(guest.boot_seconds, self.position.boot_reason, restored,
+                                     seconds, failures))
+        return guest.console
+
+    def _boot(self) -> Guest:
         self._kill_guest()
         if self.stopped:
             raise InfraError("stopped: another guest of the run failed")
         pos = self.position
-        guest = self.boot_guest(first_seq=pos.seq + 1,
-                                label=boot_banner(len(self.boots) + 1, pos.boot_reason))
-        self.guest = guest
-        assert guest.console is not None and guest.boot_seconds is not None
-        restored, seconds, failures = self._restore(guest.console)
-        self.boots.append(BootRecord(guest.boot_seconds, pos.boot_reason, restored, seconds,
-                                     failures))
-        return guest.console
+        self.guest = self.boot_guest(first_seq=pos.seq + 1,
+                                     label=boot_banner(len(self.boots) + 1, pos.boot_reason))
+        return self.guest
 
     def _kill_guest(self) -> None:
         if self.guest is not None:

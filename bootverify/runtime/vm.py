@@ -4,7 +4,8 @@
 them); `VirtualMachine` is one qemu process with its console. Both are context managers and
 both are also registered for atexit, so neither a qemu process nor a temp dir survives an
 exception, Ctrl-C (KeyboardInterrupt runs the finally blocks) or a normal interpreter exit;
-`signals_as_interrupt()` turns SIGTERM and SIGHUP into KeyboardInterrupt for the same effect.
+`signals_as_interrupt()` (errors.py, re-exported here) turns SIGTERM and SIGHUP into
+KeyboardInterrupt for the same effect.
 If the Python process is killed outright, qemu still ends: it runs in its own session on the pty
 that pexpect holds, the pty's closing sends it SIGHUP and qemu exits on SIGHUP; the temp dir is
 then left, and the next Workspace removes temp dirs of bootverify processes that no longer live.
@@ -27,7 +28,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -35,6 +35,7 @@ from typing import TextIO
 import pexpect
 
 from bootverify.errors import InfraError
+from bootverify.errors import signals_as_interrupt as signals_as_interrupt  # re-exported
 from bootverify.runtime.boot import GuestBoot
 from bootverify.runtime.console import Console
 
@@ -276,25 +277,6 @@ class Booter:
         machine = VirtualMachine(self.ws, self.config, self.log, first_seq, label)
         machine.start()
         return machine
-
-
-@contextlib.contextmanager
-def signals_as_interrupt() -> Iterator[None]:
-    """Within the block SIGTERM and SIGHUP raise KeyboardInterrupt, so cleanup runs (main thread
-    only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 DUMPDTB_TIMEOUT = 60

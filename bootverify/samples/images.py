@@ -47,6 +47,7 @@ from bootverify.samples.kernels import (
 )
 from bootverify.samples.recipe import (
     RECIPE_DIR,
+    Expectation,
     Partition,
     Recipe,
     Variant,
@@ -135,16 +136,32 @@ def _generic_ramdisk(recipe: Recipe, busybox: Path) -> bytes:
 
 
 def _expected(recipe: Recipe, variant: Variant) -> dict:
-    modules: dict[str, dict] = {}
-    for g in recipe.system_dlkm:
-        e = g.expected[variant]
-        modules[g.name] = {"static": list(e.static), "runtime": e.runtime,
-                           "partition": Partition.SYSTEM_DLKM.value}
-    for m in recipe.shipped():
-        e = m.expected[variant]
-        modules[m.name] = {"static": list(e.static), "runtime": e.runtime,
-                           "partition": Partition.VENDOR_KERNEL_BOOT.value}
+    def one(e: Expectation, partition: Partition) -> dict:
+        return {"static": list(e.static), "runtime": e.runtime, "findings": list(e.findings),
+                "partition": partition.value}
+
+    modules = {g.name: one(g.expected[variant], Partition.SYSTEM_DLKM) for g in recipe.system_dlkm}
+    modules |= {m.name: one(m.expected[variant], Partition.VENDOR_KERNEL_BOOT)
+                for m in recipe.shipped()}
     return {"modules": modules}
+
+
+def _expect_toml(recipe: Recipe, variant: Variant) -> str:
+    """The variant's known failures for `bootverify run --expect` (nightly/expect.py's format;
+    TOML's basic strings take JSON's escapes)."""
+    d = recipe.android[variant]
+    out = ["# The sample images' seeded faults: what `bootverify run --expect` expects to fail.",
+           "# Made from samples.toml by `bootverify images build`.", "", "[android]",
+           f"verdict = {json.dumps(d.verdict)}"]
+    out += [f"stops_at = {json.dumps(d.stops_at)}"] if d.stops_at else []
+    out.append(f"reason = {json.dumps(d.why)}")
+    entries = [(g.name, g.expected[variant]) for g in recipe.system_dlkm] + \
+        [(m.name, m.expected[variant]) for m in recipe.shipped()]
+    for name, e in entries:
+        if e.why:
+            out += ["", f"[modules.{name}]", f"outcome = {json.dumps(e.runtime)}",
+                    f"reason = {json.dumps(e.why)}"]
+    return "\n".join(out) + "\n"
 
 
 @dataclass(frozen=True)
@@ -165,6 +182,7 @@ def _variant_outputs(run: Runner, recipe: Recipe, variant: Variant, kernel: Kern
         shutil.copy2(kernel.out(name), out / name)
     (out / "kmi_symbol_list").write_text(format_kmi_symbol_list(kmi))
     (out / "expected.json").write_text(json.dumps(_expected(recipe, variant), indent=2) + "\n")
+    (out / "expect.toml").write_text(_expect_toml(recipe, variant))
     vwork = work / variant.value
     vwork.mkdir()
     _system_dlkm(run, recipe, gki, kernel, vwork, out / "system_dlkm")
@@ -226,11 +244,14 @@ def _mkbootimg_images(run: Runner, recipe: Recipe, kernel: Kernel, ramdisks: Ram
         cwd=work, log=log, timeout=T_TOOL)
 
 
-def build(cache_root: Path, progress: Callable[[str], None]) -> Path:
-    """Build (or find in the cache) the sample images; return the output directory."""
-    recipe = load_recipe()
+def build(cache_root: Path, progress: Callable[[str], None],
+          recipe_dir: Path = RECIPE_DIR) -> Path:
+    """Build (or find in the cache) the sample images; return the output directory. Another
+    recipe_dir (a changed copy of the recipe: another KMI list, say) gets its own images,
+    cached by its content as the recipe's are."""
+    recipe = load_recipe(recipe_dir)
     version = source_version(recipe.package)
-    final = cache_root / "samples" / recipe_key(RECIPE_DIR, version)
+    final = cache_root / "samples" / recipe_key(recipe_dir, version)
     if final.is_dir():
         return final
     with locked(cache_root):

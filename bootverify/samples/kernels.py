@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootverify.errors import InfraError
+from bootverify.readers.symbols import kernel_exports_from_symvers
 from bootverify.samples.recipe import DeviceModule, Recipe, Variant
 from bootverify.samples.steps import (
     T_CONFIG,
@@ -24,6 +25,7 @@ from bootverify.samples.steps import (
     digest,
     staging,
 )
+from bootverify.static.kmilist import strict_check
 
 TARBALL_DIR = Path("/usr/src")
 
@@ -161,12 +163,11 @@ def build_kernel(run: Runner, cache: Path, variant: Variant, src: Path,
 
 def _check_trimmed(label: str, symvers: Path, kmi: Sequence[str]) -> None:
     """Kleaf's kmi_symbol_list_strict_mode: vmlinux exports exactly the list."""
-    exported = {row.split("\t")[1] for row in symvers.read_text().splitlines() if row}
-    listed = set(kmi)
-    if exported != listed:
+    strict = strict_check(kernel_exports_from_symvers(symvers), frozenset(kmi))
+    if not strict.equal:
         raise InfraError(f"sample images: {label}: KMI trimming failed: exported but not listed "
-                         f"{sorted(exported - listed)}, listed but not exported "
-                         f"{sorted(listed - exported)}")
+                         f"{list(strict.unlisted_exports)}, listed but not exported "
+                         f"{list(strict.listed_not_exported)}")
 
 
 def _build_device_module(run: Runner, m: DeviceModule, variant: Variant,

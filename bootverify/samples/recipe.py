@@ -12,16 +12,18 @@ from pathlib import Path
 
 from bootverify.errors import InfraError
 from bootverify.readers.modules import module_name
-from bootverify.runtime.kmsg import Outcome
+from bootverify.runtime.kmsg import FindingClass, Outcome
 from bootverify.static.analysis import ProblemKind
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RECIPE_DIR = PACKAGE_DIR / "recipe"      # `images/` in a checkout is a link to it
 RECIPE = "samples.toml"
 
-# The vocabularies of expected.json: `bootverify check` problem kinds, `bootverify run` outcomes.
+# The vocabularies of expected.json: `bootverify check` problem kinds, `bootverify run` outcomes
+# and finding classes.
 PROBLEM_KINDS = frozenset(k.value for k in ProblemKind)
 RUNTIME_OUTCOMES = frozenset(o.value for o in Outcome)
+FINDING_CLASSES = frozenset(c.value for c in FindingClass)
 
 
 class Variant(enum.Enum):
@@ -44,6 +46,16 @@ class Partition(enum.Enum):
 class Expectation:
     static: tuple[str, ...]
     runtime: str
+    findings: tuple[str, ...] = ()     # finding classes, sorted
+    why: str = ""                    # why it fails: its reason in expect.toml
+
+
+@dataclass(frozen=True)
+class DeviceExpectation:
+    """The device verdict a variant's expect.toml expects ([android] of samples.toml)."""
+    verdict: str
+    stops_at: str | None
+    why: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,7 @@ class Recipe:
     bootconfig: tuple[str, ...]
     system_dlkm: tuple[GkiModule, ...]
     modules: tuple[DeviceModule, ...]
+    android: dict[Variant, DeviceExpectation]
 
     def shipped(self) -> list[DeviceModule]:
         return [m for m in self.modules if m.shipped]
@@ -103,11 +116,16 @@ class Recipe:
 def _expectations(entry: dict, where: str, recipe: Path) -> dict[Variant, Expectation]:
     def one(raw: dict, variant: Variant) -> Expectation:
         static, runtime = tuple(sorted(raw.get("static", ()))), raw.get("runtime", "")
-        unknown = set(static) - PROBLEM_KINDS
+        findings = tuple(sorted(raw.get("findings", ())))
+        unknown = (set(static) - PROBLEM_KINDS) | (set(findings) - FINDING_CLASSES)
         if unknown or runtime not in RUNTIME_OUTCOMES:
-            raise InfraError(f"{recipe}: {where} ({variant.value}): unknown problem kind "
-                             f"{sorted(unknown)} or runtime outcome {runtime!r}")
-        return Expectation(static, runtime)
+            raise InfraError(f"{recipe}: {where} ({variant.value}): unknown problem kind or "
+                             f"finding class {sorted(unknown)} or runtime outcome {runtime!r}")
+        why = raw.get("why", "")
+        if runtime not in (Outcome.LOADED, Outcome.SKIPPED) and not why:
+            raise InfraError(f"{recipe}: {where} ({variant.value}): a {runtime} needs a why "
+                             f"(its reason in expect.toml)")
+        return Expectation(static, runtime, findings, why)
 
     gki = one(entry.get("gki", {}), Variant.GKI) if "gki" in entry else None
     repl = one(entry["replacement"], Variant.REPLACEMENT) if "replacement" in entry else gki
@@ -153,7 +171,9 @@ def _parse_recipe(raw: dict, root: Path) -> Recipe:
         bootconfig=tuple(b["bootconfig"]),
         system_dlkm=tuple(GkiModule(g["path"], _expectations(g, g["path"], path))
                           for g in raw["system_dlkm"]),
-        modules=modules)
+        modules=modules,
+        android={v: DeviceExpectation(e["verdict"], e.get("stops_at"), e["why"])
+                 for v, e in ((v, raw["android"][v.value]) for v in Variant)})
 
 
 def recipe_key(root: Path, version: str, builder: Path = PACKAGE_DIR) -> str:

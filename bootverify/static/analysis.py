@@ -18,6 +18,20 @@ and on top the KMI: a kernel symbol outside the lists is a failure on a trimmed 
 latent violation otherwise. The kernel stops at the first refusal; the report lists them all.
 A module whose provider fails cannot load either.
 
+Generations (GKI android12-5.10 ... android16-6.12): these rules read the same in 5.10 and 5.15
+(kernel/module.c, ACK and the AOSP prebuilts' modules), 6.1 (Debian's linux-source-6.1) and 6.12
+(Debian's linux-source-6.12: kernel/module/main.c, version.c): check_modstruct_version() and
+module_layout, struct modversion_info (64 bytes on 64-bit), same_magic() and VERMAGIC_STRING
+(include/linux/vermagic.h, identical in 6.1 and 6.12), resolve_symbol()'s order and
+verify_exported_symbols(). What differs is where a module keeps its export CRCs
+(readers/modules.py _crcs(): SHN_ABS in 5.10/5.15), how compressed modules are loaded
+(runtime/boot.py: MODULE_INIT_COMPRESSED_FILE from 5.17), some kernel messages (runtime/kmsg.py)
+and, by distributor rather than generation, check_version() on a missing __versions entry:
+Debian's 6.1 and 6.12 refuse it, upstream and ACK 5.10 to 6.12 warn once and load it. The GKI
+protection rule is android14-6.1's; an earlier kernel/gki_module.c (ACK, 2021, read in a mirror
+of ACK common of the 5.x era) looks symbols up in a list of protected ones instead of the KMI's
+unprotected ones: that variant is not modelled apart.
+
 Given the load plan (`load_slots`: what Android's loaders do, bootverify/plan/), the rules also
 follow its order, since find_symbol() finds only the modules already loaded: a provider that
 loads later (a first-stage module whose provider only vendor_dlkm has), one that never loads
@@ -335,13 +349,16 @@ def check_version(m: ModuleFacts, sym: str, crc: int | None, owner: str,
     CONFIG_MODVERSIONS): a provider without CRCs is not checked; a __versions entry with
     another CRC is "disagrees about version of symbol" (return 0: EINVAL); no entry at all is
     "no symbol version for SYM". What that does depends on the kernel's source:
-    - Debian's linux-source-6.1 (6.1.192, the samples' kernels), with Debian's patch
+    - Debian's linux-source-6.1 (6.1.192, the samples' kernels) and linux-source-6.12
+      (6.12.95: kernel/module/version.c the same), with Debian's patch
       "module: Disable matching missing version CRC" (Ben Hutchings, 2016, "fail closed"):
       pr_warn() and return 0, so resolve_symbol() gives ERR_PTR(-EINVAL) and
       simplify_symbols() logs "Unknown symbol SYM (err -22)", even for a weak reference;
-    - upstream 5.10 and 5.15 (kernel/module.c) and 6.1 (kernel/module/version.c): "Broken
-      toolchain. Warn once, then let it go..": pr_warn_once() and return 1, the module loads
-      (KernelInterface.missing_version_fatal=False: a warning).
+    - upstream 5.10 and 5.15 (kernel/module.c) and 6.1 to 6.12 (kernel/module/version.c):
+      "Broken toolchain. Warn once, then let it go..": pr_warn_once() and return 1, the module
+      loads (KernelInterface.missing_version_fatal=False: a warning). The kernel's Image does
+      not tell the two apart (the same format string), nor does its release (the samples'
+      "6.1.192" carries Debian's patch): the stricter reading is the default.
     No __versions at all was refused once, by check_modstruct_version()."""
     if crc is None or not kernel.modversions:
         return None

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bootverify import android
 from bootverify.android import BootMode
 from bootverify.cache import file_fingerprint, memo
-from bootverify.errors import InputError
+from bootverify.errors import InputError, reading, regular_file
 from bootverify.plan import LoadPlan, plan_for
 from bootverify.readers.bootimg import (bootloader_cmdline, bootloader_ramdisk, read_boot,
                                         read_vendor_boot)
@@ -35,7 +36,7 @@ from bootverify.readers.symbols import (kernel_exports_from_symvers,
 from bootverify.static.analysis import KernelInterface, StaticReport, analyze
 from bootverify.static.moduleset import load_module_set
 
-ANALYSIS_VERSION = 8        # bump when the rules change, so cached reports are not reused
+ANALYSIS_VERSION = 9        # bump when the rules change, so cached reports are not reused
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,9 @@ class CheckInputs:
                                   ("vendor_dlkm", self.vendor_dlkm)) if v is not None}
 
     def planned(self) -> bool:
-        """Whether the modules are loaded as a device loads them (a plan), or are a plain set."""
-        return bool(self.vendor_boot or self.dlkm_dirs())
+        """Whether the modules are loaded as a device loads them (a plan), or are a plain set
+        (a boot.img v0-v2 alone carries the device's ramdisk: a plan)."""
+        return bool(self.vendor_boot or self.dlkm_dirs() or _own_ramdisk(self.boot))
 
 
 def kernel_interface(inputs: CheckInputs) -> KernelInterface:
@@ -83,6 +85,11 @@ def kernel_interface(inputs: CheckInputs) -> KernelInterface:
         vermagic=vermagic, release=release)
 
 
+def _own_ramdisk(boot: Path | None) -> Path | None:
+    """A boot.img v0-v2 carries the device's ramdisk: its modules are the set."""
+    return boot if boot is not None and read_boot(boot).header_version < 3 else None
+
+
 def load_plan(inputs: CheckInputs, release: str) -> LoadPlan:
     """The plan `run` makes of the same images and directories (runtime/loader.py)."""
     boot = read_boot(inputs.boot) if inputs.boot else None
@@ -100,33 +107,45 @@ def _modules_release(modules: list[ModuleFacts]) -> str | None:
     return releases.most_common(1)[0][0] if releases else None
 
 
-def _analyze(inputs: CheckInputs, module_files: list[Path]) -> StaticReport:
-    kernel = kernel_interface(inputs)
-    modules = load_module_set(inputs.vendor_boot, module_files)
+def read_module_set(inputs: CheckInputs, module_files: list[Path]) -> list[ModuleFacts]:
+    modules = load_module_set(inputs.vendor_boot, module_files,
+                              None if inputs.vendor_boot else _own_ramdisk(inputs.boot))
     if not modules:
         where = (inputs.vendor_boot or next(iter(inputs.dlkm_dirs().values()), None)
-                 or (inputs.modules_dirs[0] if inputs.modules_dirs else ""))
+                 or (inputs.modules_dirs[0] if inputs.modules_dirs else inputs.boot or ""))
         raise InputError(where, "no kernel modules (.ko) found")
+    return modules
+
+
+def _analyze(inputs: CheckInputs, module_files: list[Path]) -> StaticReport:
+    kernel = kernel_interface(inputs)
+    modules = read_module_set(inputs, module_files)
     release = kernel.release or _modules_release(modules)
     plan = load_plan(inputs, release or "") if inputs.planned() else None
     return replace(analyze(kernel, modules, plan), kernel_release=release)
 
 
-def run_check(inputs: CheckInputs, cache_root: Path | None) -> StaticReport:
+def input_module_files(inputs: CheckInputs) -> list[Path]:
+    """The given files checked, and the .ko files of the dlkm and modules directories."""
     if not inputs.planned() and not inputs.modules_dirs:
         raise InputError("(command line)", "give a vendor boot image, a dlkm partition and/or "
                                            "a modules directory")
     for p in inputs.files():
-        if not p.is_file():
-            raise InputError(p, "no such file")
-    module_files = [p for d in (*inputs.dlkm_dirs().values(), *inputs.modules_dirs)
-                    for p in find_modules(d)]
+        regular_file(p)
+    return [p for d in (*inputs.dlkm_dirs().values(), *inputs.modules_dirs)
+            for p in find_modules(d)]
+
+
+def run_check(inputs: CheckInputs, cache_root: Path | None,
+              warn: Callable[[str], None] | None = None) -> StaticReport:
+    module_files = input_module_files(inputs)
     # The dlkm directories' load lists, modules.dep... make the plan as much as the .ko do.
     loader_files = [d / f for d in inputs.dlkm_dirs().values() for f in android.MODULES_FILES
                     if (d / f).is_file()]
-    key = hashlib.sha256(repr((ANALYSIS_VERSION, inputs,
-                               [file_fingerprint(p) for p in
-                                inputs.files() + loader_files + module_files])
-                              ).encode()).hexdigest()
+    fingerprints = []
+    for p in inputs.files() + loader_files + module_files:
+        with reading(p):
+            fingerprints.append(file_fingerprint(p))
+    key = hashlib.sha256(repr((ANALYSIS_VERSION, inputs, fingerprints)).encode()).hexdigest()
     return memo(cache_root / "reports" if cache_root else None, key,
-                lambda: _analyze(inputs, module_files))
+                lambda: _analyze(inputs, module_files), StaticReport, warn)

@@ -5,8 +5,9 @@
  *
  * Walks PLAN's `PATH PARAMS` lines FROM..TO (TO 0: to the end; with LINEs, only those) and
  * loads each module with finit_module() in a child, exactly once, as Android's libmodprobe
- * does. For each module it prints the /dev/kmsg records the load wrote
- * (`LEVEL,SEQ,USEC,FLAGS;TEXT`), then `MARK:M<line>:<label>:<value>:<usec>`.
+ * does; a compressed file with MODULE_INIT_COMPRESSED_FILE, as kmod does. For each module it
+ * prints the /dev/kmsg records the load wrote (`LEVEL,SEQ,USEC,FLAGS;TEXT`), then
+ * `MARK:M<line>:<label>:<value>:<usec>`.
  * A line `&PATH PARAMS` is loaded at the same time as the line before it: such a wave
  * (libmodprobe's LoadModulesParallel) loads on all CPUs, one child per module, and prints
  * the records of the whole wave, then each module's mark in line order. The labels:
@@ -31,6 +32,10 @@
  * include/uapi/asm-generic/fcntl.h. */
 #define O_NOFOLLOW	0100000
 #define O_CLOEXEC	02000000
+
+/* include/uapi/linux/module.h, 5.17 and later: the kernel decompresses the file itself
+ * (CONFIG_MODULE_DECOMPRESS, kernel/module/decompress.c). */
+#define MODULE_INIT_COMPRESSED_FILE	4
 
 /* CONSOLE_EXT_LOG_MAX (include/linux/printk.h): a /dev/kmsg read returns one whole record,
  * or -EINVAL if the buffer is smaller than it. */
@@ -68,9 +73,30 @@ struct job {
 /* nolibc 6.1 has no wrappers for these; the numbers are the asm-generic table's
  * (include/uapi/asm-generic/unistd.h, which arm64 uses): finit_module 273, pidfd_open 434,
  * ppoll 73 (the table has no poll), clock_gettime 113, fstat 80, sched_getaffinity 123. */
-static long finit_module(int fd, const char *params)
+static long finit_module(int fd, const char *params, int flags)
 {
-	return my_syscall3(__NR_finit_module, fd, params, 0);
+	return my_syscall3(__NR_finit_module, fd, params, flags);
+}
+
+/* Whether the file starts with a magic that kernel/module/decompress.c takes: gzip 1f 8b,
+ * xz fd '7zXZ' 00, zstd 28 b5 2f fd. The host leaves compressed only the files whose format
+ * this kernel decompresses (kmod's test of /sys/module/compression) and hands the others over
+ * decompressed. finit_module() reads the file from offset 0, wherever this read left it. */
+static int compressed(int fd)
+{
+	static const unsigned char xz[6] = { 0xfd, '7', 'z', 'X', 'Z', 0 };
+	unsigned char m[6] = { 0 };
+	int i;
+
+	if (sys_read(fd, m, sizeof(m)) < 2)
+		return 0;
+	if ((m[0] == 0x1f && m[1] == 0x8b) ||
+	    (m[0] == 0x28 && m[1] == 0xb5 && m[2] == 0x2f && m[3] == 0xfd))
+		return 1;
+	for (i = 0; i < 6; i++)
+		if (m[i] != xz[i])
+			return 0;
+	return 1;
 }
 
 static long now_ns(void)
@@ -182,7 +208,8 @@ static void load(const char *path, const char *params, struct result *r)
 	int fd = sys_open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
 
 	r->open_failed = fd < 0;
-	r->ret = fd < 0 ? fd : finit_module(fd, params);
+	r->ret = fd < 0 ? fd : finit_module(fd, params,
+					    compressed(fd) ? MODULE_INIT_COMPRESSED_FILE : 0);
 }
 
 /* False if the child is still running after ms. A pidfd polls readable once the process has
