@@ -109,3 +109,17 @@ def test_listed_module_missing_from_modules_dep():
             "not load it", True)]
     device = device_verdict(p, predicted_outcomes(p, report.modules))
     assert (device.verdict, device.stops_at) == (Boots.STOPS, "vendor_core")
+
+
+def test_modules_dep_cycle_is_a_packaging_problem():
+    """Issue 15's item 19: a hand-made modules.dep with a cycle (depmod refuses to write one)."""
+    p = plan({"lib/modules/vendor_sensor.ko": "", "lib/modules/vendor_core.ko": "",
+              "lib/modules/modules.dep": "vendor_sensor.ko: vendor_core.ko\n"
+                                         "vendor_core.ko: vendor_sensor.ko\n",
+              "lib/modules/modules.load": "vendor_sensor.ko\n"})
+    report = analyze(kernel(), [sensor(), core()], p)
+    for name in ("vendor_sensor", "vendor_core"):
+        [(symbol, detail, fatal)] = [x for x in packaging(report, name) if "cycle" in x[1]]
+        assert symbol == "" and fatal
+        assert detail.startswith("modules.dep cycle vendor_sensor -> vendor_core -> "
+                                 "vendor_sensor: ")

@@ -162,9 +162,9 @@ def make_plan(sets: Sequence[ModuleSet], cmdline: str = "",
         steps = _parallel_steps(units, steps, waves)
         units.update({k: replace(units[k], params=without_load_sequential(units[k].params))
                       for w in waves for k in w.keys})
-    return LoadPlan(units, order, tuple(sets),
-                    tuple(_notes(sets, boot, list(m.cycles.values()))), steps, tuple(listed),
-                    boot)
+    cycles = tuple(m.cycles.values())
+    return LoadPlan(units, order, tuple(sets), tuple(_notes(sets, boot, cycles)), steps,
+                    tuple(listed), boot, cycles)
 
 
 def _tree_set(tree: Mapping[str, CpioEntry], rel: str, mode: BootMode) -> ModuleSet:

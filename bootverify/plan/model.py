@@ -95,6 +95,7 @@ class LoadPlan:
                                    # then the unlisted ones
     listed: tuple[Listed, ...] = ()
     boot: BootFacts | None = None
+    cycles: tuple[tuple[Key, ...], ...] = ()   # modules.dep cycles, each closed (a, b, a)
 
     @functools.cached_property
     def lines(self) -> tuple[str, ...]:

@@ -36,7 +36,8 @@ Given the load plan (`load_slots`: what Android's loaders do, bootverify/plan/),
 follow its order, since find_symbol() finds only the modules already loaded: a provider that
 loads later (a first-stage module whose provider only vendor_dlkm has), one that never loads
 (blocklisted, not found, in no load list), a hard dependency libmodprobe cannot load, a module
-it cannot load itself, are problems of kind `packaging`, each naming the fix.
+it cannot load itself, a modules.dep cycle, are problems of kind `packaging`, each naming the
+fix.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ class Reason(enum.Enum):
                                              "modules.dep does not give %s as a dependency of "
                                              "%s (run depmod over the whole partition)")
     UNLISTED = (ProblemKind.PACKAGING, "%s: never loaded")
+    DEP_CYCLE = (ProblemKind.PACKAGING, "modules.dep cycle %s: libmodprobe's InsmodWithDeps "
+                                        "recurses without end (depmod refuses the set)")
 
     def __init__(self, kind: ProblemKind, template: str) -> None:
         self.kind = kind
@@ -191,6 +194,7 @@ class Slot:
     why_not: str = ""                      # when it is never loaded: blocklisted, not found...
     disposition: Disposition = Disposition.LOAD
     unloadable_deps: tuple[tuple[str, str], ...] = ()   # (hard dep, why it cannot load)
+    cycle: tuple[str, ...] = ()            # the modules.dep cycle it is in, closed (a, b, a)
 
     @property
     def stage(self) -> Stage:
@@ -206,7 +210,10 @@ def load_slots(plan: LoadPlan) -> dict[str, Slot]:
         bad = tuple((plan.units[d].name, plan.units[d].disposition.value + (
             f" ({plan.units[d].note})" if plan.units[d].note else "")) for d in u.deps
                     if plan.units[d].disposition is not Disposition.LOAD)
-        slots.setdefault(u.name, Slot(u.origin, lines[s.key], u.note, u.disposition, bad))
+        cycle = next((tuple(plan.units[k].name for k in c) for c in plan.cycles
+                      if s.key in c), ())
+        slots.setdefault(u.name, Slot(u.origin, lines[s.key], u.note, u.disposition, bad,
+                                      cycle))
     return slots
 
 
@@ -477,6 +484,15 @@ def find_symbol_live(m: ModuleFacts, slot: Slot, slots: Mapping[str, Slot],
     return out
 
 
+def depmod_report_cycles(slot: Slot) -> Problem | None:
+    """kmod tools/depmod.c depmod_report_cycles(): a module whose modules.dep dependencies lead
+    back to itself. depmod stops with "Cycle detected" and writes no modules.dep; a hand-made
+    one with a cycle sends libmodprobe's InsmodWithDeps round it until init's stack runs out."""
+    if not slot.cycle:
+        return None
+    return Reason.DEP_CYCLE.problem("", " -> ".join(slot.cycle))
+
+
 def _plan_problems(m: ModuleFacts, slots: Mapping[str, Slot],
                    uses: Mapping[str, Sequence[str]]) -> list[Problem]:
     slot = slots.get(m.name)
@@ -484,7 +500,8 @@ def _plan_problems(m: ModuleFacts, slots: Mapping[str, Slot],
         return []
     if slot.line is None:
         return list(filter(None, [ModuleExists(slot)]))
-    return [*InsmodWithDeps(slot, uses), *find_symbol_live(m, slot, slots, uses)]
+    return [*filter(None, [depmod_report_cycles(slot)]), *InsmodWithDeps(slot, uses),
+            *find_symbol_live(m, slot, slots, uses)]
 
 
 def _own_problems(m: ModuleFacts, kernel: KernelInterface, providers: Mapping[str, _Provider],

@@ -36,7 +36,7 @@ from bootverify.readers.symbols import (kernel_exports_from_symvers,
 from bootverify.static.analysis import KernelInterface, StaticReport, analyze
 from bootverify.static.moduleset import load_module_set
 
-ANALYSIS_VERSION = 9        # bump when the rules change, so cached reports are not reused
+ANALYSIS_VERSION = 10       # bump when the rules change, so cached reports are not reused
 
 
 @dataclass(frozen=True)
