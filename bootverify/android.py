@@ -88,4 +88,8 @@ LOG_NOT_IN_DEP = "Module {name} not in dependency file"
 LOG_BLOCKLISTED = "module {name} is blocklisted"
 LOG_UNABLE = "LoadWithAliases was unable to load {name}, tried: {tried}"
 LOG_FATAL = "Failed to load kernel modules"
+# Insmod(): finit_module(fd, options, 0) on a compressed file; the kernel's elf_validity_check()
+# (kernel/module/main.c) refuses what is not ELF.
+INSMOD_COMPRESSED = ("compressed module file: libmodprobe's Insmod() passes finit_module() no "
+                     "flags, so the kernel refuses it (ENOEXEC, Invalid ELF header magic)")
 LOG_CONSOLE = "Failed to load kernel modules, starting console"

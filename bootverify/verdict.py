@@ -12,6 +12,9 @@ From the plan and each module's runtime outcome, by Android's rules (REFERENCE.m
 - A vendor ramdisk with .ko files and nothing in its load list loads nothing, and
   LoadKernelModules returns true: first stage goes on, without any of the device's drivers.
   bootverify calls that a stop in first stage (the device cannot mount what it needs).
+- libmodprobe's Insmod() opens the file and calls finit_module(fd, options, 0): no
+  MODULE_INIT_COMPRESSED_FILE, so a compressed .ko (.ko.xz, .ko.zst, .ko.gz) does not load on a
+  device whatever bootverify's guest made of it (the kernel's verdict is about its contents).
 - Second stage (system_dlkm, vendor_dlkm, from init rc `insmod` / `modprobe -a`): a failing
   command is logged and init goes on, so the device boots. Its failures fail the run (exit 1,
   `failures`), not the boot.
@@ -27,6 +30,7 @@ from bootverify import android
 from bootverify.android import Stage
 from bootverify.plan.libmodprobe import Rule, run_rule
 from bootverify.plan.model import Disposition, Key, Listed, LoadPlan
+from bootverify.readers.modules import COMPRESSED_SUFFIXES
 from bootverify.runtime.kmsg import Outcome
 from bootverify.static.analysis import Prediction, Verdict
 
@@ -130,7 +134,9 @@ def entry_failures(plan: LoadPlan, outcomes: Mapping[Key, str],
                     break
             active.discard(k)
             outcome = outcomes.get(k, "not run")
-            if not why and outcome != Outcome.LOADED:
+            if not why and u.path.endswith(tuple(COMPRESSED_SUFFIXES)):
+                why = f"{u.name}: {android.INSMOD_COMPRESSED}"
+            elif not why and outcome != Outcome.LOADED:
                 why = f"{u.name}: {outcome}"
         memo[k] = why
         return why

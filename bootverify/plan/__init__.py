@@ -134,8 +134,8 @@ def _notes(sets: Sequence[ModuleSet], boot: BootFacts | None,
         if compressed:
             notes.append(f"{s.origin}: {compressed} compressed module file(s), loaded as kmod "
                          f"loads them; Android's libmodprobe (Insmod()) passes finit_module() "
-                         f"no flags, so on a device the kernel would refuse them (ENOEXEC, "
-                         f"Invalid ELF header magic)")
+                         f"no flags, so on a device the kernel refuses them (ENOEXEC, Invalid ELF "
+                         f"header magic): the device verdict counts them as failing")
     return notes
 
 
