@@ -149,9 +149,8 @@ def boot_and_load(args: argparse.Namespace, inputs: Opened, boot: Path, report: 
     config = VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v is not None})
     timeout = {"module_timeout": args.module_timeout} if args.module_timeout is not None else {}
     # `replacement`'s console log (`run` has its output directory: nightly/session.py)
-    log = args.console_log or Path("bootverify-console.log")
-    with writing(log):
-        console = open(log, "w", encoding="utf-8", errors="replace")
+    with writing(args.console_log):
+        console = open(args.console_log, "w", encoding="utf-8", errors="replace")
     with console:
         runtime = run_images(boot, inputs.vendor_kernel_boot,
                              system_dlkm=inputs.system_dlkm, vendor_dlkm=inputs.vendor_dlkm,
@@ -445,10 +444,6 @@ def add_vm_args(p: argparse.ArgumentParser) -> None:
                    help="guest memory (default: 1024 + 16 x the initrd's size in MB; >= 64)")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
                    help="KVM (with -cpu host) when the host is aarch64 with a usable /dev/kvm")
-    p.add_argument("--infra-retries", type=number(int, 0, exclusive=False), default=0,
-                   metavar="N", help="run again, from the start, up to N times after an "
-                                     "infrastructure failure (no agent prompt, qemu died "
-                                     "outside a module); a module's failure is never retried")
 
 
 def add_report_args(p: argparse.ArgumentParser) -> None:
@@ -562,13 +557,21 @@ SIGHUP (reports written, partial).
 """
 
 
-def add_run_args(p: argparse.ArgumentParser) -> None:
-    """The boot's options and the reports', `run`'s and `replacement`'s (boot_and_load)."""
+def add_boot_args(p: argparse.ArgumentParser) -> None:
+    """The boot's options, `run`'s and `replacement`'s (boot_and_load)."""
     p.add_argument("--busybox", type=Path, metavar="PATH",
                    help="static arm64 busybox for the agent (default: Debian's busybox-static, "
                         "fetched once into the cache)")
     add_vm_args(p)
-    add_report_args(p)
+
+
+def add_replacement_report_args(p: argparse.ArgumentParser) -> None:
+    """`replacement`'s reports: its JSON and JUnit, and the boot's console log."""
+    p.add_argument("--json", metavar="PATH|-",
+                   help="write the JSON report here (- for stdout, instead of the text)")
+    p.add_argument("--junit", type=Path, metavar="PATH", help="write the JUnit XML here")
+    p.add_argument("--console-log", type=Path, default=Path("bootverify-console.log"),
+                   metavar="PATH", help="the boot's serial console log (default %(default)s)")
 
 
 REPLACEMENT_DESCRIPTION = """\
@@ -638,7 +641,12 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=RUN_DESCRIPTION)
     add_input_args(p)
-    add_run_args(p)
+    add_boot_args(p)
+    add_report_args(p)
+    p.add_argument("--infra-retries", type=number(int, 0, exclusive=False), default=0,
+                   metavar="N", help="run again, from the start, up to N times after an "
+                                     "infrastructure failure (no agent prompt, qemu died "
+                                     "outside a module); a module's failure is never retried")
     p.add_argument("--fail-on", type=fail_on_classes, default=DEFAULT_FAIL_ON,
                    metavar="CLASS,...",
                    help="finding classes that fail the run (default: "
@@ -677,7 +685,8 @@ def parser() -> argparse.ArgumentParser:
                    help="the GKI kernel's vmlinux.symvers (instead of --gki-dist's)")
     p.add_argument("--static-only", action="store_true", help="do not boot: static verdicts only")
     add_input_args(p)
-    add_run_args(p)
+    add_boot_args(p)
+    add_replacement_report_args(p)
     p.set_defaults(func=cmd_replacement)
 
     p = sub.add_parser(
