@@ -190,6 +190,7 @@ class Opened:
         a temporary directory (new paths and inodes every time); storing it would only waste
         the cache's room."""
         return not self.labels and self.boot == self.given.boot
+
     def list_notes(self, plan: LoadPlan | None) -> list[str]:
         return list_notes(self.given, plan)
 
