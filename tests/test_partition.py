@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bootverify.errors import InputError
+from bootverify.readers import partition
 from bootverify.readers.partition import Format, PartitionTree, open_partition
 
 S23 = Path(__file__).parent / "data" / "samsung-s23-5.15"
@@ -81,6 +82,26 @@ def test_erofs_and_a_staging_archive_of_the_same_files_read_the_same(
             assert tree.format is fmt
             assert tree.device_dir == f"lib/modules/{RELEASE}"
             assert _snapshot(tree) == expected
+
+
+def test_staging_archive_without_tarfile_filters(s23_tree: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bookworm's own Python (3.11.2) has no extraction filters: the archive reads the same,
+    and the members are vetted all the same."""
+    monkeypatch.setattr(partition, "TAR_FILTERS", False)
+    archive = tmp_path / "system_dlkm_staging_archive.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(s23_tree, arcname=".")
+    with open_partition(S23 / "system_dlkm.img") as tree:
+        expected = _snapshot(tree)
+    with open_partition(archive) as tree:
+        assert _snapshot(tree) == expected
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        tar.addfile(tarfile.TarInfo("lib/../../escape.ko"))
+    with pytest.raises(InputError, match="lies outside the archive"), open_partition(evil):
+        pass
+    assert not (tmp_path.parent / "escape.ko").exists()
 
 
 def test_mke2fs_images_flat_and_by_release(tmp_path: Path) -> None:
