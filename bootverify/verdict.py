@@ -59,7 +59,7 @@ def predicted_outcomes(plan: LoadPlan, predictions: Sequence[Prediction]) -> dic
     by_name = {p.name: p for p in predictions}
     out = {}
     for k, u in plan.units.items():
-        p = by_name.get(u.name)
+        p = by_name.get(u.own_name or u.name)
         if p is None or p.verdict is not Verdict.FAIL:
             out[k] = Outcome.LOADED.value
         else:

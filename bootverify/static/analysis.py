@@ -48,7 +48,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bootverify.android import DEVICE_IMAGE_OF, ORIGINS, STAGE_OF, Stage
-from bootverify.plan.model import Disposition, LoadPlan
+from bootverify.plan.model import Disposition, Key, LoadPlan
 from bootverify.readers.modules import ModuleFacts
 from bootverify.readers.symbols import KERNEL_OWNER, KernelExports
 
@@ -202,18 +202,22 @@ class Slot:
 
 
 def load_slots(plan: LoadPlan) -> dict[str, Slot]:
-    """Each module of the plan by name, the first of a name (the kernel refuses a second)."""
+    """Each module of the plan by the name the kernel knows it by (modinfo name=, else the
+    file's), the first of a name (the kernel refuses a second)."""
     lines = {s.key: s.line for s in plan.steps}
+
+    def kernel_name(k: Key) -> str:
+        return plan.units[k].own_name or plan.units[k].name
+
     slots: dict[str, Slot] = {}
     for s in plan.steps:
         u = plan.units[s.key]
-        bad = tuple((plan.units[d].name, plan.units[d].disposition.value + (
+        bad = tuple((kernel_name(d), plan.units[d].disposition.value + (
             f" ({plan.units[d].note})" if plan.units[d].note else "")) for d in u.deps
                     if plan.units[d].disposition is not Disposition.LOAD)
-        cycle = next((tuple(plan.units[k].name for k in c) for c in plan.cycles
-                      if s.key in c), ())
-        slots.setdefault(u.name, Slot(u.origin, lines[s.key], u.note, u.disposition, bad,
-                                      cycle))
+        cycle = next((tuple(kernel_name(k) for k in c) for c in plan.cycles if s.key in c), ())
+        slots.setdefault(kernel_name(s.key), Slot(u.origin, lines[s.key], u.note, u.disposition,
+                                                  bad, cycle))
     return slots
 
 
