@@ -10,11 +10,10 @@ the load-list entries the narrowed plan loads all of; a note says the run was na
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from bootverify.errors import InputError
-from bootverify.plan.model import Key, LoadPlan, Step
+from bootverify.plan.model import LoadPlan, Step
 
 
 @dataclass(frozen=True)
@@ -40,18 +39,6 @@ class Selection:
         return ", ".join(p for p in parts if p)
 
 
-def _with_dependencies(plan: LoadPlan, chosen: Sequence[Key]) -> set[Key]:
-    keep: set[Key] = set()
-    todo = list(chosen)
-    while todo:
-        k = todo.pop()
-        if k not in keep:
-            keep.add(k)
-            u = plan.units[k]
-            todo += [*u.deps, *u.pre]
-    return keep
-
-
 def narrow(plan: LoadPlan, selection: Selection) -> LoadPlan:
     if not selection.narrows:
         return plan
@@ -59,7 +46,7 @@ def narrow(plan: LoadPlan, selection: Selection) -> LoadPlan:
     if selection.only and not chosen:
         raise InputError("--only", f"no module matches {' '.join(selection.only)} "
                                    f"(after --exclude)")
-    keep = _with_dependencies(plan, chosen)
+    keep = set(plan.reach(chosen, post=False))
     steps: list[Step] = []
     for s in plan.steps:
         if s.key in keep:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from bootverify.android import ORIGINS, STAGE_OF, Stage
@@ -124,6 +124,19 @@ class LoadPlan:
     @functools.cached_property
     def _by_line(self) -> dict[int, Key]:
         return {s.line: s.key for s in self.steps if s.line is not None}
+
+    def reach(self, keys: Iterable[Key], *, post: bool) -> frozenset[Key]:
+        """`keys` and what loading them loads as well: hard deps and soft pre-deps, and with
+        `post` soft post-deps (InsmodWithDeps' order, unit by unit)."""
+        seen: set[Key] = set()
+        todo = list(keys)
+        while todo:
+            k = todo.pop()
+            if k not in seen:
+                seen.add(k)
+                u = self.units[k]
+                todo += [*u.deps, *u.pre, *(u.post if post else ())]
+        return frozenset(seen)
 
     def unit_at(self, line: int) -> ModuleUnit:
         return self.units[self._by_line[line]]

@@ -55,29 +55,17 @@ class Part:
         return frozenset().union(*(g.closure for g in self.groups))
 
 
-def _closure(plan: LoadPlan, keys: Sequence[Key]) -> frozenset[Key]:
-    seen: set[Key] = set()
-    todo = list(keys)
-    while todo:
-        k = todo.pop()
-        if k not in seen:
-            seen.add(k)
-            u = plan.units[k]
-            todo += [*u.deps, *u.pre, *u.post]
-    return frozenset(seen)
-
-
 def groups(plan: LoadPlan) -> tuple[Group, ...]:
     """The plan's groups: the load-list entries in plan order, then the steps none reached."""
     claimed: set[Key] = set()
     out = []
     order = {s.key: i for i, s in enumerate(plan.steps)}
     for i, x in enumerate(plan.listed):
-        closure = _closure(plan, x.keys)
+        closure = plan.reach(x.keys, post=True)
         owned = sorted(closure - claimed, key=order.__getitem__)
         claimed |= closure
         out.append(Group(i, tuple(owned), closure))
-    out += [Group(None, (s.key,), _closure(plan, [s.key])) for s in plan.steps
+    out += [Group(None, (s.key,), plan.reach([s.key], post=True)) for s in plan.steps
             if s.key not in claimed]
     return tuple(out)
 
