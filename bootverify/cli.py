@@ -401,8 +401,14 @@ def cmd_unpack(args: argparse.Namespace) -> int:
 
 def cmd_images_build(args: argparse.Namespace) -> int:
     from bootverify import samples      # pulls in the build recipes only when asked
-    out = samples.build(cache_dir() / "images", lambda line: print(line, file=sys.stderr))
-    print(out)
+    from bootverify.samples.recipe import generations
+    known = generations()
+    if args.kernel not in (None, *known, "all"):
+        raise InputError("--kernel", f"no sample kernel generation {args.kernel!r} (the recipe "
+                         f"has {', '.join(known)}, or all)")
+    for generation in known if args.kernel == "all" else (args.kernel or known[-1],):
+        print(samples.build(cache_dir() / "images", lambda line: print(line, file=sys.stderr),
+                            generation=generation), flush=True)
     return EXIT_OK
 
 
@@ -751,15 +757,19 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("images", help="the built-in sample images",
                        description="The sample images: a GKI-like kernel and a replacement "
-                                   "kernel from Debian's linux-source-6.1 with device modules "
-                                   "carrying seeded faults (images/README.md).")
+                                   "kernel from Debian's linux-source-6.1 or -6.12 with device "
+                                   "modules carrying seeded faults (images/README.md).")
     isub = p.add_subparsers(dest="images_command", required=True)
     b = isub.add_parser("build", help="build (cached) and print the output directory last",
                         description="Build the sample images into $BOOTVERIFY_CACHE (cached "
                                     "by a hash of the recipe) and print the output directory "
                                     "last: boot.img, vendor_kernel_boot.img, system_dlkm/, "
                                     "vmlinux.symvers, kmi_symbol_list, expect.toml (the "
-                                    "expected failures, for run --expect), replacement/.")
+                                    "expected failures, for run --expect), replacement/. One "
+                                    "output directory per kernel generation.")
+    b.add_argument("--kernel", metavar="GENERATION", default=None,
+                   help="the kernel generation: 6.1, 6.12 or all (default: the newest, 6.12); "
+                        "with all, each generation's directory, the newest last")
     b.set_defaults(func=cmd_images_build)
     return ap
 

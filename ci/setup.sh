@@ -7,8 +7,9 @@ set -eu
 # Sourced, $0 is the caller (which has already gone to the checkout); run, it is this file.
 [ -f ci/setup.sh ] || cd "$(dirname "$0")/.."
 
-# The sample images' kernel build: the cross compiler, the host compiler for kbuild's own tools
-# (fixdep, kconfig, modpost), and what kbuild and the recipe call.
+# The sample images' kernel builds: the cross compiler, the host compiler for kbuild's own tools
+# (fixdep, kconfig, modpost), and what kbuild and the recipe call. linux-source-6.12 comes apart
+# below, with mkbootimg.
 BUILD="linux-source-6.1 gcc-aarch64-linux-gnu gcc libc6-dev make flex bison bc libssl-dev \
 libelf-dev patch xz-utils"
 # What bootverify runs: the guest, ramdisk and module tools. AOSP's mkbootimg comes apart below.
@@ -29,13 +30,22 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     dpkg --add-architecture arm64
     need_update=1
 fi
-# AOSP's mkbootimg 34 (boot and vendor boot v4, ramdisk tables, bootconfig) is in bookworm's
-# backports; bookworm itself has 29, which writes up to v3 only. Trixie and later have 34.
+# Two packages bookworm has not, or too old, which its backports have: AOSP's mkbootimg 34
+# (boot and vendor boot v4, ramdisk tables, bootconfig; bookworm's 29 writes up to v3 only) and
+# linux-source-6.12 (the newest sample kernel). Trixie and later have both.
 MKBOOTIMG_MIN=1:34
 BACKPORTS=/etc/apt/sources.list.d/bootverify-backports.sources
+backported=""
 mkbootimg_version=$(dpkg-query -W -f='${Version}' mkbootimg 2>/dev/null || true)
 if [ -z "$mkbootimg_version" ] || dpkg --compare-versions "$mkbootimg_version" lt "$MKBOOTIMG_MIN"
 then
+    backported="mkbootimg"
+fi
+if [ "$(dpkg-query -W -f='${db:Status-Abbrev}' linux-source-6.12 2>/dev/null || true)" != "ii " ]
+then
+    backported="$backported linux-source-6.12"
+fi
+if [ -n "$backported" ]; then
     if grep -qx 'VERSION_CODENAME=bookworm' /etc/os-release && [ ! -f "$BACKPORTS" ] &&
         ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
         printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' \
@@ -43,7 +53,6 @@ then
             'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' > "$BACKPORTS"
     fi
     # The package lists may predate the backports source (or lack it): read them afresh.
-    need_mkbootimg=1
     need_update=1
 fi
 if [ -n "$missing" ] || [ -n "${need_update:-}" ]; then
@@ -52,11 +61,11 @@ fi
 if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
 fi
-if [ -n "${need_mkbootimg:-}" ]; then
+if [ -n "$backported" ]; then
     target=$(grep -qx 'VERSION_CODENAME=bookworm' /etc/os-release && echo bookworm-backports ||
         true)
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        ${target:+-t "$target"} mkbootimg
+        ${target:+-t "$target"} $backported
 fi
 
 # The venv is rebuilt only when pyproject.toml changes.

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,20 +43,21 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.timeout(2 * PIP_TIMEOUT + 60)
 def test_the_wheel_ships_the_recipe_and_computes_the_checkouts_key(installed: Path) -> None:
     probe = ("import bootverify.samples.recipe as r; "
-             "print(r.RECIPE_DIR); print(r.recipe_key(r.RECIPE_DIR, 'v'))")
+             "print(r.RECIPE_DIR); print(r.recipe_key(r.load_recipe(), r.RECIPE_DIR, 'v'))")
     proc = subprocess.run([installed / "python", "-c", probe], cwd=installed, text=True,
                           capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     recipe_dir, key = proc.stdout.split()
     assert Path(recipe_dir).is_relative_to(installed.parent)      # not the checkout's
-    assert key == recipe.recipe_key(recipe.RECIPE_DIR, "v")
+    assert key == recipe.recipe_key(recipe.load_recipe(), recipe.RECIPE_DIR, "v")
 
 
 @pytest.mark.images
 @pytest.mark.timeout(2 * PIP_TIMEOUT + 60)
-def test_images_build_from_the_wheel_finds_the_checkouts_images(installed: Path,
-                                                                sample_images: Path) -> None:
+def test_images_build_from_the_wheel_finds_the_checkouts_images(
+        installed: Path, build_samples: Callable[[str], Path]) -> None:
+    """The main job's images: the newest generation's."""
     proc = subprocess.run([installed / "bootverify", "images", "build"], cwd=installed,
                           capture_output=True, text=True, timeout=120, env=os.environ)
     assert proc.returncode == 0, proc.stderr
-    assert Path(proc.stdout.splitlines()[-1]) == sample_images
+    assert Path(proc.stdout.splitlines()[-1]) == build_samples(recipe.generations()[-1])

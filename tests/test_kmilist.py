@@ -9,6 +9,7 @@ import io
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from bootverify.readers.symbols import (KERNEL_OWNER, Export, KernelExports,
                                         kernel_exports_from_symvers,
                                         kernel_exports_from_system_map, parse_kmi_symbol_list,
                                         read_kmi_symbol_lists)
-from bootverify.samples.recipe import RECIPE_DIR
+from bootverify.samples.recipe import RECIPE_DIR, generations
 from bootverify.static.kmilist import additions, by_modules, kmi_needs, strict_check
 
 CUTTLEFISH = Path(__file__).parent / "data/aosp-gki-6.1-cuttlefish"
@@ -152,24 +153,33 @@ def test_samples_additions_are_the_seeded_missing_symbols(sample_images: Path) -
 @pytest.mark.qemu
 @pytest.mark.timeout(3600)      # the GKI kernel is built again with the longer list (cached)
 def test_the_additions_appended_let_the_trimmed_kernel_load_the_modules(
-        sample_images: Path, tmp_path: Path) -> None:
-    """The proof of the list: kmi-list's additions appended to the device's KMI list
-    (abi_gki_aarch64_vendor) and the samples built again by their own steps (the GKI kernel
-    trimmed to the longer list, the device modules against it): the trimmed kernel now exports
-    msleep, and the modules that failed for it load."""
-    rc, additions, _ = kmi_list_cli("--dist", sample_images, "--symvers",
-                                    sample_images / "replacement/vmlinux.symvers")
+        build_samples: Callable[[str], Path], tmp_path: Path) -> None:
+    """The proof of the list, on the newest generation: kmi-list's additions appended to the
+    device's KMI list (abi_gki_aarch64_vendor) and the samples built again by their own steps
+    (the GKI kernel trimmed to the longer list, the device modules against it): the trimmed
+    kernel now exports msleep, and the modules that failed for it load. 6.12 trims at vmlinux's
+    link (modpost), so the kernel starts from a copy of the cached GKI build."""
+    newest = generations()[-1]
+    images = build_samples(newest)
+    untrimmed = images / "replacement/vmlinux.symvers"
+    rc, additions, _ = kmi_list_cli("--dist", images, "--symvers", untrimmed)
     assert rc == 0 and "msleep" in parse_kmi_symbol_list(additions, "stdout")
     recipe = tmp_path / "recipe"
     shutil.copytree(RECIPE_DIR, recipe)
     vendor_list = recipe / "abi_gki_aarch64_vendor"
     vendor_list.write_text(vendor_list.read_text() + additions)
-    rebuilt = samples.build(cache_dir() / "images", lambda line: print(line, file=sys.stderr),
-                            recipe_dir=recipe)
+    lines: list[str] = []
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr)
+        lines.append(line)
+    rebuilt = samples.build(cache_dir() / "images", progress, recipe_dir=recipe,
+                            generation=newest)
+    if any(line.startswith("gki kernel: configuring") for line in lines):   # not cached
+        assert any(line.startswith("gki kernel: starting from gki kernel ") for line in lines)
     assert "msleep" in kernel_exports_from_symvers(rebuilt / "vmlinux.symvers").exports
     # nothing left to add, and the kernel is still trimmed exactly to the lists
-    rc, out, err = kmi_list_cli("--dist", rebuilt, "--symvers",
-                                sample_images / "replacement/vmlinux.symvers")
+    rc, out, err = kmi_list_cli("--dist", rebuilt, "--symvers", untrimmed)
     assert out == "[abi_symbol_list]\n"
     assert kmi_list_cli("--dist", rebuilt, "--strict")[0] == 0
     rc, _, err = run_bootverify(["run", "--dist", rebuilt, "--module-timeout", "8", "--json",

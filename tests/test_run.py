@@ -1,4 +1,5 @@
-"""`bootverify run` end to end, as a user runs it: the sample images booted in qemu.
+"""`bootverify run` end to end, as a user runs it: the sample images of every kernel generation
+(6.1 and 6.12; each test's id names it) booted in qemu.
 
 Every module must get the runtime outcome and the static findings expected.json states, the
 halves must agree (nothing missed, nothing unconfirmed), the reports must follow their
@@ -16,11 +17,18 @@ from pathlib import Path
 import pytest
 from packing import run_bootverify
 
+from bootverify.nightly.expect import read_expectations
+
 pytestmark = [pytest.mark.qemu, pytest.mark.images]
 
 # The hang module waits forever; a short per-module timeout keeps the suite quick.
 MODULE_TIMEOUT = "8"
 RUN_TIMEOUT = 400
+# vendor_probe's failed probe, as each generation's drivers/base/dd.c call_driver_probe() says it
+# (6.1: pr_warn(); 6.12: dev_err(), with the device's name first).
+PROBE_FAILED = {"6.1": "vendor_probe: probe of vendor_probe failed with error -110",
+                "6.12": "vendor_probe vendor_probe: probe with driver vendor_probe failed with "
+                        "error -110"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,11 @@ class Run:
     junit: ET.Element
     console: str
     expected: dict
+    images: Path
+
+    @property
+    def generation(self) -> str:
+        return json.loads((self.images / "expected.json").read_text())["generation"]
 
 
 def _run(images: Path, out: Path, *inputs: str | Path, expected: Path | None = None) -> Run:
@@ -45,17 +58,17 @@ def _run(images: Path, out: Path, *inputs: str | Path, expected: Path | None = N
                json.loads((out / "report.json").read_text()),
                ET.parse(out / "junit.xml").getroot(),
                (out / "console.log").read_text(errors="replace"),
-               json.loads((expected or images / "expected.json").read_text())["modules"])
+               json.loads((expected or images / "expected.json").read_text())["modules"], images)
 
 
 @pytest.fixture(scope="module")
-def gki_run(sample_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
-    return _run(sample_images, tmp_path_factory.mktemp("gki"))
+def gki_run(generation_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return _run(generation_images, tmp_path_factory.mktemp("gki"))
 
 
 @pytest.fixture(scope="module")
-def replacement_run(sample_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
-    return _run(sample_images / "replacement", tmp_path_factory.mktemp("replacement"))
+def replacement_run(generation_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return _run(generation_images / "replacement", tmp_path_factory.mktemp("replacement"))
 
 
 def _outcomes(run: Run) -> dict[str, str]:
@@ -74,19 +87,19 @@ def test_every_module_gets_the_expected_outcome(gki_run: Run) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_the_samples_are_a_dist_directory(gki_run: Run, sample_images: Path) -> None:
+def test_the_samples_are_a_dist_directory(gki_run: Run, generation_images: Path) -> None:
     """`run --dist` alone: every input by its Kleaf name, system_dlkm from its ext4 image."""
     lines = gki_run.stderr.splitlines()
     for option, name in (("boot", "boot.img"), ("vendor-kernel-boot", "vendor_kernel_boot.img"),
                          ("system-dlkm", "system_dlkm.img"), ("symvers", "vmlinux.symvers"),
                          ("kmi-symbol-list", "abi_symbollist")):
-        assert f"dist: {option}: {sample_images / name}" in lines
-    assert f"system_dlkm: {sample_images / 'system_dlkm.img'} (ext4), modules from " \
+        assert f"dist: {option}: {generation_images / name}" in lines
+    assert f"system_dlkm: {generation_images / 'system_dlkm.img'} (ext4), modules from " \
            f"lib/modules/{gki_run.report['kernel_release']}" in lines
     paths = {m["name"]: m["path"] for m in gki_run.report["modules"]}
     system_dlkm = {n for n, e in gki_run.expected.items() if e["partition"] == "system_dlkm"}
     assert system_dlkm and all(
-        paths[n].startswith(f"{sample_images / 'system_dlkm.img'}:lib/modules/")
+        paths[n].startswith(f"{generation_images / 'system_dlkm.img'}:lib/modules/")
         for n in system_dlkm)
     assert gki_run.report["duplicates"] == []
 
@@ -145,6 +158,17 @@ def test_reports_follow_their_contract(gki_run: Run) -> None:
     assert report["boot_mode"] == "normal" and not any("parallel" in n for n in report["notes"])
 
 
+@pytest.mark.timeout(RUN_TIMEOUT + 60)
+def test_the_device_verdicts_are_the_recipes(gki_run: Run, replacement_run: Run) -> None:
+    """Where each variant's device stops: samples.toml's [android], shipped in expect.toml."""
+    for run in (gki_run, replacement_run):
+        device = read_expectations(run.images / "expect.toml").device
+        assert device is not None
+        assert (run.report["android"]["verdict"], run.report["android"]["stops_at"]) == \
+            (device.verdict, device.stops_at), run.report["android"]
+        assert run.stdout.startswith(f"ANDROID: STOPS in first-stage at {device.stops_at}: ")
+
+
 @pytest.mark.timeout(60)
 def test_seeded_findings_are_reported_and_do_not_fail_by_default(gki_run: Run) -> None:
     """issue 15: a WARN, a missing firmware file and a failed probe: loaded, with findings in
@@ -163,7 +187,7 @@ def test_seeded_findings_are_reported_and_do_not_fail_by_default(gki_run: Run) -
     assert any(f["line"].endswith("vendor_fw vendor_fw: Direct firmware load for "
                                   "vendor/vendor_fw.bin failed with error -2") for f in fw)
     (probe,) = by_name["vendor_probe"]["findings"]
-    assert probe["line"].endswith("vendor_probe: probe of vendor_probe failed with error -110")
+    assert probe["line"].endswith(PROBE_FAILED[gki_run.generation])
     cases = {c.get("name"): c for c in gki_run.junit.iter("testcase")}
     for name in ("vendor_warn", "vendor_fw", "vendor_probe"):
         assert by_name[name]["outcome"] == "loaded"
@@ -197,22 +221,22 @@ def test_replacement_breaks_gki_modules_and_keeps_device_modules(replacement_run
 
 @pytest.mark.timeout(RUN_TIMEOUT + 120)
 def test_a_bare_replacement_kernel_with_the_gki_built_modules(
-        sample_images: Path, replacement_run: Run, tmp_path: Path) -> None:
+        generation_images: Path, replacement_run: Run, tmp_path: Path) -> None:
     """Scenario (c) from a kernel, not a boot image: `run --kernel` on the replacement kernel
     with the GKI build's device modules (unpacked from its vendor_kernel_boot.img, given as
     --modules-dir) and its system_dlkm.img. The images are written by bootverify; the KMI
     breakage the replacement images show is reproduced: the GKI modules' CRCs disagree."""
-    rc, out, err = run_bootverify(["unpack", sample_images / "vendor_kernel_boot.img",
+    rc, out, err = run_bootverify(["unpack", generation_images / "vendor_kernel_boot.img",
                                    tmp_path / "unpacked"], 60)
     assert rc == 0, err
     modules = tmp_path / "unpacked/vendor_ramdisk00_dlkm.files/lib/modules"
-    kernel = sample_images / "replacement/kernel/Image.lz4"
+    kernel = generation_images / "replacement/kernel/Image.lz4"
     out = tmp_path / "run"
     out.mkdir()
-    run = _run(sample_images, out, "--kernel", kernel, "--modules-dir", modules,
-               "--system-dlkm", sample_images / "system_dlkm.img",
-               "--symvers", sample_images / "replacement/vmlinux.symvers",
-               expected=sample_images / "replacement/expected.json")
+    run = _run(generation_images, out, "--kernel", kernel, "--modules-dir", modules,
+               "--system-dlkm", generation_images / "system_dlkm.img",
+               "--symvers", generation_images / "replacement/vmlinux.symvers",
+               expected=generation_images / "replacement/expected.json")
     assert run.rc == 1, run.stderr
     lines = run.stderr.splitlines()
     assert any(line.startswith(f"boot: written around {kernel} (header v4, kernel ")

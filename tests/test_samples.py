@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +30,12 @@ BUILD_TIMEOUT = 1200
 VARIANTS = ["", "replacement"]
 
 RECIPE = recipe.load_recipe()
+
+
+def _recipe(out: Path) -> recipe.Recipe:
+    """The recipe of the kernel generation an output directory was built for."""
+    return recipe.load_recipe(
+        generation=json.loads((out / "expected.json").read_text())["generation"])
 
 
 def _run(*argv: str | Path) -> str:
@@ -87,6 +94,27 @@ def test_recipe_seeds_every_fault() -> None:
     assert found == {"warning": "loaded", "firmware": "loaded", "probe": "loaded"}
 
 
+def test_a_generations_table_overrides_only_that_generation(tmp_path: Path) -> None:
+    """A module's `generation."X"` table replaces the variants it names on X alone; the
+    replacement follows the gki table in force unless it has its own."""
+    root = tmp_path / "recipe"
+    shutil.copytree(recipe.RECIPE_DIR, root)
+    old, new = recipe.generations(root)[0], recipe.generations(root)[-1]
+    with (root / recipe.RECIPE).open("a") as f:      # the last [[module]]: vendor_probe
+        f.write(f'generation."{new}".gki = {{ static = [], runtime = "init-error", '
+                f'why = "seeded: differs on {new}" }}\n')
+    probe = {g: next(m for m in recipe.load_recipe(root, g).modules if m.name == "vendor_probe")
+             for g in (old, new)}
+    assert probe[old].expected == next(
+        m for m in RECIPE.modules if m.name == "vendor_probe").expected
+    assert {v: e.runtime for v, e in probe[new].expected.items()} == {
+        recipe.Variant.GKI: "init-error", recipe.Variant.REPLACEMENT: "init-error"}
+    with (root / recipe.RECIPE).open("a") as f:
+        f.write('generation."5.4".gki = { static = [], runtime = "loaded" }\n')
+    with pytest.raises(InfraError, match=r"unknown kernel generations \['5.4'\]"):
+        recipe.load_recipe(root)
+
+
 def test_relicense_keeps_the_file_length(tmp_path: Path) -> None:
     ko = tmp_path / "m.ko"
     ko.write_bytes(b"\x7fELF....description=x\0license=Dual MIT/GPL\0vermagic=6.1\0")
@@ -97,14 +125,29 @@ def test_relicense_keeps_the_file_length(tmp_path: Path) -> None:
 
 
 def test_recipe_key_follows_the_recipe(tmp_path: Path) -> None:
-    (tmp_path / "gki.config").write_text("CONFIG_MODULES=y\n")
-    before = recipe.recipe_key(tmp_path, "6.1.192-2")
-    assert recipe.recipe_key(tmp_path, "6.1.192-2") == before
-    assert recipe.recipe_key(tmp_path, "6.1.192-3") != before
-    (tmp_path / "README.md").write_text("docs do not change the images\n")
-    assert recipe.recipe_key(tmp_path, "6.1.192-2") == before
-    (tmp_path / "gki.config").write_text("CONFIG_MODULES=n\n")
-    assert recipe.recipe_key(tmp_path, "6.1.192-2") != before
+    """Each generation's key: its source package version and the recipe files it uses, not
+    another generation's own files, not the docs."""
+    root = tmp_path / "recipe"
+    shutil.copytree(recipe.RECIPE_DIR, root)
+
+    def keys(version: str = "1") -> dict[str, str]:
+        return {g: recipe.recipe_key(recipe.load_recipe(root, g), root, version)
+                for g in recipe.generations(root)}
+
+    before = keys()
+    assert len(set(before.values())) == len(before) and keys() == before
+    assert keys("2") != before
+    (root / "README.md").write_text("docs do not change the images\n")
+    assert keys() == before
+    newest, *older = reversed(recipe.generations(root))
+    (own,) = recipe.load_recipe(root, newest).kernel.patches
+    own.write_text(own.read_text() + "\n")
+    changed = keys()
+    assert changed[newest] != before[newest]
+    assert all(changed[g] == before[g] for g in older)
+    with (root / "gki.config").open("a") as f:
+        f.write("CONFIG_CRC32=y\n")
+    assert all(keys()[g] != changed[g] for g in changed)
 
 
 def test_a_failing_step_names_itself_and_shows_its_log(tmp_path: Path) -> None:
@@ -150,10 +193,10 @@ def test_parallel_steps_stop_when_one_fails(tmp_path: Path) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
-def test_expect_toml_names_every_seeded_failure(sample_images: Path, variant: str) -> None:
+def test_expect_toml_names_every_seeded_failure(generation_images: Path, variant: str) -> None:
     """The samples ship their known failures for `run --expect`: exactly the modules
     expected.json says fail, with their outcome and a reason, and where the device stops."""
-    out = sample_images / variant
+    out = generation_images / variant
     expect = read_expectations(out / "expect.toml")
     failing = {n: e["runtime"] for n, e in _expected(out).items()
                if e["runtime"] not in ("loaded", "skipped")}
@@ -166,8 +209,8 @@ def test_expect_toml_names_every_seeded_failure(sample_images: Path, variant: st
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
-def test_outputs_are_complete(sample_images: Path, variant: str) -> None:
-    out = sample_images / variant
+def test_outputs_are_complete(generation_images: Path, variant: str) -> None:
+    out = generation_images / variant
     for name in ("boot.img", "vendor_kernel_boot.img", "vmlinux.symvers", "System.map",
                  "kmi_symbol_list", "expected.json", "expect.toml", "system_dlkm/modules.load",
                  "system_dlkm/modules.dep", *(f"kernel/{k}" for k in kernels.GKI_OUTS)):
@@ -193,8 +236,8 @@ def test_outputs_are_complete(sample_images: Path, variant: str) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
-def test_boot_image_v4(sample_images: Path, variant: str) -> None:
-    out = sample_images / variant
+def test_boot_image_v4(generation_images: Path, variant: str) -> None:
+    out = generation_images / variant
     img = read_boot_image(out / "boot.img")
     assert isinstance(img, BootImage) and img.header_version == 4
     assert img.kernel == (out / "kernel/Image.lz4").read_bytes()
@@ -208,8 +251,8 @@ def test_boot_image_v4(sample_images: Path, variant: str) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
-def test_vendor_kernel_boot_v4(sample_images: Path, variant: str) -> None:
-    out = sample_images / variant
+def test_vendor_kernel_boot_v4(generation_images: Path, variant: str) -> None:
+    out = generation_images / variant
     img = read_boot_image(out / "vendor_kernel_boot.img")
     assert isinstance(img, VendorBootImage) and img.header_version == 4
     assert img.cmdline == RECIPE.vendor_cmdline
@@ -229,6 +272,27 @@ def test_vendor_kernel_boot_v4(sample_images: Path, variant: str) -> None:
     assert deps["vendor_sensor.ko"].split() == ["vendor_core.ko"]
     assert deps["vendor_panel.ko"].split() == ["vendor_backlight.ko"]
     assert deps["vendor_modem.ko"].split() == []      # its provider is not in the image
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.images
+@pytest.mark.timeout(BUILD_TIMEOUT)
+def test_check_predicts_every_modules_problems_and_the_device_verdict(
+        generation_images: Path, variant: str) -> None:
+    """`bootverify check --dist` on each output directory: every module's problem kinds are
+    expected.json's, and the device is predicted to stop at the first listed module expected
+    to fail to link (what a static check can see: not a hang, a crash or an init error)."""
+    out = generation_images / variant
+    proc = subprocess.run([sys.executable, "-m", "bootverify", "check", "--dist", out,
+                           "--json", "-"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr        # the samples' seeded faults
+    report = json.loads(proc.stdout)
+    assert {m["name"]: sorted({p["kind"] for p in m["static"]["problems"]})
+            for m in report["modules"]} == {n: e["static"] for n, e in _expected(out).items()}
+    expected = _expected(out)
+    listed = [module_name(n) for n in (out / "vendor_kernel_boot.modules.load").read_text().split()]
+    stops_at = next(n for n in listed if expected[n]["runtime"] == "link-error")
+    assert (report["android"]["verdict"], report["android"]["stops_at"]) == ("stops", stops_at)
 
 
 @pytest.mark.images
@@ -309,40 +373,42 @@ def test_run_on_mkbootimg_v4_images_gives_the_expected_outcomes(sample_images: P
 
 @pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
-def test_gki_kernel_exports_exactly_the_kmi(sample_images: Path) -> None:
-    kmi = read_kmi_symbol_lists([sample_images / "kmi_symbol_list"])
-    assert kmi == read_kmi_symbol_lists(RECIPE.kmi_symbol_lists)
-    vmlinux = {e.name for e in read_symvers(sample_images / "vmlinux.symvers")}
+def test_gki_kernel_exports_exactly_the_kmi(generation_images: Path) -> None:
+    kmi = read_kmi_symbol_lists([generation_images / "kmi_symbol_list"])
+    assert kmi == read_kmi_symbol_lists(_recipe(generation_images).kernel.kmi_symbol_lists)
+    vmlinux = {e.name for e in read_symvers(generation_images / "vmlinux.symvers")}
     assert vmlinux == kmi
     # Module exports are not trimmed (the Android Common Kernel's rule, see images/).
-    assert "crc16" in {e.name for e in read_module(sample_images / "system_dlkm/crc16.ko").exports}
+    assert "crc16" in {e.name for e in
+                       read_module(generation_images / "system_dlkm/crc16.ko").exports}
     assert "msleep" not in vmlinux
     # No trimming in the replacement: msleep is there, and much more than the list.
-    replacement = {e.name for e in read_symvers(sample_images / "replacement/vmlinux.symvers")}
+    replacement = {e.name for e in
+                   read_symvers(generation_images / "replacement/vmlinux.symvers")}
     assert "msleep" in replacement and len(replacement) > 10 * len(kmi)
 
 
 @pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
-def test_replacement_patch_changes_the_crc_md5_was_built_against(sample_images: Path) -> None:
+def test_replacement_patch_changes_the_crc_md5_was_built_against(generation_images: Path) -> None:
     def crcs(path: Path) -> dict[str, int]:
         return {e.name: e.crc for e in read_symvers(path)}
 
-    gki, replacement = crcs(sample_images / "vmlinux.symvers"), \
-        crcs(sample_images / "replacement/vmlinux.symvers")
-    md5 = read_module(sample_images / "replacement/system_dlkm/md5.ko")
+    gki, replacement = crcs(generation_images / "vmlinux.symvers"), \
+        crcs(generation_images / "replacement/vmlinux.symvers")
+    md5 = read_module(generation_images / "replacement/system_dlkm/md5.ko")
     assert md5.versions["crypto_register_shash"] == gki["crypto_register_shash"]
     assert md5.versions["crypto_register_shash"] != replacement["crypto_register_shash"]
-    crc16 = read_module(sample_images / "replacement/system_dlkm/crc16.ko")
+    crc16 = read_module(generation_images / "replacement/system_dlkm/crc16.ko")
     assert all(replacement[s] == crc for s, crc in crc16.versions.items())
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
-def test_expected_json_names_every_module_in_the_images(sample_images: Path,
+def test_expected_json_names_every_module_in_the_images(generation_images: Path,
                                                         variant: str) -> None:
-    out = sample_images / variant
+    out = generation_images / variant
     expected = _expected(out)
     in_images = {module_name(n) for n in _dlkm(out) if n.endswith(".ko")} | \
         {module_name(p) for p in (out / "system_dlkm").glob("*.ko")}
@@ -354,13 +420,13 @@ def test_expected_json_names_every_module_in_the_images(sample_images: Path,
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
-def test_kmod_depmod_agrees_with_expected_json(sample_images: Path, variant: str,
+def test_kmod_depmod_agrees_with_expected_json(generation_images: Path, variant: str,
                                                tmp_path: Path) -> None:
     """kmod's depmod, an independent reader: the modules it says need an unknown symbol or
     disagree about a CRC are those expected.json marks unresolved / crc-mismatch. depmod takes a
     __versions entry that is not there for CRC 0, so a missing-version module (the kernel: "no
     symbol version for") is one it says "disagrees about version" of too."""
-    out = sample_images / variant
+    out = generation_images / variant
     root = tmp_path / "root"
     moddir = root / "lib/modules/0.0"
     moddir.mkdir(parents=True)
@@ -379,8 +445,8 @@ def test_kmod_depmod_agrees_with_expected_json(sample_images: Path, variant: str
 
 @pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
-def test_seeded_module_facts(sample_images: Path, tmp_path: Path) -> None:
-    d = _modules_dir(sample_images, tmp_path)
+def test_seeded_module_facts(generation_images: Path, tmp_path: Path) -> None:
+    d = _modules_dir(generation_images, tmp_path)
     blob = read_module(d / "vendor_blob.ko")
     assert blob.license == "Proprietary" and "ktime_get" in blob.undefined
     assert read_module(d / "vendor_sensor.ko").import_ns == ("VENDOR_CORE_INTERNAL",)
@@ -393,14 +459,17 @@ def test_seeded_module_facts(sample_images: Path, tmp_path: Path) -> None:
     # CONFIG_MODVERSIONS only the flags after it count.
     flags = {read_module(ko).vermagic.split(" ", 1)[1] for ko in d.glob("*.ko")}
     assert len(flags) == 1
-    assert read_module(d / "vendor_hash.ko").vermagic.startswith("6.1.192-vendor ")
+    gki = read_module(generation_images / "system_dlkm/crc16.ko").vermagic.split(" ", 1)[0]
+    assert gki.startswith(f"{_recipe(generation_images).generation}.")
+    assert read_module(d / "vendor_hash.ko").vermagic.startswith(f"{gki}-vendor ")
 
 
 @pytest.mark.images
 @pytest.mark.timeout(BUILD_TIMEOUT)
-def test_warm_build_is_fast_and_stable(sample_images: Path) -> None:
+def test_warm_build_is_fast_and_stable(generation_images: Path) -> None:
     from bootverify.cache import cache_dir
     lines: list[str] = []
-    again = samples.build(cache_dir() / "images", lines.append)
-    assert again == sample_images
+    again = samples.build(cache_dir() / "images", lines.append,
+                          generation=_recipe(generation_images).generation)
+    assert again == generation_images
     assert lines == []          # found in the cache: no step ran

@@ -300,8 +300,9 @@ KERNEL_MESSAGES: tuple[KernelMessage, ...] = (
          "patch firmware_class-log-every-success-and-failure", FindingClass.FIRMWARE),
     _row(r"(?P<detail>\S+: probe of \S+|.*: probe with driver \S+) failed with error "
          r"(?P<err>-\d+)$", Effect.NOTICE, None, None,
-         "drivers/base/dd.c call_driver_probe() (6.1: pr_warn \"probe of\"; a 2024 change, in "
-         "v6.18: dev_err \"probe with driver\")", FindingClass.PROBE),
+         "drivers/base/dd.c call_driver_probe() (6.1: pr_warn \"%s: probe of %s failed\"; 6.12, "
+         "Debian's linux-source-6.12 6.12.95: dev_err \"probe with driver %s failed\")",
+         FindingClass.PROBE),
     _row(r"(?P<detail>.+): deferred probe pending(?:: .*)?$", Effect.NOTICE, None, None,
          "drivers/base/dd.c deferred_probe_timeout_work_func()", FindingClass.DEFERRED_PROBE),
     # Notices: kept in the record, decide nothing.

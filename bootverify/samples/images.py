@@ -143,7 +143,7 @@ def _expected(recipe: Recipe, variant: Variant) -> dict:
     modules = {g.name: one(g.expected[variant], Partition.SYSTEM_DLKM) for g in recipe.system_dlkm}
     modules |= {m.name: one(m.expected[variant], Partition.VENDOR_KERNEL_BOOT)
                 for m in recipe.shipped()}
-    return {"modules": modules}
+    return {"generation": recipe.generation, "modules": modules}
 
 
 def _expect_toml(recipe: Recipe, variant: Variant) -> str:
@@ -245,13 +245,14 @@ def _mkbootimg_images(run: Runner, recipe: Recipe, kernel: Kernel, ramdisks: Ram
 
 
 def build(cache_root: Path, progress: Callable[[str], None],
-          recipe_dir: Path = RECIPE_DIR) -> Path:
-    """Build (or find in the cache) the sample images; return the output directory. Another
-    recipe_dir (a changed copy of the recipe: another KMI list, say) gets its own images,
-    cached by its content as the recipe's are."""
-    recipe = load_recipe(recipe_dir)
-    version = source_version(recipe.package)
-    final = cache_root / "samples" / recipe_key(recipe_dir, version)
+          recipe_dir: Path = RECIPE_DIR, generation: str | None = None) -> Path:
+    """Build (or find in the cache) the sample images of one kernel generation (default: the
+    newest); return the output directory. Another recipe_dir (a changed copy of the recipe:
+    another KMI list, say) gets its own images, cached by its content as the recipe's are."""
+    recipe = load_recipe(recipe_dir, generation)
+    version = source_version(recipe.kernel.package)
+    final = cache_root / "samples" / \
+        f"{recipe.generation}-{recipe_key(recipe, recipe_dir, version)}"
     if final.is_dir():
         return final
     with locked(cache_root):
@@ -261,13 +262,39 @@ def build(cache_root: Path, progress: Callable[[str], None],
         start = time.monotonic()
         run = Runner(progress)
         _build(run, recipe, version, cache_root, final)
-        progress(f"sample images built in {time.monotonic() - start:.0f} s")
+        progress(f"sample images ({recipe.generation}) built in "
+                 f"{time.monotonic() - start:.0f} s")
     return final
+
+
+def _kernels(run: Runner, recipe: Recipe, version: str, cache: Path, kmi: Sequence[str],
+             trim: Path) -> dict[Variant, Kernel]:
+    """Both kernels: at once, or the replacement after the GKI kernel, from a copy of its build
+    (KernelGeneration.replacement_from_gki)."""
+    k = recipe.kernel
+    pristine = source(run, cache, k.package, version)
+    src = patched_source(run, cache, pristine, k.patches)
+    replacement_patches = [*k.patches, k.replacement_patch]
+    replacement_src = patched_source(run, cache, pristine, replacement_patches)
+    replacement_config = [*k.config, k.replacement_config]
+
+    def gki() -> Kernel:
+        return build_kernel(run, cache, Variant.GKI, src, k.patches, k.config, kmi, trim)
+
+    def replacement(seed: Kernel | None = None) -> Kernel:
+        return build_kernel(run, cache, Variant.REPLACEMENT, replacement_src,
+                            replacement_patches, replacement_config, kmi, seed=seed)
+
+    if k.replacement_from_gki:
+        base = gki()
+        return {Variant.GKI: base, Variant.REPLACEMENT: replacement(base)}
+    built = run.parallel([gki, replacement])
+    return dict(zip((Variant.GKI, Variant.REPLACEMENT), built, strict=True))
 
 
 def _build(run: Runner, recipe: Recipe, version: str, cache: Path, final: Path) -> None:
     # Kleaf's abi_symbollist.raw: all lists merged, one symbol a line.
-    kmi = sorted(read_kmi_symbol_lists(recipe.kmi_symbol_lists))
+    kmi = sorted(read_kmi_symbol_lists(recipe.kernel.kmi_symbol_lists))
     # The whitelist is named in .config by absolute path: give it a home that never moves.
     whitelist = cache / "kmi" / f"abi_symbollist-{digest(*kmi)}.raw"
     if not whitelist.exists():
@@ -275,10 +302,6 @@ def _build(run: Runner, recipe: Recipe, version: str, cache: Path, final: Path) 
         tmp = whitelist.with_name(f".tmp-{whitelist.name}")
         tmp.write_text("".join(f"{s}\n" for s in kmi))
         tmp.rename(whitelist)
-    pristine = source(run, cache, recipe.package, version)
-    src = patched_source(run, cache, pristine, recipe.patches)
-    replacement_src = patched_source(run, cache, pristine,
-                                     [*recipe.patches, recipe.replacement_patch])
     busybox = agent.default_busybox()       # the same cached copy the runtime's agent uses
 
     with tempfile.TemporaryDirectory(prefix="work-", dir=cache) as tmp:
@@ -286,13 +309,8 @@ def _build(run: Runner, recipe: Recipe, version: str, cache: Path, final: Path) 
         trim = work / "trim_nonlisted_kmi.config"
         trim.write_text("# Kleaf trim_nonlisted_kmi\nCONFIG_TRIM_UNUSED_KSYMS=y\n"
                         f'CONFIG_UNUSED_KSYMS_WHITELIST="{whitelist}"\n')
-        gki, replacement = run.parallel([
-            lambda: build_kernel(run, cache, Variant.GKI, src, [recipe.config, trim], kmi),
-            lambda: build_kernel(run, cache, Variant.REPLACEMENT, replacement_src,
-                                 [recipe.config, recipe.replacement_config], []),
-        ])
-        assert isinstance(gki, Kernel) and isinstance(replacement, Kernel)
-        kernels = {Variant.GKI: gki, Variant.REPLACEMENT: replacement}
+        kernels = _kernels(run, recipe, version, cache, kmi, trim)
+        gki, replacement = kernels[Variant.GKI], kernels[Variant.REPLACEMENT]
         kos = device_modules(run, recipe, kernels, work / "modules")
 
         run.say("assembling boot.img, vendor_kernel_boot.img (v4 and v3) for both kernels")
@@ -306,4 +324,3 @@ def _build(run: Runner, recipe: Recipe, version: str, cache: Path, final: Path) 
             _variant_outputs(run, recipe, Variant.REPLACEMENT, replacement, gki,
                              kos[Variant.REPLACEMENT], kmi, generic, dtb, work,
                              out / "replacement")
-

@@ -1,6 +1,8 @@
 """The kernels of the sample images and the device modules built against them: Debian's
-linux-source extracted once, patched copies of it, `tinyconfig` + fragments built with O=, and
-`make M=` for each external module. Each kernel tree is cached by the content of its inputs.
+linux-source extracted once, patched copies of it, `tinyconfig` + fragments built with O= in a
+hard-linked copy of that source of its own, and `make M=` for each external module. Each kernel
+tree is cached by the content of its inputs; a kernel may start from a copy of another's build
+directory (a seed), and kbuild then compiles only what differs.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,13 +46,25 @@ GKI_OUTS = {"Image": "arch/arm64/boot/Image", "Image.lz4": "arch/arm64/boot/Imag
 
 # Both kernels build at once (steps.PARALLEL), -j2 each.
 KERNEL_JOBS = 2
+# The build directory (O=) is a direct subdirectory of the kernel's source tree, so kbuild names
+# the source `..` (Makefile: "building in a subdirectory of the source tree", 6.1 and 6.12):
+# every command line and dependency file is then the same in any kernel tree, and a copy of one
+# kernel's build directory in another tree builds incrementally there (the seed, below).
+BUILD_DIR = "out"
+# What a kernel tree holds besides the source: the digest of its inputs but the KMI list.
+FAMILY = ".bootverify-family"
 
 
 @dataclass(frozen=True)
 class Kernel:
-    """A configured and built kernel tree (O= build directory) in the cache."""
+    """A configured and built kernel in the cache: its own source tree (hard links of the
+    patched source) with the build directory `out/` inside it."""
     variant: Variant
-    build: Path
+    tree: Path
+
+    @property
+    def build(self) -> Path:
+        return self.tree / BUILD_DIR
 
     @property
     def release(self) -> str:
@@ -87,6 +102,12 @@ def source(run: Runner, cache: Path, package: str, version: str) -> Path:
     return final
 
 
+def patched_files(patches: Sequence[Path]) -> list[str]:
+    """The paths the patches change, relative to the source tree."""
+    return [rel for patch in patches
+            for rel in re.findall(r"^\+\+\+ b/(\S+)", patch.read_text(), re.M)]
+
+
 def patched_source(run: Runner, cache: Path, pristine: Path, patches: Sequence[Path]) -> Path:
     """A hard-linked copy of the pristine tree with patches applied; the files they touch are
     real copies, so the pristine tree stays pristine."""
@@ -99,16 +120,20 @@ def patched_source(run: Runner, cache: Path, pristine: Path, patches: Sequence[P
         log = final.parent / "logs" / f"{final.name}.log"
         run.run("copy source", ["cp", "-al", pristine, tmp], cwd=final.parent, log=log,
                 timeout=T_EXTRACT)
+        for rel in patched_files(patches):
+            _own_copy(tmp / rel)
         for patch in patches:
-            for rel in re.findall(r"^\+\+\+ b/(\S+)", patch.read_text(), re.M):
-                target = tmp / rel
-                if target.stat().st_nlink > 1:
-                    data = target.read_bytes()
-                    target.unlink()
-                    target.write_bytes(data)
             run.run(f"apply {patch.name}", ["patch", "-p1", "--batch", "--forward", "-i", patch],
                     cwd=tmp, log=log, timeout=T_TOOL)
     return final
+
+
+def _own_copy(path: Path) -> None:
+    """Replace a hard link by a copy of its own (a new inode, modified now)."""
+    if path.exists() and path.stat().st_nlink > 1:
+        data = path.read_bytes()
+        path.unlink()
+        path.write_bytes(data)
 
 
 def _fragment_lines(fragment: Path) -> list[str]:
@@ -116,49 +141,98 @@ def _fragment_lines(fragment: Path) -> list[str]:
             if line.startswith("CONFIG_") or re.fullmatch(r"# CONFIG_\w+ is not set", line)]
 
 
-def build_kernel(run: Runner, cache: Path, variant: Variant, src: Path,
-                 fragments: Sequence[Path], kmi: Sequence[str]) -> Kernel:
-    """tinyconfig + fragments, then `make Image.lz4 Image.gz modules`, cached by their content."""
-    key = digest(str(src), *(f.read_bytes() for f in fragments), *KERNEL_TARGETS,
-                  *(f"{k}={v}" for k, v in sorted(KBUILD_ENV.items())))
+def _config_has(config: list[str], line: str) -> bool:
+    """A fragment's line is in force: `CONFIG_X=v` is in .config; `# CONFIG_X is not set` is, or
+    CONFIG_X is not in it at all (a symbol whose dependencies are unmet is not written: 6.12's
+    SCHED_DEBUG, which needs DEBUG_FS)."""
+    if not (unset := re.fullmatch(r"# (CONFIG_\w+) is not set", line)):
+        return line in config
+    return not any(c.startswith(f"{unset.group(1)}=") for c in config)
+
+
+def build_kernel(run: Runner, cache: Path, variant: Variant, src: Path, patches: Sequence[Path],
+                 fragments: Sequence[Path], kmi: Sequence[str], trim: Path | None = None,
+                 seed: Kernel | None = None) -> Kernel:
+    """tinyconfig + fragments (+ `trim`, the KMI list's fragment), then `make Image.lz4 Image.gz
+    modules`, cached by their content.
+
+    `seed`: a built kernel whose source is `src` with a subset of `patches` applied; its build
+    directory is copied in first and kbuild rebuilds what differs (what its dependency files and
+    the changed config symbols say). Without one, a cached kernel of the same source and config
+    but another KMI list seeds it, if there is one."""
+    family = digest(str(src), *(f.read_bytes() for f in fragments), *KERNEL_TARGETS, BUILD_DIR,
+                    *(f"{k}={v}" for k, v in sorted(KBUILD_ENV.items())))
+    key = digest(family, trim.read_bytes() if trim else "")
     final = cache / "kernels" / f"{variant.value}-{key}"
     if final.is_dir():
         return Kernel(variant, final)
+    if seed is None and trim:
+        seed = _same_family(cache, variant, family)
     label = f"{variant.value} kernel"
     env = {**ARCH_ENV, **KBUILD_ENV}
-    with staging(final) as build:
-        log = build / "build.log"
-        make = ["make", "-C", src, f"O={build}"]
-        run.say(f"{label}: configuring (tinyconfig + {', '.join(f.name for f in fragments)})")
+    configs = [*fragments, *([trim] if trim else [])]
+    with staging(final) as tree:
+        tree.rmdir()
+        log = tree.parent / "logs" / f"{final.name}.log"
+        run.run(f"{label}: copy source", ["cp", "-al", src, tree], cwd=tree.parent, log=log,
+                timeout=T_EXTRACT)
+        (tree / FAMILY).write_text(family + "\n")
+        kernel = Kernel(variant, tree)
+        if seed:
+            run.say(f"{label}: starting from {seed.variant.value} kernel {seed.tree.name}")
+            run.run(f"{label}: copy {seed.tree.name}", ["cp", "-a", seed.build, kernel.build],
+                    cwd=tree, log=log, timeout=T_EXTRACT)
+            # What this tree's patches changed beyond the seed's: newer than any of its objects.
+            for rel in patched_files(patches):
+                if (tree / rel).read_bytes() != (seed.tree / rel).read_bytes():
+                    _own_copy(tree / rel)
+        else:
+            kernel.build.mkdir()
+        build = kernel.build
+        make = ["make", "-C", tree, f"O={build}"]
+        run.say(f"{label}: configuring (tinyconfig + {', '.join(f.name for f in configs)})")
         run.run(f"{label}: tinyconfig", [*make, "tinyconfig"], cwd=build, log=log,
                 timeout=T_CONFIG, env=env)
-        run.run(f"{label}: merge config", [src / "scripts/kconfig/merge_config.sh", "-m", "-O",
-                                           build, build / ".config", *fragments],
-                cwd=src, log=log, timeout=T_CONFIG, env=env)
+        run.run(f"{label}: merge config", [tree / "scripts/kconfig/merge_config.sh", "-m", "-O",
+                                           build, build / ".config", *configs],
+                cwd=tree, log=log, timeout=T_CONFIG, env=env)
         run.run(f"{label}: olddefconfig", [*make, "olddefconfig"], cwd=build, log=log,
                 timeout=T_CONFIG, env=env)
-        config = set((build / ".config").read_text().splitlines())
-        if lost := [line for f in fragments for line in _fragment_lines(f) if line not in config]:
+        config = (build / ".config").read_text().splitlines()
+        if lost := [line for f in configs for line in _fragment_lines(f)
+                    if not _config_has(config, line)]:
             raise InfraError(f"sample images: {label}: olddefconfig dropped fragment lines "
                              f"(unmet dependencies?): {', '.join(lost)}")
 
         def compiled(elapsed: float) -> str:
-            n = sum(1 for line in log.read_text(errors="replace").splitlines()
+            n = sum(1 for line in log.read_text(errors="replace").splitlines()[made:]
                     if line.startswith("  CC "))
             return f"{label}: {n} files compiled, {elapsed:.0f} s"
 
+        made = len(log.read_text(errors="replace").splitlines())
         run.say(f"{label}: make -j{KERNEL_JOBS} {' '.join(KERNEL_TARGETS)}")
+        start = time.monotonic()
         run.run(f"{label}: make", [*make, f"-j{KERNEL_JOBS}", *KERNEL_TARGETS], cwd=build,
                 log=log, timeout=T_KERNEL, env=env, report=compiled)
+        run.say(compiled(time.monotonic() - start) + " (make)")
         # With CONFIG_TRIM_UNUSED_KSYMS every build counts as a modules build, so modpost writes
         # only Module.symvers; vmlinux.symvers is its vmlinux part (what `make vmlinux` writes).
         rows = (build / "Module.symvers").read_text().splitlines(keepends=True)
         (build / "vmlinux.symvers").write_text(
             "".join(r for r in rows if r.split("\t")[2:3] == ["vmlinux"]))
-        if kmi:
+        if trim:
             _check_trimmed(label, build / "vmlinux.symvers", kmi)
-        run.say(f"{label}: built {Kernel(variant, build).release}")
+        run.say(f"{label}: built {kernel.release}")
     return Kernel(variant, final)
+
+
+def _same_family(cache: Path, variant: Variant, family: str) -> Kernel | None:
+    """A cached kernel built from the same source and config as `family`'s."""
+    for tree in sorted((cache / "kernels").glob(f"{variant.value}-*")):
+        marker = tree / FAMILY
+        if marker.is_file() and marker.read_text().strip() == family:
+            return Kernel(variant, tree)
+    return None
 
 
 def _check_trimmed(label: str, symvers: Path, kmi: Sequence[str]) -> None:

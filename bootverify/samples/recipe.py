@@ -94,13 +94,36 @@ class DeviceModule:
 
 
 @dataclass(frozen=True)
-class Recipe:
-    package: str
-    config: Path
-    patches: tuple[Path, ...]
+class KernelGeneration:
+    """One kernel generation's table of samples.toml: the Debian source package both kernels are
+    built from and the recipe files each kernel takes."""
+    generation: str                  # "6.1", "6.12": GKI's kernel version
+    package: str                     # Debian's linux-source-X
+    config: tuple[Path, ...]         # fragments on top of tinyconfig, both kernels
+    patches: tuple[Path, ...]        # the Android Common Kernel behaviour, both kernels
     replacement_config: Path
     replacement_patch: Path
     kmi_symbol_lists: tuple[Path, ...]
+    # The replacement kernel starts from a copy of the GKI kernel's build tree (kbuild then
+    # compiles only what replacement.patch and replacement.config change): only where the GKI
+    # kernel's trimming does not reach the objects (see samples.toml).
+    replacement_from_gki: bool
+
+    @property
+    def version(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.generation.split("."))
+
+    def files(self) -> frozenset[Path]:
+        return frozenset({*self.config, *self.patches, self.replacement_config,
+                          self.replacement_patch, *self.kmi_symbol_lists})
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The recipe for one kernel generation: its kernels, and every module's expectations on
+    them (samples.toml's, with that generation's overrides)."""
+    kernel: KernelGeneration
+    generations: tuple[KernelGeneration, ...]    # all of samples.toml's, oldest first
     init: Path
     cmdline: str
     vendor_cmdline: str
@@ -109,45 +132,86 @@ class Recipe:
     modules: tuple[DeviceModule, ...]
     android: dict[Variant, DeviceExpectation]
 
+    @property
+    def generation(self) -> str:
+        return self.kernel.generation
+
     def shipped(self) -> list[DeviceModule]:
         return [m for m in self.modules if m.shipped]
 
 
-def _expectations(entry: dict, where: str, recipe: Path) -> dict[Variant, Expectation]:
+def _expectations(entry: dict, generation: str, where: str,
+                  recipe: Path) -> dict[Variant, Expectation]:
+    """A module's expectations on one generation's kernels: its `gki` and `replacement` tables,
+    those its `generation."X"` table names replacing them, `replacement` defaulting to `gki`."""
     def one(raw: dict, variant: Variant) -> Expectation:
         static, runtime = tuple(sorted(raw.get("static", ()))), raw.get("runtime", "")
         findings = tuple(sorted(raw.get("findings", ())))
         unknown = (set(static) - PROBLEM_KINDS) | (set(findings) - FINDING_CLASSES)
         if unknown or runtime not in RUNTIME_OUTCOMES:
-            raise InfraError(f"{recipe}: {where} ({variant.value}): unknown problem kind or "
-                             f"finding class {sorted(unknown)} or runtime outcome {runtime!r}")
+            raise InfraError(f"{recipe}: {where} ({generation} {variant.value}): unknown problem "
+                             f"kind or finding class {sorted(unknown)} or runtime outcome "
+                             f"{runtime!r}")
         why = raw.get("why", "")
         if runtime not in (Outcome.LOADED, Outcome.SKIPPED) and not why:
-            raise InfraError(f"{recipe}: {where} ({variant.value}): a {runtime} needs a why "
-                             f"(its reason in expect.toml)")
+            raise InfraError(f"{recipe}: {where} ({generation} {variant.value}): a {runtime} "
+                             f"needs a why (its reason in expect.toml)")
         return Expectation(static, runtime, findings, why)
 
-    gki = one(entry.get("gki", {}), Variant.GKI) if "gki" in entry else None
-    repl = one(entry["replacement"], Variant.REPLACEMENT) if "replacement" in entry else gki
-    return {v: e for v, e in ((Variant.GKI, gki), (Variant.REPLACEMENT, repl)) if e}
+    tables = {v.value: entry[v.value] for v in Variant if v.value in entry}
+    tables |= entry.get("generation", {}).get(generation, {})
+    if "gki" in tables:
+        tables.setdefault("replacement", tables["gki"])
+    return {v: one(tables[v.value], v) for v in Variant if v.value in tables}
 
 
-def load_recipe(root: Path = RECIPE_DIR) -> Recipe:
+def load_recipe(root: Path = RECIPE_DIR, generation: str | None = None) -> Recipe:
+    """The recipe for `generation` (default: the newest samples.toml names)."""
     path = root / RECIPE
     try:
-        return _parse_recipe(tomllib.loads(path.read_text()), root)
+        return _parse_recipe(tomllib.loads(path.read_text()), root, generation)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise InfraError(f"sample image recipe {path}: {e}") from None
     except KeyError as e:
         raise InfraError(f"sample image recipe {path}: no {e} entry") from None
 
 
-def _parse_recipe(raw: dict, root: Path) -> Recipe:
+def generations(root: Path = RECIPE_DIR) -> tuple[str, ...]:
+    """The kernel generations samples.toml builds, oldest first."""
+    return tuple(k.generation for k in load_recipe(root).generations)
+
+
+def _generation(k: dict, root: Path) -> KernelGeneration:
+    return KernelGeneration(
+        generation=k["generation"], package=k["package"],
+        config=tuple(root / p for p in k["config"]),
+        patches=tuple(root / p for p in k["patches"]),
+        replacement_config=root / k["replacement_config"],
+        replacement_patch=root / k["replacement_patch"],
+        kmi_symbol_lists=tuple(root / p for p in k["kmi_symbol_lists"]),
+        replacement_from_gki=k.get("replacement_from_gki", False))
+
+
+def _parse_recipe(raw: dict, root: Path, generation: str | None) -> Recipe:
     path = root / RECIPE
-    k, b = raw["kernel"], raw["boot"]
+    kernels = tuple(sorted((_generation(k, root) for k in raw["kernel"]),
+                           key=lambda k: k.version))
+    by_name = {k.generation: k for k in kernels}
+    if len(by_name) != len(kernels):
+        raise InfraError(f"{path}: a kernel generation is named twice")
+    if generation is None:
+        generation = kernels[-1].generation
+    if generation not in by_name:
+        raise InfraError(f"{path}: no kernel generation {generation} (it has "
+                         f"{', '.join(by_name)})")
+    for entry in (*raw["module"], *raw["system_dlkm"]):
+        if unknown := set(entry.get("generation", {})) - set(by_name):
+            raise InfraError(f"{path}: {entry.get('name') or entry['path']}: expectations for "
+                             f"unknown kernel generations {sorted(unknown)}")
+    b = raw["boot"]
     modules = tuple(DeviceModule(
         name=m["name"], source=root / "modules" / m["name"],
-        expected=_expectations(m, m["name"], path), uses=tuple(m.get("uses", ())),
+        expected=_expectations(m, generation, m["name"], path), uses=tuple(m.get("uses", ())),
         other_kernel=m.get("kernel", "own") == "other", modpost_warn=m.get("modpost_warn", False),
         allow_missing_namespace_imports=m.get("allow_missing_namespace_imports", False),
         relicense=m.get("relicense", ""), shipped=m.get("shipped", True),
@@ -162,25 +226,24 @@ def _parse_recipe(raw: dict, root: Path) -> Recipe:
             raise InfraError(f"{path}: {m.name} ships but has no expectations")
         seen.add(m.name)
     return Recipe(
-        package=k["package"], config=root / k["config"],
-        patches=tuple(root / p for p in k["patches"]),
-        replacement_config=root / k["replacement_config"],
-        replacement_patch=root / k["replacement_patch"],
-        kmi_symbol_lists=tuple(root / p for p in k["kmi_symbol_lists"]),
+        kernel=by_name[generation], generations=kernels,
         init=root / b["init"], cmdline=b["cmdline"], vendor_cmdline=b["vendor_cmdline"],
         bootconfig=tuple(b["bootconfig"]),
-        system_dlkm=tuple(GkiModule(g["path"], _expectations(g, g["path"], path))
+        system_dlkm=tuple(GkiModule(g["path"], _expectations(g, generation, g["path"], path))
                           for g in raw["system_dlkm"]),
         modules=modules,
         android={v: DeviceExpectation(e["verdict"], e.get("stops_at"), e["why"])
                  for v, e in ((v, raw["android"][v.value]) for v in Variant)})
 
 
-def recipe_key(root: Path, version: str, builder: Path = PACKAGE_DIR) -> str:
-    """Content hash of the recipe files (not their docs), the source package version and the
+def recipe_key(recipe: Recipe, root: Path, version: str, builder: Path = PACKAGE_DIR) -> str:
+    """Content hash of the recipe files one generation's images are made of (not their docs,
+    not the files only other generations name), its source package and version, and the
     builder's own sources. Paths enter relative, so a checkout and an installed package agree."""
-    h = hashlib.sha256(f"{version}\n".encode())
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".md"):
+    others = frozenset().union(*(k.files() for k in recipe.generations)) - recipe.kernel.files()
+    h = hashlib.sha256(f"{recipe.kernel.package}\n{version}\n".encode())
+    for path in sorted(p for p in root.rglob("*")
+                       if p.is_file() and p.suffix != ".md" and p not in others):
         h.update(f"{path.relative_to(root)}\n".encode() + path.read_bytes() + b"\n")
     for path in sorted(builder.glob("*.py")):
         h.update(f"{path.name}\n".encode() + path.read_bytes() + b"\n")
