@@ -115,6 +115,14 @@ def test_a_generations_table_overrides_only_that_generation(tmp_path: Path) -> N
         recipe.load_recipe(root)
 
 
+def test_images_build_names_the_generations_it_has() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bootverify", "images", "build", "--kernel",
+                           "5.4"], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == "bootverify: --kernel: no sample kernel generation '5.4' (the recipe " \
+        f"has {', '.join(recipe.generations())}, or all)\n"
+
+
 def test_relicense_keeps_the_file_length(tmp_path: Path) -> None:
     ko = tmp_path / "m.ko"
     ko.write_bytes(b"\x7fELF....description=x\0license=Dual MIT/GPL\0vermagic=6.1\0")

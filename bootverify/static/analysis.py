@@ -360,8 +360,9 @@ def check_version(m: ModuleFacts, sym: str, crc: int | None, owner: str,
     CONFIG_MODVERSIONS): a provider without CRCs is not checked; a __versions entry with
     another CRC is "disagrees about version of symbol" (return 0: EINVAL); no entry at all is
     "no symbol version for SYM". What that does depends on the kernel's source:
-    - Debian's linux-source-6.1 (6.1.192, the samples' kernels) and linux-source-6.12
-      (6.12.95: kernel/module/version.c the same), with Debian's patch
+    - Debian's linux-source-6.1 (6.1.192) and linux-source-6.12 (6.12.95: kernel/module/
+      version.c the same), the samples' kernels (vendor_latent on the replacement: fatal on
+      both, images/README.md), with Debian's patch
       "module: Disable matching missing version CRC" (Ben Hutchings, 2016, "fail closed"):
       pr_warn() and return 0, so resolve_symbol() gives ERR_PTR(-EINVAL) and
       simplify_symbols() logs "Unknown symbol SYM (err -22)", even for a weak reference;
