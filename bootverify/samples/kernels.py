@@ -204,12 +204,13 @@ def build_kernel(run: Runner, cache: Path, variant: Variant, src: Path, patches:
             raise InfraError(f"sample images: {label}: olddefconfig dropped fragment lines "
                              f"(unmet dependencies?): {', '.join(lost)}")
 
+        configured = len(log.read_text(errors="replace").splitlines())   # make's lines follow
+
         def compiled(elapsed: float) -> str:
-            n = sum(1 for line in log.read_text(errors="replace").splitlines()[made:]
+            n = sum(1 for line in log.read_text(errors="replace").splitlines()[configured:]
                     if line.startswith("  CC "))
             return f"{label}: {n} files compiled, {elapsed:.0f} s"
 
-        made = len(log.read_text(errors="replace").splitlines())
         run.say(f"{label}: make -j{KERNEL_JOBS} {' '.join(KERNEL_TARGETS)}")
         start = time.monotonic()
         run.run(f"{label}: make", [*make, f"-j{KERNEL_JOBS}", *KERNEL_TARGETS], cwd=build,
