@@ -20,9 +20,11 @@ The host sends one line per command, `bv_begin SEQ; COMMAND; bv_end SEQ $?`; SEQ
 every command, across boots too, so that a late line from an earlier command cannot end a later
 one. The commands that load are
 
-    bv_run FROM WATCHDOG_MS               the plan's modules from line FROM on, each followed by
+    bv_run FROM ALONE WATCHDOG_MS         the plan's modules from line FROM on, each followed by
                                           its mark (a wave's: the wave's records, then its
-                                          marks); it stops after `killed` or `timeout`
+                                          marks), those up to line ALONE one at a time (the
+                                          rest of a wave the guest died in; 0: none); it stops
+                                          after `killed` or `timeout`
     bv_restore WATCHDOG_MS LINE...        those lines again after a reboot, quietly: no records,
                                           no marks, only `restore failed: <line>` for a module
                                           that did not load
@@ -111,8 +113,8 @@ def command_line(seq: int, command: str) -> str:
     return f"{BEGIN} {seq}; {command}; {END} {seq} $?"
 
 
-def run_command(start: int, watchdog_ms: int) -> str:
-    return f"{RUN} {start} {watchdog_ms}"
+def run_command(start: int, alone_to: int, watchdog_ms: int) -> str:
+    return f"{RUN} {start} {alone_to} {watchdog_ms}"
 
 
 def restore_command(watchdog_ms: int, lines: Iterable[int]) -> str:

@@ -1,16 +1,18 @@
 /*
  * finit: bootverify's in-guest module loader, run by the agent's init (see init, bv_run).
  *
- *   finit PLAN FROM TO WATCHDOG_MS MARK [LINE...]
+ *   finit PLAN FROM ALONE WATCHDOG_MS MARK [LINE...]
  *
- * Walks PLAN's `PATH PARAMS` lines FROM..TO (TO 0: to the end; with LINEs, only those) and
+ * Walks PLAN's `PATH PARAMS` lines from FROM on (with LINEs, only those) and
  * loads each module with finit_module() in a child, exactly once, as Android's libmodprobe
  * does; a compressed file with MODULE_INIT_COMPRESSED_FILE, as kmod does. For each module it
  * prints the /dev/kmsg records the load wrote (`LEVEL,SEQ,USEC,FLAGS;TEXT`), then
  * `MARK:M<line>:<label>:<value>:<usec>`.
  * A line `&PATH PARAMS` is loaded at the same time as the line before it: such a wave
  * (libmodprobe's LoadModulesParallel) loads on all CPUs, one child per module, and prints
- * the records of the whole wave, then each module's mark in line order. The labels:
+ * the records of the whole wave, then each module's mark in line order; lines up to ALONE
+ * (0: none) load one at a time all the same: they are the rest of a wave whose guest died
+ * while it loaded, and each is to get its own verdict. The labels:
  *   finit    finit_module() returned VALUE (0 or -errno)
  *   open     the file did not open (VALUE: -errno)
  *   killed   the child died in finit_module(), an oops (VALUE: the signal); exit status 3
@@ -440,7 +442,7 @@ static void *map(long size, int shared)
 
 int main(int argc, char **argv)
 {
-	unsigned long from, to, watchdog_ms;
+	unsigned long from, alone, watchdog_ms;
 	struct plan_line *lines;
 	struct job *jobs;
 	char *p, *end, *mark;
@@ -451,7 +453,7 @@ int main(int argc, char **argv)
 	if (argc < 6)
 		return 2;
 	from = atou(argv[2]);
-	to = atou(argv[3]);
+	alone = atou(argv[3]);
 	watchdog_ms = atou(argv[4]);
 	mark = argv[5];
 	nlines = argc - 6;
@@ -467,10 +469,10 @@ int main(int argc, char **argv)
 		return 2;
 	kmsg = sys_open("/dev/kmsg", O_RDWR | O_NONBLOCK | O_CLOEXEC, 0);	/* or do without */
 
-	for (i = from ? from - 1 : 0; i < count && (!to || i < (long)to); i += n) {
-		/* a wave: this line and the `&` lines after it, in a run (not when quiet) */
-		for (n = 1; *mark && i + n < count && lines[i + n].joins &&
-			    (!to || i + n < (long)to); n++)
+	for (i = from ? from - 1 : 0; i < count; i += n) {
+		/* a wave: this line and the `&` lines after it, in a run (not when quiet), past
+		 * ALONE (i is line i + 1) */
+		for (n = 1; *mark && i >= (long)alone && i + n < count && lines[i + n].joins; n++)
 			;
 		if (n > 1) {
 			for (k = 0; kmsg >= 0 && k < n; k++)
