@@ -260,10 +260,11 @@ def waves(p: LoadPlan) -> list[list[str]]:
 def test_parallel_waves_are_dependency_leaves():
     p = plan(WAVES, bootconfig=PARALLEL)
     # wave 1: each entry's last modules.dep path (a, b, e's, s); s alone (load_sequential),
-    # e's soft pre-dep p alone before e's wave; then c (d's next leaf), then d
-    assert waves(p) == [["s"], ["p"], ["a", "b", "e"], ["c"], ["d"]]
+    # e's soft pre-dep p alone before e's wave; then c (d's next leaf), then d. A wave lists
+    # its modules as the device's threads take them: from the back of the entries (a, d, e)
+    assert waves(p) == [["s"], ["p"], ["e", "b", "a"], ["c"], ["d"]]
     assert p.lines[0] == "/lib/modules/s.ko x=1"          # the token is erased
-    assert p.lines[2:5] == ("/lib/modules/a.ko", "&/lib/modules/b.ko", "&/lib/modules/e.ko")
+    assert p.lines[2:5] == ("/lib/modules/e.ko", "&/lib/modules/b.ko", "&/lib/modules/a.ko")
     assert any("waves" in n for n in p.notes)
     # the same plan without the bootconfig: InsmodWithDeps order, one at a time
     seq = plan(WAVES)
