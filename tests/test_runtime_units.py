@@ -633,7 +633,8 @@ def test_parse_load_output() -> None:
     lines = ["[    2.141238] nlmon: disagrees about version of symbol module_layout",
              "4,242,3474532,-;nlmon: disagrees about version of symbol module_layout",
              " SUBSYSTEM=module",
-             "6,243,3474600,c;second"]
+             "6,243,3474600,c;second",
+             "15,244,3474700,-;bootverify: loaded"]     # finit's, ending the window: dropped
     o = protocol.parse_load_output(lines, "finit:-8:4255")
     assert (o.label, o.value, o.seconds) == ("finit", -8, 0.004255)
     assert o.kmsg == ("[    3.474532] nlmon: disagrees about version of symbol module_layout",

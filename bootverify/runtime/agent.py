@@ -22,7 +22,9 @@ The overlay is one uncompressed cpio archive, unpacked after the device's ramdis
      libmodprobe does;
   3. waits for the child at most WATCHDOG_MS (pidfd_open + ppoll; 0 or without pidfd support
      it just waits);
-  4. copies the kernel log records written since step 1 to stdout (/dev/kmsg format,
+  4. writes `bootverify: loaded` into /dev/kmsg, which finalizes a record the load left
+     without a newline (readers see only finalized records; without it such a line was lost),
+     copies the kernel log records written since step 1 to stdout (/dev/kmsg format,
      `LEVEL,SEQ,USEC,FLAGS;TEXT`), then prints the module's mark
      `MARK:M<line>:<label>:<value>:<usec>`, label `finit` (value: finit_module's return, 0 or
      -errno), `open` (the file did not open: -errno), `killed` (the child died in

@@ -31,8 +31,8 @@ one. The commands that load are
 
 A module mark's label says what happened to it (`Label`); before the mark come the kernel log
 records its load wrote, as /dev/kmsg gives them (`LEVEL,SEQ,USEC,FLAGS;TEXT`, dictionary lines
-indented below), and whatever else reached the console meanwhile (EMERG and ALERT messages, an
-oops as it happened).
+indented below; the last is the agent's own `bootverify: loaded`, which ends the window), and
+whatever else reached the console meanwhile (EMERG and ALERT messages, an oops as it happened).
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ class Label(enum.StrEnum):
     TIMEOUT = "timeout"     # init had not returned within the watchdog: value 0
 
 
+# The agent's own kernel log records (finit.c's announce() and end_window()): not the module's.
+AGENT_RECORD = "bootverify: "
 KMSG_RECORD = re.compile(r"^(?P<level>\d+),(?P<seq>\d+),(?P<usec>\d+),[^;]*;(?P<text>.*)$")
 RESULT = re.compile(rf"^(?P<label>{'|'.join(Label)}):(?P<value>-?\d+):(?P<usec>\d+)$")
 
@@ -146,7 +148,8 @@ def parse_load_output(lines: Sequence[str], result: str = "") -> LoadOutput:
     other: list[str] = []
     for line in lines:
         if m := KMSG_RECORD.match(line):
-            records.append(dmesg_line(int(m.group("usec")), m.group("text")))
+            if not m.group("text").startswith(AGENT_RECORD):
+                records.append(dmesg_line(int(m.group("usec")), m.group("text")))
         elif line.startswith(" ") and records:
             continue                     # a record's dictionary line (SUBSYSTEM=..., DEVICE=...)
         elif line.strip():
