@@ -17,7 +17,8 @@ problems, agreement; the device verdict) equal --jobs 1's.
 and kunit aside) with their dependencies, in images whose bootconfig asks for parallel loading
 (androidboot.load_modules_parallel = "true") and in the same images without it, run through
 the API (loader.run_plan) with each -smp of --smp, alternating; the load time is the run's wall
-time less its boots. Figures: sequential vs waves for each CPU count, and the waves' count.
+time less its boots. Figures: sequential vs waves for each CPU count, and the waves' count;
+then each module whose outcome was not the same in all runs, with what it was each way.
 
 Nothing is asserted; the figures go into benchmarks/README.md and README.md.
 """
@@ -157,6 +158,8 @@ def bench_waves(args: argparse.Namespace, out: dict) -> None:
         f"{len(plans['waves'][1].waves)} waves (sequential: {len(plans['sequential'][1].lines)} "
         f"loads)")
     figures: dict[str, dict[str, list[float]]] = {}
+    seen: dict[str, dict[str, set[str]]] = {}       # module -> tag -> outcomes over the runs
+    dependents: set[str] = set()                    # failed, in some run, as a dependency did
     for rnd in range(args.rounds):
         for smp in args.smp:
             for tag, (guest, plan) in plans.items():
@@ -165,6 +168,11 @@ def bench_waves(args: argparse.Namespace, out: dict) -> None:
                 load = rep.seconds - sum(b.seconds for b in rep.boots)
                 bad = sum(1 for r in rep.results if r.outcome.value not in ("loaded", "skipped"))
                 figures.setdefault(f"smp{smp}", {}).setdefault(tag, []).append(load)
+                for r in rep.results:
+                    seen.setdefault(r.name, {}).setdefault(tag, set()).add(
+                        r.outcome.value + (f" {r.errno_name}" if r.errno else ""))
+                    if r.failed_dependencies:
+                        dependents.add(r.name)
                 say(f"  round {rnd + 1} -smp {smp} {tag:10}: load {load:6.2f} s "
                     f"({len(rep.boots)} boot(s), {bad} not loaded; load average {loadavg()})")
     out["waves"] = {k: {t: statistics.median(v) for t, v in d.items()}
@@ -172,6 +180,14 @@ def bench_waves(args: argparse.Namespace, out: dict) -> None:
     for k, d in out["waves"].items():
         say(f"  {k}: sequential {d['sequential']:.2f} s, waves {d['waves']:.2f} s: "
             f"{d['sequential'] / d['waves']:.2f}x")
+    # The modules whose outcome was not one and the same in every run, either way (README.md,
+    # "Parallel loading": which differences are the device's own). A module that fails only
+    # because a dependency did not load is left out: its dependency is listed.
+    out["waves_differences"] = {
+        n: {t: sorted(v) for t, v in d.items()} for n, d in sorted(seen.items())
+        if len(set().union(*d.values())) > 1 and n not in dependents}
+    for n, d in out["waves_differences"].items():
+        say(f"  differs: {n}: " + "; ".join(f"{t} {' / '.join(v)}" for t, v in d.items()))
 
 
 def main() -> None:
