@@ -182,6 +182,18 @@ def test_dlkm_dir_without_modules_load_is_unlisted(tmp_path):
     assert [s.origin for s in p.unlisted_sets()] == ["vendor_dlkm"]
 
 
+def test_a_malformed_softdep_line_is_dropped_and_noted():
+    """Debian's depmod writes `softdep cifs gcm` (MODULE_SOFTDEP without pre:): the device
+    logs it and loads the rest; so does the plan, and it says so."""
+    p = plan({"lib/modules/a.ko": "", "lib/modules/gcm.ko": "",
+              "lib/modules/modules.dep": "a.ko:\ngcm.ko:\n",
+              "lib/modules/modules.load": "a.ko\n",
+              "lib/modules/modules.softdep": "softdep a gcm\nsoftdep a pre: gcm\n"})
+    assert [s.key[1] for s in p.steps] == ["gcm", "a"]
+    assert [n for n in p.notes if "modules.softdep line 1 dropped" in n
+            and "must have at least 4 entries" in n]
+
+
 # --- the device verdict ---
 
 SIMPLE = {f"lib/modules/{n}.ko": "" for n in ("a", "b", "c", "blk")} | {
