@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bootverify.android import BootMode
-from bootverify.crosscheck import ModuleVerdict, crosscheck, failed
+from bootverify.crosscheck import ModuleVerdict, crosscheck
 from bootverify.errors import (
     EXIT_ERROR,
     InfraError,
@@ -75,14 +75,6 @@ class RunOptions:
     jobs: int | None = 1                # guests at once (None: the host's CPUs, memory-capped)
     shard: tuple[int, int] = (1, 1)     # --shard I/N: this run loads part I of N
     argv: tuple[str, ...] = field(default_factory=tuple)
-
-
-def failed_run(run: RunRecord) -> bool:
-    """Exit 1: with --expect, a regression (strict: also fixed, stale); without, any failure
-    (crosscheck.failed) or a device verdict that fails."""
-    if run.judgement is not None:
-        return run.judgement.failed
-    return failed(run.verdicts, run.fail_on) or run.device.failed
 
 
 def _name(opts: RunOptions) -> str:
