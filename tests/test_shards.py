@@ -59,6 +59,7 @@ def test_split_is_deterministic_balanced_and_closed():
             assert set(p.units[k].deps) <= set(loaded[:i])
     with pytest.raises(ValueError):
         split(groups(p), 0)
+    assert split((), 2) == (Part(0, ()), Part(1, ()))         # an empty shard's guests
     # with the warm-up, a cut would cost the part after it more than it saves: one part
     assert [len(part.groups) for part in split(groups(p), 2)] == [5, 0]
 

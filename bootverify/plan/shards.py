@@ -134,8 +134,7 @@ def split(items: Sequence[Group], n: int) -> tuple[Part, ...]:
         # and the search's answer is a bound the filling meets.
         assert found is not None
         starts = found
-    ends = [*starts[1:], len(items)]
-    runs = [tuple(items[a:b]) for a, b in zip(starts, ends, strict=True)]
+    runs = [tuple(items[a:b]) for a, b in zip(starts, [*starts[1:], len(items)], strict=False)]
     return tuple(Part(p, runs[p] if p < len(runs) else ()) for p in range(n))
 
 
