@@ -652,10 +652,11 @@ def parser() -> argparse.ArgumentParser:
                    metavar="CLASS,...",
                    help="finding classes that fail the run (default: "
                         f"{','.join(sorted(DEFAULT_FAIL_ON))}; all, or '' for none)")
-    p.add_argument("--jobs", type=number(int, 0, exclusive=False), default=1, metavar="N",
+    p.add_argument("--jobs", type=number(int, 0, exclusive=False), default=0, metavar="N",
                    help="guests at once, each loading a dependency-closed part of the plan with "
-                        "an equal share of the host's CPUs (default 1; 0: the host's CPU "
-                        "count, capped by its memory)")
+                        "an equal share of the host's CPUs (default, or 0: the host's CPU "
+                        "count, capped by its memory; fewer when a cut would cost a part more "
+                        "loads than it saves; --jobs 1 pins one guest)")
     p.add_argument("--shard", type=shard_arg, metavar="I/N",
                    help="load only shard I of a deterministic N-way split of the plan (the "
                         "split `bootverify plan --json` prints); `bootverify merge` joins them")

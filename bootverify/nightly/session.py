@@ -72,7 +72,7 @@ class RunOptions:
     name: str | None = None
     infra_retries: int = 0
     fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON     # the findings that fail the run
-    jobs: int | None = 1                # guests at once (None: the host's CPUs, memory-capped)
+    jobs: int | None = None             # guests at once (None: the host's CPUs, memory-capped)
     shard: tuple[int, int] = (1, 1)     # --shard I/N: this run loads part I of N
     argv: tuple[str, ...] = field(default_factory=tuple)
 
