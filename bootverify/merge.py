@@ -31,6 +31,7 @@ from typing import Any
 from bootverify.errors import InputError
 from bootverify.crosscheck import ModuleVerdict
 from bootverify.report import device_json, facts_from_json, module_id, verdict_from_json
+from bootverify.plan.shards import cut_note
 from bootverify.reports.model import ErrorKind, RunError, RunRecord, failed_run
 from bootverify.reports.summary import summary_json
 from bootverify.runtime.kmsg import FindingClass
@@ -124,6 +125,11 @@ def merge(reports: Sequence[tuple[str, dict[str, Any]]]) -> Merged:
     shard_notes = {n for _, doc in ordered for n in doc["android_entries"]["notes"]}
     notes = [n for n in dict.fromkeys(n for _, doc in ordered for n in doc["notes"])
              if n not in shard_notes]
+    entries = first["plan"]["verdict_facts"]["entries"]
+    cuts = [entries[min(s["entries"])]["name"] for s in first["plan"]["shards"][1:]
+            if s["entries"]]
+    if cuts:
+        notes.append(cut_note(f"{count} shards", cuts))
     modules = [by_key[k] for k in order if k in by_key]
     errors = [d["error"] for _, d in ordered if d["error"] is not None]
     meta = {**first["meta"], "boots": [b for _, d in ordered for b in d["meta"].get("boots", ())]}

@@ -24,7 +24,7 @@ from bootverify.reports.summary import summary_text
 from bootverify.runtime.kmsg import DEFAULT_FAIL_ON, Finding, FindingClass, LinkProblemKind, Outcome
 from bootverify.static.analysis import Problem, ProblemKind, StaticReport
 from bootverify.verdict import decide, entry_failures, verdict_facts
-from bootverify.plan.shards import Part, groups, part_plan, split
+from bootverify.plan.shards import Part, cut_note, groups, part_plan, split
 
 # e and f share the dependency d; g alone; x is listed and missing; u is unlisted
 SET = {f"lib/modules/{n}.ko": "" for n in "defgu"} | {
@@ -117,7 +117,8 @@ def report(index: int, count: int, modules: list[tuple[str, str]], inputs: str =
          "verdict_facts": {"entries": [{"origin": "vendor_ramdisk", "entry": f"{n}.ko",
                                         "name": n, "stage": "first-stage",
                                         "blocklisted": False} for n in "abcd"],
-                           "empty_sets": [], "first_stage_console": 0}}
+                           "empty_sets": [], "first_stage_console": 0},
+         "shards": [{"entries": [0, 2]}, {"entries": [1, 3]}][:count]}
     return {"android": {}, "notes": ["n"], "console_log": f"c{index}.log", "fail_on": [],
             "kernel_release": "6.1", "kmi_trimmed": False, "boot_mode": "normal",
             "meta": {"schema_version": 2, "boots": [{"seconds": index}],
@@ -194,9 +195,12 @@ def test_merged_shards_report_as_one_run():
     merged = merge([(f"{i}.json", json.loads(json.dumps(run_document(r))))
                     for i, r in enumerate(reversed(shards))])
     whole = run_document(one)
-    for key in ("modules", "android", "summary", "notes", "fail_on", "kernel_release"):
+    for key in ("modules", "android", "summary", "fail_on", "kernel_release"):
         assert merged.doc[key] == whole[key], key
-    assert summary_text(merged.record) == summary_text(one)
+    # the shards' own notes left out; where the plan was cut said
+    cut = cut_note("3 shards", ["f", "d"])
+    assert merged.doc["notes"] == [*whole["notes"], cut]
+    assert summary_text(merged.record) == summary_text(replace(one, notes=(*one.notes, cut)))
     assert merged.failed == failed_run(one) is True and not merged.infra_failed
 
     def cases(run: RunRecord) -> list[tuple]:
