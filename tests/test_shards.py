@@ -223,6 +223,9 @@ def test_merged_shards_report_as_one_run():
                                        "loaded (also in 1.json)"),
     (report(2, 3, [("b", "loaded")]), "another plan or split than 1.json"),
     ({"modules": []}, "not a run report of this version"),
+    (report(2, 2, []) | {"modules": [{"name": "b"}]}, "modules[0]: not a module of a run report"),
+    (report(2, 2, []) | {"fail_on": ["bug"]}, "another --fail-on than 1.json"),
+    (report(2, 2, []) | {"meta": {}}, "meta.started_at: not a run's start time"),
 ])
 def test_merge_rejects_mismatches_with_one_line(other, message):
     with pytest.raises(InputError) as e:
