@@ -47,7 +47,7 @@ def outcomes(doc: dict) -> list[tuple]:
         tuple(doc["android"][k] for k in ("verdict", "stage", "stops_at", "failures"))]
 
 
-def testcases(junit: Path) -> list[tuple]:
+def junit_cases(junit: Path) -> list[tuple]:
     """Per testcase: name, classname, and its child's tag, type and message."""
     return [(c.get("name"), c.get("classname"),
              [(x.tag, x.get("type"), x.get("message")) for x in c])
@@ -96,7 +96,7 @@ def test_jobs_and_shards_give_the_outcomes_of_one_guest(sample_images: Path, tmp
     rc, stdout, _, merged = shards_merged(inputs, symvers, tmp_path, 4)
     assert rc == rc1 and outcomes(merged) == outcomes(one)
     assert stdout.startswith("ANDROID: STOPS in first-stage at " + one["android"]["stops_at"])
-    assert testcases(tmp_path / "merged.xml") == testcases(tmp_path / "jobs1" / "junit.xml")
+    assert junit_cases(tmp_path / "merged.xml") == junit_cases(tmp_path / "jobs1" / "junit.xml")
     assert merged["summary"] == one["summary"]
     reports = [tmp_path / f"shard{i}" / "report.json" for i in range(1, 5)]
 
@@ -143,4 +143,4 @@ def test_jobs_and_shards_on_debian_modules(tmp_path: Path):
     rc, _, plan4, merged = shards_merged(inputs, symvers, tmp_path, 4)
     assert "nls_euc_jp" in cut_before(plan4)
     assert rc == rc1 and outcomes(merged) == outcomes(one)
-    assert testcases(tmp_path / "merged.xml") == testcases(tmp_path / "jobs1" / "junit.xml")
+    assert junit_cases(tmp_path / "merged.xml") == junit_cases(tmp_path / "jobs1" / "junit.xml")
