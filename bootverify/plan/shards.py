@@ -16,9 +16,10 @@ loaded before it is then what one guest loading the whole plan would show, not o
 modules.dep closure: the entries before it in the load list are loaded before it in its part
 too. That matters for what an init asks for that is no dependency: Debian's nls_euc_jp and
 nls_koi8_ru call load_nls("cp932"/"koi8-u"), a request_module of the table modules.order loads
-just before them; a guest has no modprobe to answer it, so they load only after that table, as
-on a device. Across a cut, the part after it first loads the `WARM_UP` entries before the cut
-(their closures; results not its own), so a module right after a cut sees its neighbours too.
+just before them; a guest has no modprobe to answer it, so they load only when that table
+loaded before them, as in one run of the whole list. Across a cut, the part after it first
+loads the `WARM_UP` entries before the cut (their closures; results not its own), so a module
+right after a cut sees its neighbours too.
 
 What can still differ from one run: an init that needs (by request_module or by what it finds
 registered: an nls table, a crypto algorithm, a line discipline, a protocol family) a module
@@ -59,10 +60,6 @@ class Group:
     closure: frozenset[Key]        # what its guest loads (or records) for it
     # the closures of the WARM_UP groups before it: what a part that starts with it loads first
     before: frozenset[Key] = frozenset()
-
-    @property
-    def loads(self) -> int:
-        return len(self.closure)
 
 
 @dataclass(frozen=True)
