@@ -2,13 +2,17 @@
 """Benchmark: several guests at once (issue 13) and parallel loading in the guest (issue 9).
 
     .venv/bin/python benchmarks/bench_jobs.py jobs [--module-timeout 10] [--no-shards] [--json F]
+    .venv/bin/python benchmarks/bench_jobs.py jobs --plan-only
     .venv/bin/python benchmarks/bench_jobs.py waves [--modules 600] [--smp 1,2,4] [--json FILE]
 
 `jobs`: all of Debian 6.1.0-56's arm64 modules (modules.order order) packed into a
 vendor_kernel_boot.img, run by `bootverify run` as a user runs it, three ways in the same
 invocation: `--jobs 1` (the baseline: one guest, -smp 2), `--jobs 2` (two guests, -smp 1 each:
 the host's two cores shared out), and a 4-way `--shard I/4 --jobs 1` split run one shard after
-another, then `bootverify merge`d. Figures: wall times and the ratio to `--jobs 1` (goal:
+another, then `bootverify merge`d. First, without booting, the split `bootverify plan --shards
+2` and `--shards 4` print: loads per part, the share loaded twice, and the bound the busiest
+part puts on --jobs 2 (modules / its loads); `--plan-only` stops there. Figures: wall times
+and the ratio to `--jobs 1` (goal:
 --jobs 2 at least 1.8x faster), the median guest time per loaded module in each (the per-module
 cost inside a guest must not change), and whether the outcomes (per module: outcome, errno,
 problems, agreement; the device verdict) equal --jobs 1's.
@@ -95,10 +99,21 @@ def bench_jobs(args: argparse.Namespace, out: dict) -> None:
     names = [module_name(p) for p in order]
     boot_img, vendor_img = packing.pack_debian_images(args.work / "img", kernel_root=root,
                                                       release=release, load=names)
-    common: list[str | Path] = [
+    inputs: list[str | Path] = [
         "--boot", boot_img, "--vendor-kernel-boot", vendor_img,
-        "--symvers", debian_kernels.module_symvers(debian_kernels.NEWEST),
-        "--module-timeout", str(args.module_timeout)]
+        "--symvers", debian_kernels.module_symvers(debian_kernels.NEWEST)]
+    common = [*inputs, "--module-timeout", str(args.module_timeout)]
+    for n in (2, 4):
+        cli(["plan", *inputs, "--shards", str(n), "--json", args.work / f"plan{n}.json"])
+        shards = json.loads((args.work / f"plan{n}.json").read_text())["shards"]
+        loads = [s["loads"] for s in shards]
+        out[f"split{n}"] = {"loads": loads, "twice": sum(loads) / len(names) - 1,
+                            "bound": len(names) / max(loads)}
+        say(f"split {n}: loads {', '.join(map(str, loads))} of {len(names)} modules "
+            f"({out[f'split{n}']['twice']:.1%} loaded twice); busiest part bounds the "
+            f"speed-up at {out[f'split{n}']['bound']:.2f}x")
+    if args.plan_only:
+        return
 
     def run(tag: str, *extra: str) -> tuple[float, dict]:
         report = args.work / f"{tag}.json"
@@ -199,6 +214,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--no-shards", dest="shards", action="store_false",
                     help="jobs: skip the 4-way shard split")
+    ap.add_argument("--plan-only", action="store_true",
+                    help="jobs: pack the images and print the splits, boot nothing")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     out: dict = {"host_cpus": os.cpu_count()}
