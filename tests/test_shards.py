@@ -94,10 +94,11 @@ def test_parts_are_runs_of_the_plan_with_the_fewest_loads_and_their_warm_up():
 
 def test_part_plans_keep_the_waves():
     p = plan(WAVES, bootconfig=PARALLEL)
-    # the whole plan's waves: s (load_sequential) | p | a b e | c | d
+    # the whole plan's waves: s (load_sequential) | p | e b a (the device starts a wave from the
+    # back of its list) | c | d
     subs = [part_plan(p, pt) for pt in split(groups(p, warm_up=0), 2)]
     assert [[[sub.unit_at(line).name for line in w] for w in sub.waves] for sub in subs] == [
-        [["a", "b"], ["c"], ["d"]], [["s"], ["p"], ["e"]]]
+        [["b", "a"], ["c"], ["d"]], [["s"], ["p"], ["e"]]]
     whole = split(groups(p), 1)[0]
     assert part_plan(p, whole).lines == p.lines
 
