@@ -2,13 +2,17 @@
 """Benchmark: several guests at once (issue 13) and parallel loading in the guest (issue 9).
 
     .venv/bin/python benchmarks/bench_jobs.py jobs [--module-timeout 10] [--no-shards] [--json F]
+    .venv/bin/python benchmarks/bench_jobs.py jobs --plan-only
     .venv/bin/python benchmarks/bench_jobs.py waves [--modules 600] [--smp 1,2,4] [--json FILE]
 
 `jobs`: all of Debian 6.1.0-56's arm64 modules (modules.order order) packed into a
 vendor_kernel_boot.img, run by `bootverify run` as a user runs it, three ways in the same
 invocation: `--jobs 1` (the baseline: one guest, -smp 2), `--jobs 2` (two guests, -smp 1 each:
 the host's two cores shared out), and a 4-way `--shard I/4 --jobs 1` split run one shard after
-another, then `bootverify merge`d. Figures: wall times and the ratio to `--jobs 1` (goal:
+another, then `bootverify merge`d. First, without booting, the split `bootverify plan --shards
+2` and `--shards 4` print: loads per part, the share loaded twice, and the bound the busiest
+part puts on --jobs 2 (modules / its loads); `--plan-only` stops there. Figures: wall times
+and the ratio to `--jobs 1` (goal:
 --jobs 2 at least 1.8x faster), the median guest time per loaded module in each (the per-module
 cost inside a guest must not change), and whether the outcomes (per module: outcome, errno,
 problems, agreement; the device verdict) equal --jobs 1's.
@@ -17,7 +21,8 @@ problems, agreement; the device verdict) equal --jobs 1's.
 and kunit aside) with their dependencies, in images whose bootconfig asks for parallel loading
 (androidboot.load_modules_parallel = "true") and in the same images without it, run through
 the API (loader.run_plan) with each -smp of --smp, alternating; the load time is the run's wall
-time less its boots. Figures: sequential vs waves for each CPU count, and the waves' count.
+time less its boots. Figures: sequential vs waves for each CPU count, and the waves' count;
+then each module whose outcome was not the same in all runs, with what it was each way.
 
 Nothing is asserted; the figures go into benchmarks/README.md and README.md.
 """
@@ -94,10 +99,21 @@ def bench_jobs(args: argparse.Namespace, out: dict) -> None:
     names = [module_name(p) for p in order]
     boot_img, vendor_img = packing.pack_debian_images(args.work / "img", kernel_root=root,
                                                       release=release, load=names)
-    common: list[str | Path] = [
+    inputs: list[str | Path] = [
         "--boot", boot_img, "--vendor-kernel-boot", vendor_img,
-        "--symvers", debian_kernels.module_symvers(debian_kernels.NEWEST),
-        "--module-timeout", str(args.module_timeout)]
+        "--symvers", debian_kernels.module_symvers(debian_kernels.NEWEST)]
+    common = [*inputs, "--module-timeout", str(args.module_timeout)]
+    for n in (2, 4):
+        cli(["plan", *inputs, "--shards", str(n), "--json", args.work / f"plan{n}.json"])
+        shards = json.loads((args.work / f"plan{n}.json").read_text())["shards"]
+        loads = [s["loads"] for s in shards]
+        out[f"split{n}"] = {"loads": loads, "twice": sum(loads) / len(names) - 1,
+                            "bound": len(names) / max(loads)}
+        say(f"split {n}: loads {', '.join(map(str, loads))} of {len(names)} modules "
+            f"({out[f'split{n}']['twice']:.1%} loaded twice); busiest part bounds the "
+            f"speed-up at {out[f'split{n}']['bound']:.2f}x")
+    if args.plan_only:
+        return
 
     def run(tag: str, *extra: str) -> tuple[float, dict]:
         report = args.work / f"{tag}.json"
@@ -157,6 +173,8 @@ def bench_waves(args: argparse.Namespace, out: dict) -> None:
         f"{len(plans['waves'][1].waves)} waves (sequential: {len(plans['sequential'][1].lines)} "
         f"loads)")
     figures: dict[str, dict[str, list[float]]] = {}
+    seen: dict[str, dict[str, set[str]]] = {}       # module -> tag -> outcomes over the runs
+    dependents: set[str] = set()                    # failed, in some run, as a dependency did
     for rnd in range(args.rounds):
         for smp in args.smp:
             for tag, (guest, plan) in plans.items():
@@ -165,6 +183,11 @@ def bench_waves(args: argparse.Namespace, out: dict) -> None:
                 load = rep.seconds - sum(b.seconds for b in rep.boots)
                 bad = sum(1 for r in rep.results if r.outcome.value not in ("loaded", "skipped"))
                 figures.setdefault(f"smp{smp}", {}).setdefault(tag, []).append(load)
+                for r in rep.results:
+                    seen.setdefault(r.name, {}).setdefault(tag, set()).add(
+                        r.outcome.value + (f" {r.errno_name}" if r.errno else ""))
+                    if r.failed_dependencies:
+                        dependents.add(r.name)
                 say(f"  round {rnd + 1} -smp {smp} {tag:10}: load {load:6.2f} s "
                     f"({len(rep.boots)} boot(s), {bad} not loaded; load average {loadavg()})")
     out["waves"] = {k: {t: statistics.median(v) for t, v in d.items()}
@@ -172,6 +195,14 @@ def bench_waves(args: argparse.Namespace, out: dict) -> None:
     for k, d in out["waves"].items():
         say(f"  {k}: sequential {d['sequential']:.2f} s, waves {d['waves']:.2f} s: "
             f"{d['sequential'] / d['waves']:.2f}x")
+    # The modules whose outcome was not one and the same in every run, either way (README.md,
+    # "Parallel loading": which differences are the device's own). A module that fails only
+    # because a dependency did not load is left out: its dependency is listed.
+    out["waves_differences"] = {
+        n: {t: sorted(v) for t, v in d.items()} for n, d in sorted(seen.items())
+        if len(set().union(*d.values())) > 1 and n not in dependents}
+    for n, d in out["waves_differences"].items():
+        say(f"  differs: {n}: " + "; ".join(f"{t} {' / '.join(v)}" for t, v in d.items()))
 
 
 def main() -> None:
@@ -183,6 +214,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--no-shards", dest="shards", action="store_false",
                     help="jobs: skip the 4-way shard split")
+    ap.add_argument("--plan-only", action="store_true",
+                    help="jobs: pack the images and print the splits, boot nothing")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     out: dict = {"host_cpus": os.cpu_count()}

@@ -165,8 +165,9 @@ def boot_and_load(args: argparse.Namespace, inputs: Opened, boot: Path, report: 
 
 def cmd_run(args: argparse.Namespace) -> int:
     # The runtime (pexpect, qemu plumbing) is imported only here: `check` starts faster without.
-    from bootverify.nightly.session import failed_run, plan_outputs, run_nightly
+    from bootverify.nightly.session import plan_outputs, run_nightly
     from bootverify.reports.document import run_document
+    from bootverify.reports.model import failed_run
     from bootverify.reports.summary import summary_text
     outputs = plan_outputs(args.output, json=None if args.json in (None, "-") else
                            Path(args.json), junit=args.junit, tap=args.tap, kcidb=args.kcidb,
@@ -238,7 +239,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
     import json
 
     from bootverify.merge import merge
-    from bootverify.report import device_head, table
+    from bootverify.reports.junit import write_junit
+    from bootverify.reports.summary import summary_text
     docs = []
     for path in args.reports:
         with reading(path):
@@ -250,14 +252,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
     merged = merge(docs)
     if args.json:
         write_output(args.json, lambda out: write_json(merged.doc, out))
-    if args.json != "-":
-        device_head(merged.device, merged.doc["notes"], sys.stdout)
-        sys.stdout.write(table([(m["name"], m["runtime"]["outcome"], m["agreement"],
-                                 m["why"] or "-") for m in merged.doc["modules"]],
-                               ("MODULE", "RUNTIME", "AGREEMENT", "WHY")))
-        if merged.doc["error"] is not None:
-            print(f"partial: {merged.doc['error']['message']}")
-        print(f"merged {len(docs)} report(s)")
+    if args.junit:
+        write_output(args.junit, lambda out: write_junit(merged.record, out))
+    if args.summary:
+        write_output(args.summary, lambda out: out.write(summary_text(merged.record)))
+    if "-" not in (args.json, args.junit, args.summary):
+        sys.stdout.write(summary_text(merged.record))
+        print(f"\nmerged {len(docs)} report(s)")
     if merged.infra_failed:
         return EXIT_ERROR
     return EXIT_FAIL if merged.failed else EXIT_OK
@@ -657,10 +658,11 @@ def parser() -> argparse.ArgumentParser:
                    metavar="CLASS,...",
                    help="finding classes that fail the run (default: "
                         f"{','.join(sorted(DEFAULT_FAIL_ON))}; all, or '' for none)")
-    p.add_argument("--jobs", type=number(int, 0, exclusive=False), default=1, metavar="N",
+    p.add_argument("--jobs", type=number(int, 0, exclusive=False), default=0, metavar="N",
                    help="guests at once, each loading a dependency-closed part of the plan with "
-                        "an equal share of the host's CPUs (default 1; 0: the host's CPU "
-                        "count, capped by its memory)")
+                        "an equal share of the host's CPUs (default, or 0: the host's CPU "
+                        "count, capped by its memory; fewer when a cut would cost a part more "
+                        "loads than it saves; --jobs 1 pins one guest)")
     p.add_argument("--shard", type=shard_arg, metavar="I/N",
                    help="load only shard I of a deterministic N-way split of the plan (the "
                         "split `bootverify plan --json` prints); `bootverify merge` joins them")
@@ -677,6 +679,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="merge the JSON reports of `run --shard I/N` into one")
     p.add_argument("reports", type=Path, nargs="+", metavar="REPORT.json")
     p.add_argument("--json", metavar="PATH|-", help="write the merged JSON (- for stdout)")
+    p.add_argument("--junit", metavar="PATH|-", help="write the merged JUnit XML (testcase "
+                   "android-boot, then one a module, as `run --junit` writes it)")
+    p.add_argument("--summary", metavar="PATH|-", help="write the merged summary (as run's "
+                   "summary.txt; it also goes to stdout unless a report does)")
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser(

@@ -8,7 +8,8 @@ load plan (a vendor boot image or dlkm directories) "android", "boot_mode" and "
 "first-stage"|"second-stage"|null, "stops_at": MODULE|null, "reason", "failures": [TEXT]}
 (verdict.py), "boot_mode", "notes", "console_log" and per module "runtime": {"outcome", "errno",
 "errno_name", "problems": [{"kind", "symbol", "detail", "static_kind"}], "kmsg", "message",
-"reason", "origin", "seconds", "findings": [{"class", "line", "context"}]}, "agreement" and
+"reason", "origin", "seconds", "failed_dependencies", "findings": [{"class", "line",
+"context"}]}, "agreement" and
 "why" (see crosscheck), and "fail_on": the finding classes that fail the run;
 reports/document.py adds "meta", "summary", "error", "expect", "baseline", and for `merge`
 "shard", "plan" (plan_json: the steps, waves and shard split) and "android_entries".
@@ -40,13 +41,16 @@ from bootverify.replacement import ModuleFailure, ReplacementVerdict
 from bootverify.plan.model import Disposition, LoadPlan, ModuleUnit
 from bootverify.runtime.kmsg import (
     DEFAULT_FAIL_ON,
+    Finding,
     FindingClass,
+    LinkProblem,
+    LinkProblemKind,
     Outcome,
     RuntimeResult,
     message_text,
 )
 from bootverify.plan.shards import Part
-from bootverify.static.analysis import Prediction, StaticReport
+from bootverify.static.analysis import Prediction, Problem, ProblemKind, StaticReport
 from bootverify.static.kmidiff import Change, KmiChange, KmiDiff
 from bootverify.static.kmilist import KmiNeeds, StrictCheck
 from bootverify.static.replacement import GkiBuild, Origin
@@ -180,6 +184,7 @@ def runtime_json(r: RuntimeResult, prediction: Prediction | None = None) -> dict
                           "static_kind": static_kind(p, prediction)} for p in r.problems],
             "kmsg": list(r.kmsg), "message": r.modprobe_message, "reason": r.reason,
             "origin": r.origin, "seconds": round(r.seconds, 3),
+            "failed_dependencies": list(r.failed_dependencies),
             "findings": [{"class": f.kind, "line": f.line, "context": list(f.context)}
                          for f in r.findings]}
 
@@ -207,6 +212,25 @@ def run_json(report: StaticReport, verdicts: Sequence[ModuleVerdict],
                      "runtime": runtime_json(v.runtime, v.prediction),
                      "agreement": v.agreement.value, "why": v.why} for v in verdicts],
     }
+
+
+def verdict_from_json(m: dict[str, Any]) -> ModuleVerdict:
+    """A module of run_json's "modules" read back (`bootverify merge` hands the shards' modules
+    to the same report writers as `run`): the inverse of the entry above. A report without
+    "failed_dependencies" (before it was written) reads as none."""
+    s, r = m["static"], m["runtime"]
+    prediction = None if s is None else Prediction(m["name"], m["path"], tuple(
+        Problem(ProblemKind(p["kind"]), p["symbol"], p["detail"], p["fatal"])
+        for p in s["problems"]))
+    runtime = RuntimeResult(
+        m["name"], m["path"], Outcome(r["outcome"]), r["errno"],
+        tuple(LinkProblem(LinkProblemKind(p["kind"]), p["symbol"], p["detail"])
+              for p in r["problems"]),
+        tuple(r["kmsg"]), r["message"], r["seconds"], r["origin"], r["reason"],
+        tuple(r.get("failed_dependencies", ())),
+        tuple(Finding(FindingClass(f["class"]), f["line"], tuple(f["context"]))
+              for f in r["findings"]))
+    return ModuleVerdict(m["name"], prediction, runtime, Agreement(m["agreement"]), m["why"])
 
 
 # Characters XML 1.0 cannot hold even escaped (§2.2 Char): what a guest prints can have them (an

@@ -182,6 +182,18 @@ def test_dlkm_dir_without_modules_load_is_unlisted(tmp_path):
     assert [s.origin for s in p.unlisted_sets()] == ["vendor_dlkm"]
 
 
+def test_a_malformed_softdep_line_is_dropped_and_noted():
+    """Debian's depmod writes `softdep cifs gcm` (MODULE_SOFTDEP without pre:): the device
+    logs it and loads the rest; so does the plan, and it says so."""
+    p = plan({"lib/modules/a.ko": "", "lib/modules/gcm.ko": "",
+              "lib/modules/modules.dep": "a.ko:\ngcm.ko:\n",
+              "lib/modules/modules.load": "a.ko\n",
+              "lib/modules/modules.softdep": "softdep a gcm\nsoftdep a pre: gcm\n"})
+    assert [s.key[1] for s in p.steps] == ["gcm", "a"]
+    assert [n for n in p.notes if "modules.softdep line 1 dropped" in n
+            and "must have at least 4 entries" in n]
+
+
 # --- the device verdict ---
 
 SIMPLE = {f"lib/modules/{n}.ko": "" for n in ("a", "b", "c", "blk")} | {
@@ -260,10 +272,11 @@ def waves(p: LoadPlan) -> list[list[str]]:
 def test_parallel_waves_are_dependency_leaves():
     p = plan(WAVES, bootconfig=PARALLEL)
     # wave 1: each entry's last modules.dep path (a, b, e's, s); s alone (load_sequential),
-    # e's soft pre-dep p alone before e's wave; then c (d's next leaf), then d
-    assert waves(p) == [["s"], ["p"], ["a", "b", "e"], ["c"], ["d"]]
+    # e's soft pre-dep p alone before e's wave; then c (d's next leaf), then d. A wave lists
+    # its modules as the device's threads take them: from the back of the entries (a, d, e)
+    assert waves(p) == [["s"], ["p"], ["e", "b", "a"], ["c"], ["d"]]
     assert p.lines[0] == "/lib/modules/s.ko x=1"          # the token is erased
-    assert p.lines[2:5] == ("/lib/modules/a.ko", "&/lib/modules/b.ko", "&/lib/modules/e.ko")
+    assert p.lines[2:5] == ("/lib/modules/e.ko", "&/lib/modules/b.ko", "&/lib/modules/a.ko")
     assert any("waves" in n for n in p.notes)
     # the same plan without the bootconfig: InsmodWithDeps order, one at a time
     seq = plan(WAVES)

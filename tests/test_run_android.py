@@ -212,16 +212,17 @@ def test_parallel_waves_on_mkbootimg_images(sample_images, tmp_path):
     assert run.outcomes() == {n: expected[n]["runtime"] for n in PARALLEL_SET}
     assert any("waves" in n for n in run.report["notes"])
     # the plan the console log starts with: vendor_nodev alone (load_sequential=1, the token
-    # erased), then the wave of every entry's dependency leaf, then what needed them
+    # erased), then the wave of every entry's dependency leaf, then what needed them, each wave
+    # in the order the device's threads take it (from the back)
     plan = [line.removeprefix(PLAN_BANNER).split(": ", 1)[1]
             for line in (tmp_path / "console.log").read_text().splitlines()
             if line.startswith(PLAN_BANNER)]
     assert plan == ["/lib/modules/vendor_nodev.ko"] + [
         ("&" if i else "") + f"/lib/modules/{n}.ko" for i, n in enumerate(
-            ("vendor_backlight", "vendor_blob", "vendor_core", "vendor_hash", "vendor_modem",
-             "vendor_oops"))] + [
-        "/lib/modules/vendor_debug.ko", "&/lib/modules/vendor_panel.ko",
-        "&/lib/modules/vendor_sensor.ko poll_ms=50"]
+            ("vendor_oops", "vendor_modem", "vendor_hash", "vendor_core", "vendor_blob",
+             "vendor_backlight"))] + [
+        "/lib/modules/vendor_sensor.ko poll_ms=50", "&/lib/modules/vendor_panel.ko",
+        "&/lib/modules/vendor_debug.ko"]
     by_name = {m["name"]: m["runtime"] for m in run.report["modules"]}
     # each module's records are its own, though the wave's loads ran at once
     assert any("vendor_core: ready" in line for line in by_name["vendor_core"]["kmsg"])
@@ -229,4 +230,54 @@ def test_parallel_waves_on_mkbootimg_images(sample_images, tmp_path):
     assert {p["symbol"] for p in by_name["vendor_backlight"]["problems"]} == {"msleep"}
     assert by_name["vendor_oops"]["outcome"] == "crashed" and any(
         "Oops" in line for line in by_name["vendor_oops"]["kmsg"])
+    assert run.android["verdict"] == "stops" and run.android["stage"] == "first-stage"
+
+
+# A wave with a module that panics the guest and one that oopses, among innocent ones: a
+# link error, an init error, a warning, loaded ones; vendor_sensor (needs vendor_core) after.
+# In the order the device's threads take them (from the back of the entries' names).
+PANIC_WAVE = ("vendor_warn", "vendor_panic", "vendor_oops", "vendor_nodev", "vendor_core",
+              "vendor_backlight")
+
+
+@pytest.mark.timeout(3 * RUN_TIMEOUT)
+def test_a_panic_in_a_wave_is_found_and_the_rest_get_their_own_outcomes(sample_images,
+                                                                           tmp_path):
+    """issue 9: the panic kills the guest while the whole wave loads, before any module's
+    mark; the next guest loads the wave one at a time, so vendor_panic alone is `crashed` and
+    every other module gets the outcome it has when loaded one at a time, with a note that on
+    the device they load at once; then the plan goes on."""
+    files = sample_modules(sample_images / "vendor_kernel_boot.img")
+    expected = json.loads((sample_images / "expected.json").read_text())["modules"]
+    names = (*PANIC_WAVE, "vendor_sensor")
+    modules = {f"{n}.ko": files[f"{n}.ko"] for n in names} | {
+        "modules.dep": files["modules.dep"], "modules.options": files["modules.options"],
+        "modules.load": "".join(f"{n}.ko\n" for n in names).encode()}
+    run = run_device(sample_images, tmp_path, modules, "--jobs", "1",
+                     bootconfig=PARALLEL_BOOTCONFIG, aosp=True)
+    assert run.rc == 1
+    plan = [line.removeprefix(PLAN_BANNER).split(": ", 1)[1]
+            for line in (tmp_path / "console.log").read_text().splitlines()
+            if line.startswith(PLAN_BANNER)]
+    assert [p.split()[0] for p in plan] == [("&" if i else "") + f"/lib/modules/{n}.ko"
+                                            for i, n in enumerate(PANIC_WAVE)] + [
+        "/lib/modules/vendor_sensor.ko"]
+    assert run.outcomes() == {n: expected[n]["runtime"] for n in names}
+    by_name = {m["name"]: m["runtime"] for m in run.report["modules"]}
+    assert any("Kernel panic - not syncing: vendor_panic" in line
+               for line in by_name["vendor_panic"]["kmsg"])
+    assert not any("vendor_panic" in line for n in names if n != "vendor_panic"
+                   for line in by_name[n]["kmsg"])
+    assert any("Oops" in line for line in by_name["vendor_oops"]["kmsg"])
+    assert {p["symbol"] for p in by_name["vendor_backlight"]["problems"]} == {"msleep"}
+    for n in PANIC_WAVE:        # the device's view: there the wave loads at once
+        assert "loads at once with its wave" in by_name[n]["reason"], n
+    assert "at once" not in by_name["vendor_sensor"]["reason"]
+    assert any("loaded again one at a time" in n for n in run.report["notes"])
+    # boots: the first (the wave), then one at a time until vendor_panic, vendor_oops
+    banners = [line for line in (tmp_path / "console.log").read_text().splitlines()
+               if line.startswith("=== bootverify: boot")]
+    assert [b.split("(", 1)[1].rsplit(")", 1)[0] for b in banners] == [
+        "first boot", "after the guest died in the wave of " + ", ".join(PANIC_WAVE),
+        "after crashed vendor_panic", "after crashed vendor_oops"]
     assert run.android["verdict"] == "stops" and run.android["stage"] == "first-stage"

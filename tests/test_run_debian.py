@@ -133,6 +133,25 @@ def test_softdep_pre_loads_crc32c_before_libcrc32c(tmp_path: Path) -> None:
     assert rc == 1 and report["android"]["stops_at"] == "libcrc32c"
 
 
+@pytest.mark.timeout(RUN_TIMEOUT + 120)
+def test_a_line_printed_without_a_newline_is_the_modules(tmp_path: Path) -> None:
+    """ubifs's init fails without crypto/zstd.ko (its compressor, asked for by request_module)
+    and says so in a pr_err() with no newline: a record the kernel finalizes only when the
+    next one is made, which finit's end of the load's window does (it used to be lost)."""
+    root = debian_kernels.image_root(debian_kernels.NEWEST)
+    images = pack_debian_images(tmp_path / "img", kernel_root=root,
+                                release=debian_kernels.release(debian_kernels.NEWEST),
+                                load=("ubifs",))
+    _, report = _bootverify_run(images, debian_kernels.module_symvers(debian_kernels.NEWEST),
+                                tmp_path)
+    assert_clean()
+    ubifs = next(m["runtime"] for m in report["modules"] if m["name"] == "ubifs")
+    assert (ubifs["outcome"], ubifs["errno_name"]) == ("init-error", "ENOENT")
+    assert any("cannot initialize compressor zstd, error -2" in line for line in ubifs["kmsg"])
+    assert not any("bootverify:" in line for m in report["modules"]
+                   for line in m["runtime"]["kmsg"])
+
+
 def _disagreeing(report: dict) -> dict:
     return {m["name"]: (m["agreement"], m["why"]) for m in report["modules"]
             if m["agreement"] in ("missed", "unconfirmed")}

@@ -22,7 +22,9 @@ import zstandard
 from craft import fake_image
 from bootverify.cache import cache_dir
 from bootverify.errors import InputError
+from bootverify.android import BootMode
 from bootverify.plan import Disposition, LoadPlan, ModuleSet, ModuleUnit, make_plan
+from bootverify.plan.firststage import BootFacts
 from bootverify.plan.libmodprobe import ParseKernelCmdlineOptions
 from bootverify.readers.bootimg import (
     BootImage,
@@ -420,7 +422,7 @@ def test_console_timeout_and_death(shell_console: console.Console) -> None:
 def test_protocol_lines_are_what_the_agent_reads_and_prints() -> None:
     """The host's side of the wire, byte for byte (the agent's shell and finit are not Python)."""
     assert protocol.command_line(7, "uname -r") == "bv_begin 7; uname -r; bv_end 7 $?"
-    assert protocol.run_command(3, 5000) == "bv_run 3 5000"
+    assert protocol.run_command(3, 0, 5000) == "bv_run 3 0 5000"
     assert protocol.restore_command(5000, [1, 12]) == "bv_restore 5000 1 12"
     assert protocol.restore_failures(["x", "restore failed: 12"]) == [12]
     m = protocol.Markers("c0ffee")
@@ -631,7 +633,8 @@ def test_parse_load_output() -> None:
     lines = ["[    2.141238] nlmon: disagrees about version of symbol module_layout",
              "4,242,3474532,-;nlmon: disagrees about version of symbol module_layout",
              " SUBSYSTEM=module",
-             "6,243,3474600,c;second"]
+             "6,243,3474600,c;second",
+             "15,244,3474700,-;bootverify: loaded"]     # finit's, ending the window: dropped
     o = protocol.parse_load_output(lines, "finit:-8:4255")
     assert (o.label, o.value, o.seconds) == ("finit", -8, 0.004255)
     assert o.kmsg == ("[    3.474532] nlmon: disagrees about version of symbol module_layout",
@@ -653,11 +656,13 @@ def test_parse_load_output() -> None:
 # --- the runner's recovery, with a scripted stand-in for qemu ---
 
 class FakeConsole:
-    """Answers like the agent would, from a script: module name -> behaviour."""
+    """Answers like the agent would, from a script: module name -> behaviour. A wave's marks
+    come after all its loads: a module that hangs or panics there (or races, which panics only
+    in a wave) leaves the whole wave without marks."""
 
     def __init__(self, vm: "FakeVM", script: dict[str, str], plan: LoadPlan) -> None:
         self.vm, self.script, self.plan, self.seq = vm, script, plan, vm.first_seq - 1
-        self.line = 0
+        self.line = self.alone = 0
 
     def run(self, command: str, timeout: float) -> console.CommandResult:
         self.seq += 1
@@ -670,15 +675,23 @@ class FakeConsole:
         self.seq += 1
         words = command.split()
         assert words[0] == "bv_run"
-        self.line = int(words[1])
+        self.vm.runs.append(command)
+        self.line, self.alone = int(words[1]), int(words[2])
         return self.seq
 
     def wait_mark(self, seq: int, timeout: float, grace: float = 0.0) -> console.Mark:
         if self.line > len(self.plan.lines):
             return console.Mark(None, 0, "", (), 0.01)
         line, self.line = self.line, self.line + 1
-        name = self.plan.unit_at(line).name
-        how = self.script.get(name, "ok")
+        wave = self.plan.wave_of[line] if line > self.alone else (line,)
+        names = [self.plan.unit_at(x).name for x in wave]
+        hows = [self.script.get(n, "ok") for n in names]
+        name, how = names[wave.index(line)], hows[wave.index(line)]
+        if len(wave) > 1 and line == wave[0]:
+            stop = [(n, h) for n, h in zip(names, hows, strict=True)
+                    if h in ("hang", "panic", "race")]
+            if stop:
+                name, how = stop[0][0], "hang" if stop[0][1] == "hang" else "panic"
         if how == "hang":
             raise console.CommandTimeout("hang", seq, (f"6,1,1000000,-;{name}: waiting",),
                                          timeout)
@@ -688,7 +701,7 @@ class FakeConsole:
         if how == "oops":
             return console.Mark(line, None, "killed:11:2000",
                                 ("6,2,1100000,-;Internal error: Oops: 96000005 [#1] SMP",), 0.2)
-        ret = {"ok": 0, "enoent": -2, "enodev": -19}[how]
+        ret = {"ok": 0, "race": 0, "enoent": -2, "enodev": -19}[how]
         lines = (f"4,3,1010000,-;{name}: Unknown symbol missing_sym (err -2)",) \
             if how == "enoent" else ()
         return console.Mark(line, None, f"finit:{ret}:5000", lines, 0.05)
@@ -699,6 +712,7 @@ class FakeVM:
                  plan: LoadPlan) -> None:
         self.first_seq, self.label = first_seq, label
         self.restored: list[list[int]] = []
+        self.runs: list[str] = []
         self.console = FakeConsole(self, script, plan)
         self.boot_seconds = 1.0
 
@@ -777,6 +791,85 @@ def test_runner_records_not_found_and_unlisted_modules() -> None:
     r = rep.by_name()
     assert "dependency did not load: gone (not-found)" in r["a"].reason
     assert r["stray"].reason == "in no load list (/lib/modules/modules.load)"
+
+
+PARALLEL_BOOT = BootFacts(BootMode.NORMAL, "", 0, True)
+
+
+def wave_plan(names: str, later: dict[str, tuple[str, ...]]) -> LoadPlan:
+    """A first stage of `names`, loaded in parallel: one wave of them, then `later` (each
+    needing some of them)."""
+    files = [f"{n}.ko" for n in names + "".join(later)]
+    s = _set("vendor_ramdisk", "/lib/modules", files, files,
+             {f: () for f in files} | {f"{n}.ko": tuple(f"{d}.ko" for d in ds)
+                                       for n, ds in later.items()})
+    return make_plan([s], boot=PARALLEL_BOOT)
+
+
+def test_a_wave_the_guest_dies_in_is_loaded_again_one_at_a_time() -> None:
+    """issue 9: a panic during a wave leaves every module of it without a mark; the next guest
+    loads them one at a time, so that the panic is vendor_panic's alone and every other module
+    of the wave gets its own outcome (an oops, a link error, loaded), then the plan goes on in
+    waves."""
+    plan = wave_plan("lopqr", {"s": ("q",), "t": ("r",)})
+    # a wave in the order the device's threads take it: from the back
+    assert [[plan.unit_at(x).name for x in w] for w in plan.waves] == [list("rqpol"), ["t", "s"]]
+    guests = FakeGuests({"p": "panic", "o": "oops", "l": "enoent"}, plan)
+    seen: list[tuple[str, str, int]] = []
+    runner = Runner(plan, guests, module_timeout=1,  # type: ignore[arg-type]
+                    progress=lambda r, d, t: seen.append((r.name, r.outcome.value, d)))
+    runner.run()
+    rep = runner.report("6.1", "", 1.0)
+    r = rep.by_name()
+    assert {n: x.outcome.value for n, x in r.items()} == {
+        "r": "loaded", "q": "loaded", "p": "crashed", "o": "crashed", "l": "link-error",
+        "t": "loaded", "s": "loaded"}
+    assert any("Kernel panic - not syncing: p" in line for line in r["p"].kmsg)
+    assert r["o"].reason.startswith("Internal error: Oops")
+    for n in "rqpol":           # the device's view: the wave loads at once there
+        assert "on the device it loads at once with its wave (r, q, p, o, l)" in r[n].reason
+        assert "loaded again one at a time" in r[n].reason
+    assert "at once" not in r["s"].reason + r["t"].reason
+    assert [b.reason for b in rep.boots] == [
+        "first boot", "after the guest died in the wave of r, q, p, o, l", "after crashed p",
+        "after crashed o"]
+    # one at a time from the wave's first line to its last, then the waves again
+    assert [g.runs for g in guests.boots] == [["bv_run 1 0 1000"], ["bv_run 1 5 1000"],
+                                              ["bv_run 4 5 1000"], ["bv_run 5 5 1000"]]
+    assert [g.restored for g in guests.boots] == [[], [], [[1, 2]], [[1, 2]]]   # r, q: t, s
+    assert any("r, q, p, o, l were loaded again one at a time" in n for n in rep.notes)
+    assert [x[2] for x in seen] == list(range(1, 8))
+
+
+def test_a_wave_that_dies_only_at_once_fails_every_module_that_loaded_alone() -> None:
+    """If no module of the wave kills the guest alone, the crash takes them together (a race,
+    which the device, loading them at once, can hit too): never a green verdict for them."""
+    plan = wave_plan("alrs", {"d": ("a",)})
+    guests = FakeGuests({"r": "race", "l": "enoent"}, plan)
+    runner = Runner(plan, guests, module_timeout=1)  # type: ignore[arg-type]
+    runner.run()
+    rep = runner.report("6.1", "", 1.0)
+    r = rep.by_name()
+    assert {n: x.outcome.value for n, x in r.items()} == {
+        "a": "crashed", "l": "link-error", "r": "crashed", "s": "crashed", "d": "loaded"}
+    assert "it loaded alone, but the guest crashed while its wave loaded at once" in \
+        r["s"].reason
+    assert any("Kernel panic - not syncing: r" in line for line in r["a"].kmsg)
+    assert [len(g.runs) for g in guests.boots] == [1, 1]    # the rerun guest goes on
+    assert any("no module of the wave of 4" in n for n in rep.notes)
+
+
+def test_a_wave_the_whole_guest_hangs_in_is_loaded_again_one_at_a_time() -> None:
+    plan = wave_plan("ahz", {})
+    guests = FakeGuests({"h": "hang"}, plan)
+    runner = Runner(plan, guests, module_timeout=1)  # type: ignore[arg-type]
+    runner.run()
+    rep = runner.report("6.1", "", 1.0)
+    assert {r.name: r.outcome.value for r in rep.results} == {"a": "loaded", "h": "hung",
+                                                             "z": "loaded"}
+    assert "the guest hung during that wave" in rep.by_name()["a"].reason
+    assert [b.reason for b in rep.boots] == ["first boot", "after the guest hung in the wave "
+                                             "of z, h, a", "after hung h"]
 
 
 def test_a_waves_records_go_to_the_modules_they_name():

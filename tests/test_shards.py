@@ -1,13 +1,30 @@
-"""The plan cut into parts (plan/shards.py) and shard reports merged (merge.py). Pure."""
+"""The plan cut into parts (plan/shards.py) and shard reports merged (merge.py), their JSON,
+summary and JUnit those of one run. Pure."""
 
 from __future__ import annotations
 
+import datetime
+import io
+import itertools
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+
 import pytest
+from test_crosscheck import pred, rt
 from test_plan import PARALLEL, WAVES, plan
 
+from bootverify.crosscheck import crosscheck
 from bootverify.errors import InputError
 from bootverify.merge import merge
-from bootverify.plan.shards import groups, part_plan, split
+from bootverify.reports.document import run_document
+from bootverify.reports.junit import write_junit
+from bootverify.reports.model import RunRecord, ShardRun, failed_run
+from bootverify.reports.summary import summary_text
+from bootverify.runtime.kmsg import DEFAULT_FAIL_ON, Finding, FindingClass, LinkProblemKind, Outcome
+from bootverify.static.analysis import Problem, ProblemKind, StaticReport
+from bootverify.verdict import decide, entry_failures, verdict_facts
+from bootverify.plan.shards import Part, cut_note, groups, part_plan, split
 
 # e and f share the dependency d; g alone; x is listed and missing; u is unlisted
 SET = {f"lib/modules/{n}.ko": "" for n in "defgu"} | {
@@ -30,11 +47,11 @@ def test_groups_own_what_they_reach_first():
 
 def test_split_is_deterministic_balanced_and_closed():
     p = plan(SET)
-    parts = split(groups(p), 2)
-    assert parts == split(groups(plan(SET)), 2)                 # the same on every run
+    parts = split(groups(p, warm_up=0), 2)
+    assert parts == split(groups(plan(SET), warm_up=0), 2)     # the same on every run
     owned = [k for part in parts for k in part.owned]
     assert sorted(owned) == sorted(p.units) and len(owned) == len(set(owned))
-    assert [len(part.closure) for part in parts] == [4, 3]      # e+d, g, u | f+d, x
+    assert [names(part.closure) for part in parts] == [["d", "e", "f"], ["g", "u", "x"]]
     for part in parts:
         sub = part_plan(p, part)
         loaded = [sub.unit_at(line).key for w in sub.waves for line in w]
@@ -42,16 +59,57 @@ def test_split_is_deterministic_balanced_and_closed():
             assert set(p.units[k].deps) <= set(loaded[:i])
     with pytest.raises(ValueError):
         split(groups(p), 0)
+    assert split((), 2) == (Part(0, ()), Part(1, ()))         # an empty shard's guests
+    # with the warm-up, a cut would cost the part after it more than it saves: one part
+    assert [len(part.groups) for part in split(groups(p), 2)] == [5, 0]
+
+
+# m00..m13 listed in order; m05 and m11 share the dependency c, m12 needs m03
+CHAIN = {f"lib/modules/m{i:02}.ko": "" for i in range(14)} | {"lib/modules/c.ko": "",
+                                                             "lib/modules/modules.dep": "".join(
+    f"m{i:02}.ko:{' c.ko' if i in (5, 11) else ' m03.ko' if i == 12 else ''}\n"
+    for i in range(14)) + "c.ko:\n", "lib/modules/modules.load": "".join(
+    f"m{i:02}.ko\n" for i in range(14))}
+
+
+def test_parts_are_runs_of_the_plan_with_the_fewest_loads_and_their_warm_up():
+    p = plan(CHAIN)
+    gs = groups(p, warm_up=2)
+    assert names(gs[6].before) == ["c", "m04", "m05"]           # the 2 entries before it
+    for n in (2, 3, 4):
+        parts = split(gs, n)
+        runs = [g.entry for part in parts for g in part.groups]
+        assert runs == list(range(14))                          # consecutive, in plan order
+        # the most loaded part: as few loads as any cutting into n runs gives (every choice)
+        best = min(max(len(Part(0, gs[a:b]).closure)
+                       for a, b in zip((0, *cuts), (*cuts, 14), strict=True))
+                   for cuts in itertools.combinations(range(1, 14), n - 1))
+        assert max(len(part.closure) for part in parts) == best, n
+        for part in parts[1:]:
+            first = part.groups[0].entry
+            warm = {k for g in gs[max(0, first - 2):first] for k in g.closure}
+            sub = part_plan(p, part)
+            assert warm <= {s.key for s in sub.steps}
 
 
 def test_part_plans_keep_the_waves():
     p = plan(WAVES, bootconfig=PARALLEL)
-    part = next(pt for pt in split(groups(p), 2) if any(k[1] == "d" for k in pt.owned))
-    sub = part_plan(p, part)
-    assert [[sub.unit_at(line).name for line in w] for w in sub.waves] == [
-        ["s"], ["b"], ["c"], ["d"]]
+    # the whole plan's waves: s (load_sequential) | p | e b a (the device starts a wave from the
+    # back of its list) | c | d
+    subs = [part_plan(p, pt) for pt in split(groups(p, warm_up=0), 2)]
+    assert [[[sub.unit_at(line).name for line in w] for w in sub.waves] for sub in subs] == [
+        [["b", "a"], ["c"], ["d"]], [["s"], ["p"], ["e"]]]
     whole = split(groups(p), 1)[0]
     assert part_plan(p, whole).lines == p.lines
+
+
+def module(name: str, outcome: str) -> dict:
+    """A module of a run report (report.run_json's entry), no static verdict."""
+    return {"name": name, "path": f"/lib/modules/{name}.ko", "static": None,
+            "runtime": {"origin": "vendor_ramdisk", "outcome": outcome, "errno": None,
+                        "errno_name": None, "problems": [], "kmsg": [], "message": "",
+                        "reason": "", "seconds": 0.1, "findings": []},
+            "agreement": "ok", "why": ""}
 
 
 def report(index: int, count: int, modules: list[tuple[str, str]], inputs: str = "a",
@@ -60,16 +118,18 @@ def report(index: int, count: int, modules: list[tuple[str, str]], inputs: str =
          "verdict_facts": {"entries": [{"origin": "vendor_ramdisk", "entry": f"{n}.ko",
                                         "name": n, "stage": "first-stage",
                                         "blocklisted": False} for n in "abcd"],
-                           "empty_sets": [], "first_stage_console": 0}}
-    return {"android": {}, "notes": ["n"], "console_log": f"c{index}.log",
+                           "empty_sets": [], "first_stage_console": 0},
+         "shards": [{"entries": [0, 2]}, {"entries": [1, 3]}][:count]}
+    return {"android": {}, "notes": ["n"], "console_log": f"c{index}.log", "fail_on": [],
+            "kernel_release": "6.1", "kmi_trimmed": False, "boot_mode": "normal",
             "meta": {"schema_version": 2, "boots": [{"seconds": index}],
+                     "started_at": f"2026-12-01T02:0{index}:00Z", "seconds": 10.0,
                      "inputs": [{"role": "boot", "path": "boot.img", "sha256": inputs},
                                 {"role": "expect", "path": "e.toml", "sha256": str(index)}]},
             "plan": p, "error": None, "summary": {},
             "shard": {"index": index, "count": count},
             "android_entries": {"failing": failing or {}, "notes": []},
-            "modules": [{"name": n, "runtime": {"origin": "vendor_ramdisk", "outcome": o},
-                         "agreement": "ok"} for n, o in modules]}
+            "modules": [module(n, o) for n, o in modules]}
 
 
 def test_merge_decides_for_the_whole_plan():
@@ -79,10 +139,81 @@ def test_merge_decides_for_the_whole_plan():
     assert [x["name"] for x in m.doc["modules"]] == ["a", "b", "c", "d"]     # plan order
     assert (m.doc["android"]["verdict"], m.doc["android"]["stops_at"]) == ("stops", "c")
     assert m.failed and not m.infra_failed and m.doc["console_logs"] == ["c1.log", "c2.log"]
-    assert [b["seconds"] for b in m.doc["meta"]["boots"]] == [1, 2] and "summary" not in m.doc
+    assert [b["seconds"] for b in m.doc["meta"]["boots"]] == [1, 2]
+    assert m.doc["summary"]["outcomes"] == {"init-error": 1, "link-error": 1, "loaded": 2}
+    assert (m.record.seconds, m.record.started.minute) == (20.0, 1)
     partial = {"kind": "infrastructure", "message": "no prompt", "exit_status": 2}
     m = merge([("1.json", report(1, 1, [("a", "loaded")]) | {"error": partial})])
-    assert m.infra_failed and m.doc["error"] == partial
+    assert m.infra_failed and m.doc["error"] == partial and m.record.error.exit_status == 2
+
+
+# d needs c; e needs d; f and g alone; x listed and missing; u unlisted
+RECORDED = {f"lib/modules/{n}.ko": "" for n in "cdefgu"} | {
+    "lib/modules/modules.dep": "c.ko:\nd.ko: c.ko\ne.ko: d.ko c.ko\nf.ko:\ng.ko:\nu.ko:\n",
+    "lib/modules/modules.load": "e.ko\nf.ko\ng.ko\nx.ko\nd.ko\n",
+}
+
+
+def recorded_run(count: int) -> list[RunRecord]:
+    """One run's outcomes as `count` shards (run_nightly's records, without the guests): f
+    fails to link, g crashes with a WARN before, x is not found, u is in no list."""
+    p = plan(RECORDED)
+    warn = Finding(FindingClass.WARNING, "WARNING: at g_init", ("WARNING: at g_init",))
+    runtime = {"c": rt("c", Outcome.LOADED), "d": rt("d", Outcome.LOADED),
+               "e": rt("e", Outcome.LOADED),
+               "f": rt("f", Outcome.LINK_ERROR, (LinkProblemKind.UNKNOWN_SYMBOL, "msleep"),
+                       errno=2),
+               "g": replace(rt("g", Outcome.CRASHED), findings=(warn,), reason="oops"),
+               "x": rt("x", Outcome.NOT_FOUND), "u": rt("u", Outcome.UNLISTED)}
+    results = [replace(runtime[k[1]], origin=k[0]) for k in (s.key for s in p.steps)]
+    preds = tuple(pred(n, *((Problem(ProblemKind.UNRESOLVED, "msleep", ""),) if n == "f"
+                            else ())) for n in "cdefgu")
+    verdicts = crosscheck(preds, results)
+    whole = split(groups(p, warm_up=0), count)
+    outcomes = {(r.origin, r.name): r.outcome.value for r in results}
+    records = []
+    for part in whole:
+        failing = entry_failures(p, outcomes, part.entries)
+        note = (f"shard {part.index + 1}/{count}: ...",) if count > 1 else ()
+        meta = {"schema_version": 2, "name": "bvtest", "seconds": 5.0,
+                "started_at": "2026-12-01T02:00:00Z", "host": {"hostname": "ci"},
+                "inputs": [{"role": "boot", "path": "boot.img", "sha256": "ab" * 32}],
+                "boots": [{"seconds": 1.0}]}
+        records.append(RunRecord(
+            "bvtest", datetime.datetime(2026, 12, 1, 2, tzinfo=datetime.UTC), 5.0,
+            StaticReport("6.1", False, preds),
+            [v for v in verdicts if (v.runtime.origin, v.name) in part.owned],
+            decide(verdict_facts(p), failing), "normal", ("a note", *note), "console.log",
+            "6.1", meta, plan=p, fail_on=DEFAULT_FAIL_ON,
+            shard=ShardRun(part.index + 1, count, whole, failing, note)))
+    return records
+
+
+def test_merged_shards_report_as_one_run():
+    one = recorded_run(1)[0]
+    shards = recorded_run(3)
+    assert all(r.verdicts for r in shards)                       # every shard has modules
+    merged = merge([(f"{i}.json", json.loads(json.dumps(run_document(r))))
+                    for i, r in enumerate(reversed(shards))])
+    whole = run_document(one)
+    for key in ("modules", "android", "summary", "fail_on", "kernel_release"):
+        assert merged.doc[key] == whole[key], key
+    # the shards' own notes left out; where the plan was cut said
+    cut = cut_note("3 shards", ["f", "d"])
+    assert merged.doc["notes"] == [*whole["notes"], cut]
+    assert summary_text(merged.record) == summary_text(replace(one, notes=(*one.notes, cut)))
+    assert merged.failed == failed_run(one) is True and not merged.infra_failed
+
+    def cases(run: RunRecord) -> list[tuple]:
+        out = io.StringIO()
+        write_junit(run, out)
+        suite = ET.fromstring(out.getvalue())
+        return [(c.get("name"), c.get("classname"), [(x.tag, x.get("type"), x.get("message"),
+                                                     x.text) for x in c])
+                for c in suite.iter("testcase")]
+    assert cases(merged.record) == cases(one)
+    assert cases(one)[0][:2] == ("android-boot", "bootverify.android")
+    assert cases(one)[0][2][0][:2] == ("failure", "stops/first-stage")
 
 
 @pytest.mark.parametrize(("other", "message"), [
@@ -93,6 +224,9 @@ def test_merge_decides_for_the_whole_plan():
                                        "loaded (also in 1.json)"),
     (report(2, 3, [("b", "loaded")]), "another plan or split than 1.json"),
     ({"modules": []}, "not a run report of this version"),
+    (report(2, 2, []) | {"modules": [{"name": "b"}]}, "modules[0]: not a module of a run report"),
+    (report(2, 2, []) | {"fail_on": ["bug"]}, "another --fail-on than 1.json"),
+    (report(2, 2, []) | {"meta": {}}, "meta.started_at: not a run's start time"),
 ])
 def test_merge_rejects_mismatches_with_one_line(other, message):
     with pytest.raises(InputError) as e:

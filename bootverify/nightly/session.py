@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bootverify.android import BootMode
-from bootverify.crosscheck import ModuleVerdict, crosscheck, failed
+from bootverify.crosscheck import ModuleVerdict, crosscheck
 from bootverify.errors import (
     EXIT_ERROR,
     InfraError,
@@ -39,7 +39,7 @@ from bootverify.reports.ktap import write_ktap
 from bootverify.reports.model import ErrorKind, RunError, RunRecord
 from bootverify.reports.summary import summary_text
 from bootverify.runtime.kmsg import DEFAULT_FAIL_ON, FindingClass
-from bootverify.plan.shards import Part, groups, split
+from bootverify.plan.shards import Part, cut_note, groups, split
 from bootverify.reports.model import ShardRun
 from bootverify.runtime.loader import default_jobs, guest_config, plan_images, run_parts
 from bootverify.runtime.runner import DEFAULT_MODULE_TIMEOUT, Progress, RunReport
@@ -72,17 +72,9 @@ class RunOptions:
     name: str | None = None
     infra_retries: int = 0
     fail_on: frozenset[FindingClass] = DEFAULT_FAIL_ON     # the findings that fail the run
-    jobs: int | None = 1                # guests at once (None: the host's CPUs, memory-capped)
+    jobs: int | None = None             # guests at once (None: the host's CPUs, memory-capped)
     shard: tuple[int, int] = (1, 1)     # --shard I/N: this run loads part I of N
     argv: tuple[str, ...] = field(default_factory=tuple)
-
-
-def failed_run(run: RunRecord) -> bool:
-    """Exit 1: with --expect, a regression (strict: also fixed, stale); without, any failure
-    (crosscheck.failed) or a device verdict that fails."""
-    if run.judgement is not None:
-        return run.judgement.failed
-    return failed(run.verdicts, run.fail_on) or run.device.failed
 
 
 def _name(opts: RunOptions) -> str:
@@ -148,6 +140,7 @@ def run_nightly(opts: RunOptions, outputs: output.Outputs,
     def record(runtime: RunReport | None, error: RunError | None) -> RunRecord:
         verdicts = _verdicts(static, runtime, planned[-1][0]) if runtime and planned else []
         shard_run = None
+        guests: tuple[str, ...] = ()            # several guests: where the plan was cut
         if runtime is not None and runtime.plan is not None and planned:
             mine, whole = planned[-1]
             plan = runtime.plan
@@ -157,6 +150,10 @@ def run_nightly(opts: RunOptions, outputs: output.Outputs,
             device = decide(verdict_facts(plan), failing)
             mode = plan.boot.mode.value if plan.boot else None
             index, count = opts.shard
+            cuts = [plan.listed[min(entries)].name for entries, _ in runtime.guests[1:]
+                    if entries]
+            if cuts:
+                guests = (cut_note(f"{len(runtime.guests)} guests", cuts),)
             shard_run = ShardRun(index, count, whole, failing,
                                  (f"shard {index}/{count}: {len(mine.owned)} of the "
                                   f"plan's {len(plan.steps)} modules; the device verdict covers "
@@ -169,7 +166,8 @@ def run_nightly(opts: RunOptions, outputs: output.Outputs,
         finished = now_utc()
         return RunRecord(
             name, started, (finished - started).total_seconds(), static, verdicts, device, mode,
-            (*runtime.notes, *(shard_run.notes if shard_run else ())) if runtime else (),
+            (*runtime.notes, *guests, *(shard_run.notes if shard_run else ())) if runtime
+            else (),
             str(outputs.path(output.CONSOLE)),
             runtime.release if runtime else (static.kernel_release or ""),
             meta.json(finished, runtime.boots if runtime else (), retries),

@@ -125,6 +125,7 @@ def _notes(sets: Sequence[ModuleSet], boot: BootFacts | None,
               f"(libmodprobe's InsmodWithDeps would recurse without end, depmod refuses it; "
               f"bootverify cut it there)" for c in cycles]
     for s in sets:
+        notes += [f"{s.origin}: {d.note()}" for d in s.config.dropped]
         notes += [f"{s.origin}: not evaluated (options from a program's output): {d.line}"
                   for d in s.config.dyn_options]
         if s.files and not s.load:

@@ -11,7 +11,12 @@ LoadModulesParallel (AOSP system/core libmodprobe/libmodprobe.cpp):
   path of its line not loaded yet (a dependency leaf); a blocklisted one fails the whole call;
   one whose options hold `load_sequential=1` loads alone, there and then (the token removed
   from its options); the others load together, LoadWithAliases each (InsmodWithDeps: its soft
-  pre-deps and hard deps, itself, its soft post-deps) on all CPUs;
+  pre-deps and hard deps, itself, its soft post-deps) on all CPUs: hardware_concurrency()
+  worker threads, each taking the next from the back of the list (`mods_path_to_load.back()`),
+  so the last entry's leaf starts first. The start order decides which of two modules of a wave
+  gets there first when one's init asks for the other by request_module (nls_euc_jp's
+  load_nls("cp932"), jitterentropy_rng's sha3-256): the plan lists a wave's modules in it, and
+  finit starts its children in line order;
 - a load that fails fails the call after its wave; the loaded modules leave the lines; repeat
   until every entry is loaded.
 
@@ -95,11 +100,12 @@ def LoadModulesParallel(units: Mapping[Key, ModuleUnit],
                     loaded.add(k)
             elif leaf not in together and leaf not in loaded:
                 together.append(leaf)
-        seqs = {m: _InsmodWithDeps(units, m, loaded) for m in together}
+        # in the order the worker threads take them: from the back
+        seqs = {m: _InsmodWithDeps(units, m, loaded) for m in reversed(together)}
         before = dict.fromkeys(k for m, seq in seqs.items() for k in seq[:seq.index(m)])
         after = dict.fromkeys(k for m, seq in seqs.items() for k in seq[seq.index(m) + 1:]
                               if k not in before)
-        wave = tuple(m for m in together if m not in before)
+        wave = tuple(m for m in seqs if m not in before)
         waves += [Wave((k,), True) for k in before]
         if wave:
             waves.append(Wave(wave, len(wave) == 1))

@@ -2,8 +2,11 @@
 libmodprobe/libmodprobe.cpp, Modprobe::Modprobe and its Parse*Callback functions).
 
 Lines are split on white space, `#` lines and empty lines skipped (ParseCfg). Names are
-canonicalised as MakeCanonical() does. A malformed line is bad input (libmodprobe logs it and
-drops the line; a verifier says so and stops).
+canonicalised as MakeCanonical() does. A malformed line is dropped as the device drops it: its
+callback logs an error and returns false, and ParseCfg() ignores that and goes on with the next
+line. A device boots with such a line (Debian's depmod writes `softdep cifs gcm` from cifs's
+MODULE_SOFTDEP("gcm")), so it is no reason to stop; each one is kept, with the error the device
+logs, for the plan's notes.
 """
 
 from __future__ import annotations
@@ -33,6 +36,19 @@ class DynOptions:
 
 
 @dataclass(frozen=True)
+class Dropped:
+    """A line libmodprobe drops, with the error its callback logs (LOG(ERROR) << ...)."""
+    file: str
+    line: int
+    text: str
+    error: str
+
+    def note(self) -> str:
+        return f"{self.file} line {self.line} dropped, as libmodprobe drops it ({self.error}): " \
+               f"{self.text[:80]!r}"
+
+
+@dataclass(frozen=True)
 class ModulesDir:
     root: Path
     load: tuple[str, ...]                   # modules.load: paths, in load order
@@ -44,6 +60,7 @@ class ModulesDir:
     dyn_options: tuple[DynOptions, ...] = ()
     # modules.load.recovery / modules.load.charger, when the directory has them
     mode_loads: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    dropped: tuple[Dropped, ...] = ()           # malformed lines, in file and line order
 
     def load_list(self, file: str) -> tuple[str, ...]:
         return self.load if file == android.MODULES_LOAD else self.mode_loads[file]
@@ -63,38 +80,54 @@ def ParseCfg(text: str) -> list[tuple[int, list[str]]]:
             if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _bad(path: Path, n: int, expected: str, words: list[str]) -> InputError:
-    return InputError(path, f"line {n}: expected '{expected}', got {' '.join(words)[:80]!r}")
+class _Lines:
+    """One file's lines through ParseCfg(), and the ones its callback drops."""
+
+    def __init__(self, name: str, text: str, dropped: list[Dropped]) -> None:
+        self.name, self.lines, self._dropped = name, ParseCfg(text), dropped
+
+    def drop(self, n: int, words: list[str], error: str) -> None:
+        self._dropped.append(Dropped(self.name, n, " ".join(words), error))
 
 
-def ParseDepCallback(path: Path, text: str) -> dict[str, tuple[str, ...]]:
+def ParseDepCallback(f: _Lines) -> dict[str, tuple[str, ...]]:
     """`MODULE: DEP...` (as written; the plan resolves relative paths against the directory)."""
     dep: dict[str, tuple[str, ...]] = {}
-    for n, words in ParseCfg(text):
+    for n, words in f.lines:
         target, sep, first = words[0].partition(":")
         if not sep or not target:
-            raise _bad(path, n, "MODULE: DEPS", words)
+            f.drop(n, words, "dependency lines must start with name followed by ':'")
+            continue
         dep[target] = tuple(([first] if first else []) + words[1:])
     return dep
 
 
-def ParseAliasCallback(path: Path, text: str) -> tuple[tuple[str, str], ...]:
+def ParseAliasCallback(f: _Lines) -> tuple[tuple[str, str], ...]:
     """`alias PATTERN MODULE` (exactly three words)."""
     out = []
-    for n, words in ParseCfg(text):
-        if len(words) != 3 or words[0] != "alias":
-            raise _bad(path, n, "alias PATTERN MODULE", words)
-        out.append((words[1], words[2]))
+    for n, words in f.lines:
+        if words[0] != "alias":
+            f.drop(n, words, f"non-alias line encountered in modules.alias, found {words[0]}")
+        elif len(words) != 3:
+            f.drop(n, words, f"alias lines in modules.alias must have 3 entries, not "
+                             f"{len(words)}")
+        else:
+            out.append((words[1], words[2]))
     return tuple(out)
 
 
-def ParseSoftdepCallback(path: Path, text: str) -> tuple[Softdep, ...]:
+def ParseSoftdepCallback(f: _Lines) -> tuple[Softdep, ...]:
     """`softdep MODULE pre: A B post: C` (at least four words; a name before pre:/post: is
-    malformed)."""
+    malformed, and what the line had before it stays, as in libmodprobe)."""
     out = []
-    for n, words in ParseCfg(text):
-        if len(words) < 4 or words[0] != "softdep":
-            raise _bad(path, n, "softdep MODULE pre: ... post: ...", words)
+    for n, words in f.lines:
+        if words[0] != "softdep":
+            f.drop(n, words, f"non-softdep line encountered in modules.softdep, found "
+                             f"{words[0]}")
+            continue
+        if len(words) < 4:
+            f.drop(n, words, "softdep lines in modules.softdep must have at least 4 entries")
+            continue
         when = ""
         for token in words[2:]:
             if token in ("pre:", "post:"):
@@ -102,7 +135,8 @@ def ParseSoftdepCallback(path: Path, text: str) -> tuple[Softdep, ...]:
             elif when:
                 out.append(Softdep(words[1], when, token))
             else:
-                raise _bad(path, n, "softdep MODULE pre: ... post: ...", words)
+                f.drop(n, words, f"malformed modules.softdep at token {token}")
+                break
     return tuple(out)
 
 
@@ -110,54 +144,61 @@ def ParseLoadCallback(text: str) -> tuple[str, ...]:
     return tuple(words[0] for _, words in ParseCfg(text))
 
 
-def ParseOptionsCallback(path: Path, text: str) -> tuple[dict[str, str], tuple[DynOptions, ...]]:
-    """`options MODULE PARAMS...` (one line a module) and `dyn_options MODULE UID "CMD"`."""
+def ParseOptionsCallback(f: _Lines) -> tuple[dict[str, str], tuple[DynOptions, ...]]:
+    """`options MODULE PARAMS...` (one line a module: the first stays) and
+    `dyn_options MODULE UID "CMD"`."""
     options: dict[str, str] = {}
     dyn: list[DynOptions] = []
-    for n, words in ParseCfg(text):
+    for n, words in f.lines:
         if words[0] == "dyn_options" and len(words) >= 4:
             dyn.append(DynOptions(MakeCanonical(words[1]), " ".join(words)))
-            continue
-        if words[0] != "options" or len(words) < 2:
-            raise _bad(path, n, "options MODULE ...", words)
-        name = MakeCanonical(words[1])
-        if name in options:
-            raise InputError(path, f"line {n}: a second options line for {words[1]}")
-        options[name] = " ".join(words[2:])
+        elif words[0] != "options":
+            f.drop(n, words, "non-options line encountered in modules.options")
+        elif len(words) < 2:
+            f.drop(n, words, f"lines in modules.options must have at least 2 entries, not "
+                             f"{len(words)}")
+        elif (name := MakeCanonical(words[1])) in options:
+            f.drop(n, words, f"multiple options lines present for module {words[1]}")
+        else:
+            options[name] = " ".join(words[2:])
     return options, tuple(dyn)
 
 
-def ParseBlocklistCallback(path: Path, text: str) -> frozenset[str]:
+def ParseBlocklistCallback(f: _Lines) -> frozenset[str]:
     """`blocklist MODULE` (exactly two words)."""
     names = set()
-    for n, words in ParseCfg(text):
-        if len(words) != 2 or words[0] != "blocklist":
-            raise _bad(path, n, "blocklist MODULE", words)
-        names.add(MakeCanonical(words[1]))
+    for n, words in f.lines:
+        if words[0] != "blocklist":
+            f.drop(n, words, "non-blocklist line encountered in modules.blocklist")
+        elif len(words) != 2:
+            f.drop(n, words, f"lines in modules.blocklist must have exactly 2 entries, not "
+                             f"{len(words)}")
+        else:
+            names.add(MakeCanonical(words[1]))
     return frozenset(names)
 
 
 def parse_modules_dir(root: Path, texts: Mapping[str, str]) -> ModulesDir:
     """A modules directory from its files' texts by name (a ramdisk's, or a directory's); a
     missing file reads as empty."""
-    def text(name: str) -> str:
-        return texts.get(name, "")
+    dropped: list[Dropped] = []
 
-    options, dyn = ParseOptionsCallback(root / android.MODULES_OPTIONS,
-                                        text(android.MODULES_OPTIONS))
+    def lines(name: str) -> _Lines:
+        return _Lines(name, texts.get(name, ""), dropped)
+
+    # the order of Modprobe::Modprobe(), which is the order of `dropped`
+    aliases = ParseAliasCallback(lines(android.MODULES_ALIAS))
+    dep = ParseDepCallback(lines(android.MODULES_DEP))
+    softdeps = ParseSoftdepCallback(lines(android.MODULES_SOFTDEP))
+    options, dyn = ParseOptionsCallback(lines(android.MODULES_OPTIONS))
+    blocklist = ParseBlocklistCallback(lines(android.MODULES_BLOCKLIST))
     return ModulesDir(
-        root=root,
-        load=ParseLoadCallback(text(android.MODULES_LOAD)),
-        dep=ParseDepCallback(root / android.MODULES_DEP, text(android.MODULES_DEP)),
-        blocklist=ParseBlocklistCallback(root / android.MODULES_BLOCKLIST,
-                                         text(android.MODULES_BLOCKLIST)),
-        options=options,
-        aliases=ParseAliasCallback(root / android.MODULES_ALIAS, text(android.MODULES_ALIAS)),
-        softdeps=ParseSoftdepCallback(root / android.MODULES_SOFTDEP,
-                                      text(android.MODULES_SOFTDEP)),
+        root=root, load=ParseLoadCallback(texts.get(android.MODULES_LOAD, "")), dep=dep,
+        blocklist=blocklist, options=options, aliases=aliases, softdeps=softdeps,
         dyn_options=dyn,
         mode_loads={f: ParseLoadCallback(texts[f]) for f in android.LOAD_LISTS.values()
                     if f != android.MODULES_LOAD and f in texts},
+        dropped=tuple(dropped),
     )
 
 

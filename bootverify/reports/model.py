@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bootverify.crosscheck import ModuleVerdict
+from bootverify.crosscheck import ModuleVerdict, failed
 from bootverify.nightly.baseline import Comparison
 from bootverify.nightly.expect import Judgement
 from bootverify.plan.model import LoadPlan
@@ -68,3 +68,12 @@ class RunRecord:
 
     def input_hashes(self) -> list[tuple[str, str]]:
         return [(i["role"], i["sha256"]) for i in self.meta.get("inputs", ())]
+
+
+def failed_run(run: RunRecord) -> bool:
+    """Exit 1 (of `run`, and of `merge` for the merged record): with --expect, a regression
+    (strict: also fixed, stale); without, any failure (crosscheck.failed) or a device verdict
+    that fails."""
+    if run.judgement is not None:
+        return run.judgement.failed
+    return failed(run.verdicts, run.fail_on) or run.device.failed

@@ -95,9 +95,10 @@ def root_causes(verdicts: Sequence[ModuleVerdict]) -> list[RootCause]:
 
 
 def top_symbols(verdicts: Sequence[ModuleVerdict]) -> list[tuple[str, int]]:
-    """The symbols the kernel named for most failing modules."""
+    """The symbols the kernel named for most failing modules (ties: as the log first names
+    them, in load order: a set's order changes from one process to the next)."""
     counts = Counter(s for v in verdicts if module_fails(v)
-                     for s in {p.symbol for p in v.runtime.problems if p.symbol})
+                     for s in dict.fromkeys(p.symbol for p in v.runtime.problems if p.symbol))
     return counts.most_common(TOP_SYMBOLS)
 
 

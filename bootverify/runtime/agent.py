@@ -14,15 +14,17 @@ The overlay is one uncompressed cpio archive, unpacked after the device's ramdis
   4 KiB against the kernel's nolibc, built by guest/Makefile with aarch64-linux-gnu-gcc and the
   nolibc of Debian's linux-source-6.1. It ships prebuilt next to its source; guest/finit.toolchain
   says what built it, and a test rebuilds it and compares the bytes.
-  `finit PLAN FROM TO WATCHDOG_MS MARK [LINE...]` goes through the plan file's lines FROM..TO
-  (TO 0: to the end; with LINEs, only those), one module at a time:
+  `finit PLAN FROM ALONE WATCHDOG_MS MARK [LINE...]` goes through the plan file's lines from
+  FROM on (with LINEs, only those), one module at a time:
   1. writes `bootverify: loading PATH` into /dev/kmsg (debug level: in the log, not on the
      console) and moves its /dev/kmsg reader to the end of the log;
   2. forks; the child calls finit_module() on the opened file exactly once, as Android's
      libmodprobe does;
   3. waits for the child at most WATCHDOG_MS (pidfd_open + ppoll; 0 or without pidfd support
      it just waits);
-  4. copies the kernel log records written since step 1 to stdout (/dev/kmsg format,
+  4. writes `bootverify: loaded` into /dev/kmsg, which finalizes a record the load left
+     without a newline (readers see only finalized records; without it such a line was lost),
+     copies the kernel log records written since step 1 to stdout (/dev/kmsg format,
      `LEVEL,SEQ,USEC,FLAGS;TEXT`), then prints the module's mark
      `MARK:M<line>:<label>:<value>:<usec>`, label `finit` (value: finit_module's return, 0 or
      -errno), `open` (the file did not open: -errno), `killed` (the child died in
@@ -32,7 +34,9 @@ The overlay is one uncompressed cpio archive, unpacked after the device's ramdis
   A plan line `&PATH PARAMS` belongs to the wave of the line before it (parallel loading,
   plan/parallel.py): the wave's modules load at once, a child each, at most one per CPU
   (sched_getaffinity), each with its own watchdog; then come the whole wave's records and the
-  marks in line order, and it stops after the wave if one was `killed` or `timeout`.
+  marks in line order, and it stops after the wave if one was `killed` or `timeout`. Lines up
+  to ALONE (0: none) load one at a time all the same: the rest of a wave whose guest died while
+  it loaded, loaded again so that each module gets its own verdict (runner.Rerun).
   With MARK "" it is quiet (restoring after a reboot): no records, no marks, only
   `restore failed: <line>` for a module that did not load.
   Busybox's insmod and modprobe were not used: after a failing finit_module they retry with
@@ -44,7 +48,7 @@ The overlay is one uncompressed cpio archive, unpacked after the device's ramdis
   costs ~15 ms and every console byte ~0.1 ms. The watchdog lets a hanging module's messages
   reach the host before the host gives up on the guest.
 - /bootverify/plan: the modules to load, one `PATH PARAMS` line each (`&PATH PARAMS`: in the
-  wave of the line before), in load order (plan's LoadPlan.lines); `bv_run N WATCHDOG_MS`
+  wave of the line before), in load order (plan's LoadPlan.lines); `bv_run N ALONE WATCHDOG_MS`
   loads them from line N on.
 - /bootverify/init: the shell script guest/init (`INIT_SCRIPT`), run as PID 1. The kernel is told
   `rdinit=/bootverify/busybox` and, after `--` on the command line, `sh /bootverify/init`, so

@@ -10,8 +10,9 @@ kernel/module/signing.c, arch/arm64/kernel/traps.c, kernel/panic.c) and linux-so
 Generations: the symbol, version, namespace, vermagic and duplicate-export lines are worded the
 same from 5.10 to 6.12 (5.10 and 5.15 print them from kernel/module.c, split into kernel/module/
 in 5.19). A row's source names the versions when a line is not in all of them: the in-kernel
-decompressor's lines (5.17 on; zstd's 6.2 on), and 6.12's stricter ELF checks, where 6.1 said
-"No module found in object" for a missing .gnu.linkonce.this_module.
+decompressor's lines (5.17 on; zstd's 6.2 on), and the stricter ELF checks of 6.6 and 6.12, where
+6.1 said "No module found in object" for a missing .gnu.linkonce.this_module. 6.6 is read in
+ACK android15-6.6's kernel/module/main.c (GrapheneOS's mirror kernel_common-6.6, b15343a8).
 
 How the kernel reports one failing symbol matters for the reading: resolve_symbol() prints the
 specific reason (disagrees about version, no symbol version, namespace not imported) and
@@ -213,9 +214,10 @@ KERNEL_MESSAGES: tuple[KernelMessage, ...] = (
          r"but does not import it\.$", Effect.LINK, L.NAMESPACE_NOT_IMPORTED, EINVAL,
          "kernel/module/main.c verify_namespace_is_imported()"),
     # Android common kernel (CONFIG_MODULE_SIG_PROTECT). Wordings seen: ACK 6.1 prints the
-    # generic line with err -13 (below); a later patch and REFERENCE.md name it "Protected symbol".
+    # generic line with err -13 (below); android15-6.6's simplify_symbols() (and REFERENCE.md)
+    # print "Protected symbol" for -EACCES.
     _row(_M + r": Protected symbol:? " + _S + r" \(err (?P<err>-?\d+)\)$", Effect.LINK,
-         L.PROTECTED_SYMBOL, EACCES, "Android kernel/module/main.c simplify_symbols()"),
+         L.PROTECTED_SYMBOL, EACCES, "ACK android15-6.6 kernel/module/main.c simplify_symbols()"),
     _row(_M + r": Unknown symbol " + _S + r" \(err -13\)$", Effect.LINK, L.PROTECTED_SYMBOL,
          EACCES, "Android kernel/module/main.c resolve_symbol() ERR_PTR(-EACCES), "
                  "printed by simplify_symbols()"),
@@ -236,10 +238,12 @@ KERNEL_MESSAGES: tuple[KernelMessage, ...] = (
          "kernel/module/main.c setup_load_info() (No module found: 5.10-6.1)"),
     _row(r"(?P<detail>Invalid module architecture in ELF header: \d+|"
          r"Only one \.modinfo section must exist\.)$", Effect.LINK, L.INVALID_FORMAT, ENOEXEC,
-         "6.12 kernel/module/main.c elf_validity_ehdr(), elf_validity_cache_index_info()"),
+         "6.6 kernel/module/main.c elf_validity_cache_copy(); 6.12 elf_validity_ehdr(), "
+         "elf_validity_cache_index_info()"),
     _row(r"module " + _M + r": (?P<detail>(?:Only one )?\.gnu\.linkonce\.this_module .*)$",
          Effect.LINK, L.INVALID_FORMAT, ENOEXEC,
-         "6.12 kernel/module/main.c elf_validity_cache_index_mod()"),
+         "6.6 kernel/module/main.c elf_validity_cache_copy(); 6.12 "
+         "elf_validity_cache_index_mod()"),
     # MODULE_INIT_COMPRESSED_FILE (5.17 on): the decompressor's refusals, -EINVAL (ENOMEM when
     # memory runs out, which finit's errno then says). They name no module.
     _row(r"(?P<detail>not an? (?:gzip|xz|zstd) compressed module|"

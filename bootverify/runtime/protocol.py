@@ -20,17 +20,19 @@ The host sends one line per command, `bv_begin SEQ; COMMAND; bv_end SEQ $?`; SEQ
 every command, across boots too, so that a late line from an earlier command cannot end a later
 one. The commands that load are
 
-    bv_run FROM WATCHDOG_MS               the plan's modules from line FROM on, each followed by
+    bv_run FROM ALONE WATCHDOG_MS         the plan's modules from line FROM on, each followed by
                                           its mark (a wave's: the wave's records, then its
-                                          marks); it stops after `killed` or `timeout`
+                                          marks), those up to line ALONE one at a time (the
+                                          rest of a wave the guest died in; 0: none); it stops
+                                          after `killed` or `timeout`
     bv_restore WATCHDOG_MS LINE...        those lines again after a reboot, quietly: no records,
                                           no marks, only `restore failed: <line>` for a module
                                           that did not load
 
 A module mark's label says what happened to it (`Label`); before the mark come the kernel log
 records its load wrote, as /dev/kmsg gives them (`LEVEL,SEQ,USEC,FLAGS;TEXT`, dictionary lines
-indented below), and whatever else reached the console meanwhile (EMERG and ALERT messages, an
-oops as it happened).
+indented below; the last is the agent's own `bootverify: loaded`, which ends the window), and
+whatever else reached the console meanwhile (EMERG and ALERT messages, an oops as it happened).
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class Label(enum.StrEnum):
     TIMEOUT = "timeout"     # init had not returned within the watchdog: value 0
 
 
+# The agent's own kernel log records (finit.c's announce() and end_window()): not the module's.
+AGENT_RECORD = "bootverify: "
 KMSG_RECORD = re.compile(r"^(?P<level>\d+),(?P<seq>\d+),(?P<usec>\d+),[^;]*;(?P<text>.*)$")
 RESULT = re.compile(rf"^(?P<label>{'|'.join(Label)}):(?P<value>-?\d+):(?P<usec>\d+)$")
 
@@ -111,8 +115,8 @@ def command_line(seq: int, command: str) -> str:
     return f"{BEGIN} {seq}; {command}; {END} {seq} $?"
 
 
-def run_command(start: int, watchdog_ms: int) -> str:
-    return f"{RUN} {start} {watchdog_ms}"
+def run_command(start: int, alone_to: int, watchdog_ms: int) -> str:
+    return f"{RUN} {start} {alone_to} {watchdog_ms}"
 
 
 def restore_command(watchdog_ms: int, lines: Iterable[int]) -> str:
@@ -144,7 +148,8 @@ def parse_load_output(lines: Sequence[str], result: str = "") -> LoadOutput:
     other: list[str] = []
     for line in lines:
         if m := KMSG_RECORD.match(line):
-            records.append(dmesg_line(int(m.group("usec")), m.group("text")))
+            if not m.group("text").startswith(AGENT_RECORD):
+                records.append(dmesg_line(int(m.group("usec")), m.group("text")))
         elif line.startswith(" ") and records:
             continue                     # a record's dictionary line (SUBSYSTEM=..., DEVICE=...)
         elif line.strip():

@@ -15,6 +15,14 @@ killed, a new one boots, loads again (quietly, in as few commands as fit a conso
 loaded modules that the modules still to come depend on, and goes on from the next line. The
 run always gets through the list.
 
+A wave of parallel loading whose guest dies as a whole (a panic, or a hang that even finit's
+watchdog cannot report) leaves its modules without marks, and which of them did it is not
+known: the next guest loads them again one at a time (`Rerun`, in the position), so that the
+one that kills the guest is found and every other gets its own outcome, then goes on with the
+plan's waves. Their results say so (on the device the wave loads at once). If none of them
+kills the guest alone, the crash needs them together (a race the device can hit as well): those
+that loaded alone get the wave's crash as their outcome.
+
 Each `bv_run` is one boot of a guest. Guests come from a `BootGuest` callable given to the
 `Runner` (vm.Booter for qemu; tests give a scripted stand-in), and where the run stands between
 two modules is one `Position`.
@@ -90,6 +98,23 @@ class RunReport:
 
 
 @dataclass(frozen=True)
+class Rerun:
+    """The modules of a wave that were loading at once when the whole guest died (no mark
+    came for them), loaded again one at a time."""
+    wave: tuple[int, ...]          # the wave's plan lines
+    lines: tuple[int, ...]         # those loaded again, one at a time (a tail of `wave`)
+    death: Outcome                 # what the guest did during the wave: CRASHED or HUNG
+    evidence: tuple[str, ...]      # the console then: the wave's crash
+    seconds: float                 # host wall time from the wave's start to its end
+
+    def reason(self, plan: LoadPlan) -> str:
+        names = ", ".join(plan.unit_at(x).name for x in self.wave)
+        how = "crashed" if self.death is Outcome.CRASHED else "hung"
+        return (f"on the device it loads at once with its wave ({names}); the guest {how} "
+                f"during that wave, so it was loaded again one at a time")
+
+
+@dataclass(frozen=True)
 class Position:
     """Where a run stands between two modules."""
     line: int = 1                          # the next plan line to load
@@ -98,6 +123,7 @@ class Position:
     seq: int = 0                           # the last command number used: they grow across
                                            # boots, so a late line cannot end a later command
     boot_reason: str = "first boot"        # why the next guest boots
+    rerun: Rerun | None = None             # a wave being loaded again one at a time
 
 
 Progress = Callable[[RuntimeResult, int, int], None]    # (result, done, total)
@@ -283,7 +309,10 @@ class Runner:
     def _batch(self) -> None:
         """Boot, then load from the position's line on until the end or a hang or crash."""
         console = self.boot_and_restore()
-        seq = console.start(protocol.run_command(self.position.line, self._watchdog_ms))
+        rerun = self.position.rerun
+        seq = console.start(protocol.run_command(self.position.line,
+                                                 rerun.lines[-1] if rerun else 0,
+                                                 self._watchdog_ms))
         total = len(self.plan.lines)
         while self.position.line <= total:
             if not self._wave(console, seq):
@@ -301,21 +330,14 @@ class Runner:
     def _wave(self, console: Console, seq: int) -> bool:
         """The marks of the wave at the position's line (a line loaded alone is a wave of one),
         recorded; False after a hang or crash (the guest is killed)."""
-        wave = self.plan.wave_of[self.position.line]
+        wave = self._wave_at(self.position.line)
         marks: list[Mark] = []
         for line in wave:
             try:
                 mark = console.wait_mark(seq, self.module_timeout + HOST_MARGIN,
                                          grace=2 * self.module_timeout + HOST_MARGIN)
-            except CommandTimeout as e:
-                self._record_wave(wave, marks, [host_verdict(self.plan.unit_at(x), e.lines,
-                                                             e.seconds, timed_out=True)
-                                                for x in wave[len(marks):]])
-                return False
-            except GuestDied as e:
-                self._record_wave(wave, marks, [host_verdict(self.plan.unit_at(x), e.lines,
-                                                             e.seconds, vm_died=True)
-                                                for x in wave[len(marks):]])
+            except (CommandTimeout, GuestDied) as e:
+                self._guest_stopped(wave, marks, e)
                 return False
             if mark.line is None:
                 raise InfraError(f"the agent stopped at plan line {line} of "
@@ -325,6 +347,36 @@ class Runner:
                 raise InfraError(f"the agent reported plan line {mark.line}, expected {line}")
             marks.append(mark)
         return self._record_wave(wave, marks, [])
+
+    def _wave_at(self, line: int) -> tuple[int, ...]:
+        """The plan lines that load together with `line`: its wave, or itself alone while a
+        wave is loaded again one at a time."""
+        rerun = self.position.rerun
+        return (line,) if rerun is not None and line in rerun.lines else self.plan.wave_of[line]
+
+    def _guest_stopped(self, wave: Sequence[int], marks: Sequence[Mark],
+                       e: CommandTimeout | GuestDied) -> None:
+        """The whole guest hung or died during `wave`, before the marks of its modules from
+        len(marks) on. A module loading alone gets the host's verdict; the modules of a wave
+        loading at once are loaded again one at a time by the next guest (`Rerun`)."""
+        hung = isinstance(e, CommandTimeout)
+        if len(wave) == 1:
+            self._record_wave(wave, marks, [host_verdict(self.plan.unit_at(wave[0]), e.lines,
+                                                         e.seconds, timed_out=hung,
+                                                         vm_died=not hung)])
+            return
+        self._record_wave(wave, marks, [])
+        left = tuple(wave[len(marks):])
+        rerun = Rerun(tuple(wave), left, Outcome.HUNG if hung else Outcome.CRASHED, e.lines,
+                      e.seconds)
+        names = ", ".join(self.plan.unit_at(x).name for x in left)
+        how = "hung" if hung else "died"
+        self._kill_guest()
+        self.notes.append(f"the guest {how} while a wave of {len(wave)} modules loaded at once; "
+                          f"{names} were loaded again one at a time, each for its own outcome "
+                          f"(on the device they load at once)")
+        self.position = replace(self.position, rerun=rerun,
+                                boot_reason=f"after the guest {how} in the wave of {names}")
 
     def _record_wave(self, wave: Sequence[int], marks: Sequence[Mark],
                      host: Sequence[RuntimeResult]) -> bool:
@@ -374,7 +426,38 @@ class Runner:
             result = replace(result, reason="; ".join(
                 r for r in (result.reason, f"dependency did not load: {why}") if r),
                 failed_dependencies=tuple(d[1] for d in failed))
+        rerun = self.position.rerun
+        if rerun is not None and line in rerun.lines:
+            result = replace(result, reason="; ".join(
+                r for r in (result.reason, rerun.reason(self.plan)) if r))
         loaded = {line} if result.outcome is Outcome.LOADED else set()
         self.position = replace(self.position, line=line + 1,
                                 loaded=self.position.loaded | loaded)
         self._record(st.key, result)
+        if rerun is not None and line == rerun.lines[-1]:
+            self._end_rerun(rerun)
+
+    def _end_rerun(self, rerun: Rerun) -> None:
+        """The wave's modules have been loaded again one at a time. If none of them hung or
+        crashed the guest alone, the wave's death needs them at once (on the device too): the
+        ones that loaded alone get it as their outcome, its console lines as their log."""
+        self.position = replace(self.position, rerun=None)
+        keys = [self.plan.unit_at(x).key for x in rerun.lines]
+        if any(self.results[k].outcome in (Outcome.HUNG, Outcome.CRASHED) for k in keys):
+            return
+        alone = [k for k in keys if self.results[k].outcome is Outcome.LOADED]
+        how = "crashed" if rerun.death is Outcome.CRASHED else "hung"
+        self.notes.append(f"no module of the wave of {len(rerun.wave)} whose guest {how} did so "
+                          f"alone: it takes them at once; {', '.join(k[1] for k in alone)} "
+                          f"loaded alone and get the wave's outcome")
+        for k in alone:
+            wave = host_verdict(self.plan.units[k], rerun.evidence, rerun.seconds,
+                                timed_out=rerun.death is Outcome.HUNG,
+                                vm_died=rerun.death is Outcome.CRASHED)
+            self.results[k] = replace(wave, reason="; ".join(
+                r for r in (wave.reason, f"it loaded alone, but the guest {how} while its wave "
+                            f"loaded at once and no module of the wave did so alone: the "
+                            f"crash takes them together") if r),
+                failed_dependencies=self.results[k].failed_dependencies)
+            if self.progress is not None:
+                self.progress(self.results[k], len(self.results), len(self.plan.steps))

@@ -28,9 +28,14 @@ verify_exported_symbols(). What differs is where a module keeps its export CRCs
 (runtime/boot.py: MODULE_INIT_COMPRESSED_FILE from 5.17), some kernel messages (runtime/kmsg.py)
 and, by distributor rather than generation, check_version() on a missing __versions entry:
 Debian's 6.1 and 6.12 refuse it, upstream and ACK 5.10 to 6.12 warn once and load it. The GKI
-protection rule is android14-6.1's; an earlier kernel/gki_module.c (ACK, 2021, read in a mirror
-of ACK common of the 5.x era) looks symbols up in a list of protected ones instead of the KMI's
-unprotected ones: that variant is not modelled apart.
+protection rule is android14-6.1's, and android15-6.6's reads the same (resolve_symbol(): after
+check_version() and the namespace, an unsigned module may take from vmlinux or a signed module
+only what gki_is_module_unprotected_symbol() allows, else -EACCES, "Protected symbol";
+verify_exported_symbols(): a protected export, then a duplicate; kernel/module/main.c read in
+GrapheneOS's mirror of ACK android15-6.6, kernel_common-6.6 at b15343a8). An earlier
+kernel/gki_module.c (ACK, 2021, read in a mirror of ACK common of the 5.x era) looks symbols up
+in a list of protected ones instead of the KMI's unprotected ones: that variant is not modelled
+apart.
 
 Given the load plan (`load_slots`: what Android's loaders do, bootverify/plan/), the rules also
 follow its order, since find_symbol() finds only the modules already loaded: a provider that

@@ -1,16 +1,18 @@
 /*
  * finit: bootverify's in-guest module loader, run by the agent's init (see init, bv_run).
  *
- *   finit PLAN FROM TO WATCHDOG_MS MARK [LINE...]
+ *   finit PLAN FROM ALONE WATCHDOG_MS MARK [LINE...]
  *
- * Walks PLAN's `PATH PARAMS` lines FROM..TO (TO 0: to the end; with LINEs, only those) and
+ * Walks PLAN's `PATH PARAMS` lines from FROM on (with LINEs, only those) and
  * loads each module with finit_module() in a child, exactly once, as Android's libmodprobe
  * does; a compressed file with MODULE_INIT_COMPRESSED_FILE, as kmod does. For each module it
  * prints the /dev/kmsg records the load wrote (`LEVEL,SEQ,USEC,FLAGS;TEXT`), then
  * `MARK:M<line>:<label>:<value>:<usec>`.
  * A line `&PATH PARAMS` is loaded at the same time as the line before it: such a wave
  * (libmodprobe's LoadModulesParallel) loads on all CPUs, one child per module, and prints
- * the records of the whole wave, then each module's mark in line order. The labels:
+ * the records of the whole wave, then each module's mark in line order; lines up to ALONE
+ * (0: none) load one at a time all the same: they are the rest of a wave whose guest died
+ * while it loaded, and each is to get its own verdict. The labels:
  *   finit    finit_module() returned VALUE (0 or -errno)
  *   open     the file did not open (VALUE: -errno)
  *   killed   the child died in finit_module(), an oops (VALUE: the signal); exit status 3
@@ -186,6 +188,19 @@ static void announce(int kmsg, const char *path)
 	*p++ = '\n';	/* ends the record: without it the record stays open, past SEEK_END */
 	sys_write(kmsg, buf, p - buf);
 	sys_lseek(kmsg, 0, SEEK_END);
+}
+
+/* A record that the load left without a newline (a pr_err() without "\n") stays open, for a
+ * pr_cont() to go on with, and /dev/kmsg readers only get finalized records: printk_ringbuffer's
+ * prb_reserve() finalizes the last record when it makes the next one (kernel/printk/
+ * printk_ringbuffer.c, 5.10 and later). So the load's window ends with a record of our own,
+ * which the host drops (protocol.AGENT_RECORD); without it the open record went past the
+ * next announce()'s seek, lost. */
+static void end_window(int kmsg)
+{
+	static const char done[] = "<15>bootverify: loaded\n";
+
+	sys_write(kmsg, done, sizeof(done) - 1);
 }
 
 /* Each read returns one record; -EPIPE: the ring overwrote records not read yet, and the
@@ -440,7 +455,7 @@ static void *map(long size, int shared)
 
 int main(int argc, char **argv)
 {
-	unsigned long from, to, watchdog_ms;
+	unsigned long from, alone, watchdog_ms;
 	struct plan_line *lines;
 	struct job *jobs;
 	char *p, *end, *mark;
@@ -451,7 +466,7 @@ int main(int argc, char **argv)
 	if (argc < 6)
 		return 2;
 	from = atou(argv[2]);
-	to = atou(argv[3]);
+	alone = atou(argv[3]);
 	watchdog_ms = atou(argv[4]);
 	mark = argv[5];
 	nlines = argc - 6;
@@ -467,17 +482,19 @@ int main(int argc, char **argv)
 		return 2;
 	kmsg = sys_open("/dev/kmsg", O_RDWR | O_NONBLOCK | O_CLOEXEC, 0);	/* or do without */
 
-	for (i = from ? from - 1 : 0; i < count && (!to || i < (long)to); i += n) {
-		/* a wave: this line and the `&` lines after it, in a run (not when quiet) */
-		for (n = 1; *mark && i + n < count && lines[i + n].joins &&
-			    (!to || i + n < (long)to); n++)
+	for (i = from ? from - 1 : 0; i < count; i += n) {
+		/* a wave: this line and the `&` lines after it, in a run (not when quiet), past
+		 * ALONE (i is line i + 1) */
+		for (n = 1; *mark && i >= (long)alone && i + n < count && lines[i + n].joins; n++)
 			;
 		if (n > 1) {
 			for (k = 0; kmsg >= 0 && k < n; k++)
 				announce(kmsg, lines[i + k].path);
 			status = run_wave(lines, i, n, watchdog_ms, jobs);
-			if (kmsg >= 0)
+			if (kmsg >= 0) {
+				end_window(kmsg);
 				copy_kmsg(kmsg);
+			}
 			for (k = 0; k < n; k++)
 				report(mark, i + k + 1, jobs[k].label, jobs[k].value, jobs[k].usec,
 				       jobs[k].status);
@@ -492,8 +509,10 @@ int main(int argc, char **argv)
 		start = now_ns();
 		status = run(lines[i].path, lines[i].params, watchdog_ms, &label, &value);
 		usec = (now_ns() - start) / 1000;
-		if (*mark && kmsg >= 0)
+		if (*mark && kmsg >= 0) {
+			end_window(kmsg);
 			copy_kmsg(kmsg);
+		}
 		report(mark, i + 1, label, value, usec, status);
 		if (status >= KILLED)
 			return status;
