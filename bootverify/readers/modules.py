@@ -14,9 +14,11 @@ kernel source named:
 | `__kstrtabns_SYM` | labels the namespace ("" for none) | the same |
 | export CRC | `__crc_SYM` is SHN_ABS, its value | `__crc_SYM` labels it in __kcrctab(_gpl) |
 
-(5.10/5.15: include/linux/export.h __CRC_SYMBOL() and the genksyms linker script, read in ACK
-android13-5.15 prebuilt modules; 6.1: include/linux/export-internal.h SYMBOL_CRC(), Debian's
-linux-source-6.1; 6.6/6.12: export-internal.h __KSYMTAB(), Debian's linux-source-6.12.)
+(5.10/5.15: include/linux/export.h __CRC_SYMBOL(), a weak `.long __crc_SYM` that the genksyms
+linker script of scripts/Makefile.build defines as an absolute symbol, read in upstream 5.10.13's
+source (the Rtoax/linux-5.10.13 mirror) and seen in ACK android14-5.15's prebuilt modules;
+6.1: include/linux/export-internal.h SYMBOL_CRC(), Debian's linux-source-6.1; 6.6/6.12:
+export-internal.h __KSYMTAB(), Debian's linux-source-6.12.)
 
 A module file may be compressed, `.ko.gz`, `.ko.xz` or `.ko.zst` (scripts/Makefile.modinst,
 CONFIG_MODULE_COMPRESS_*; kmod reads all three, by magic): it is decompressed whole in memory
