@@ -144,7 +144,7 @@ def boot_and_load(args: argparse.Namespace, inputs: Opened, boot: Path, report: 
     from bootverify.crosscheck import crosscheck
     from bootverify.runtime.loader import run_images
     from bootverify.runtime.vm import VMConfig
-    from bootverify.verdict import device_verdict
+    from bootverify.verdict import device_verdict, runtime_crashes
     given = {"boot_timeout": args.boot_timeout, "memory_mb": args.memory}
     config = VMConfig(accel=args.accel, **{k: v for k, v in given.items() if v is not None})
     timeout = {"module_timeout": args.module_timeout} if args.module_timeout is not None else {}
@@ -159,7 +159,8 @@ def boot_and_load(args: argparse.Namespace, inputs: Opened, boot: Path, report: 
     verdicts = tuple(crosscheck(report.modules, list(runtime.results)))
     assert runtime.plan is not None
     device = device_verdict(runtime.plan, {(r.origin, r.name): r.outcome.value
-                                           for r in runtime.results})
+                                           for r in runtime.results},
+                            runtime_crashes((*runtime.results, *runtime.context)))
     return runtime, verdicts, device
 
 

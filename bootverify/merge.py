@@ -17,8 +17,9 @@ record of the reports package (reports/model.py), so that the merged `summary`, 
 text and the JUnit (testcase `android-boot` first) come from the writers `run` uses, and the
 exit status is run's rule (model.failed_run). A partial report (`error` not null: an
 infrastructure failure or a signal ended that run early, issue 12) is merged with the others,
-the merged `error` is the first such, and the exit status is 2. What describes one shard only
-(`expect`, `baseline`) is left out of the merged document.
+the merged `error` is the first such, and the exit status is 2. The entries whose load crashed
+(`android_entries.crashes`) are read where a report has them (older reports have none). What
+describes one shard only (`expect`, `baseline`) is left out of the merged document.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from bootverify.report import device_json, facts_from_json, module_id, verdict_f
 from bootverify.plan.shards import cut_note
 from bootverify.reports.model import ErrorKind, RunError, RunRecord, failed_run
 from bootverify.reports.summary import summary_json
-from bootverify.runtime.kmsg import FindingClass
+from bootverify.runtime.kmsg import Crash, FindingClass
 from bootverify.static.analysis import StaticReport
 from bootverify.verdict import DeviceVerdict, decide
 
@@ -78,6 +79,7 @@ def merge(reports: Sequence[tuple[str, dict[str, Any]]]) -> Merged:
     seen: dict[int, str] = {}
     owner: dict[str, tuple[str, str]] = {}       # module -> (report, outcome)
     verdicts: dict[int, ModuleVerdict] = {}      # id of a module's JSON -> it read back
+    crashed: dict[int, Crash] = {}               # load-list entry -> how its load crashed
     for path, doc in reports:
         try:
             _started(doc["meta"])
@@ -97,6 +99,12 @@ def merge(reports: Sequence[tuple[str, dict[str, Any]]]) -> Merged:
         if index in seen:
             raise InputError(path, f"shard {index}/{count} given twice (also {seen[index]})")
         seen[index] = path
+        try:        # reports before `crashes` have none: their verdict did not know them
+            crashed |= {int(i): Crash(c)
+                        for i, c in doc["android_entries"].get("crashes", {}).items()}
+        except (AttributeError, TypeError, ValueError):
+            raise InputError(path, "android_entries.crashes: not {INDEX: "
+                             + " | ".join(c.value for c in Crash) + "}") from None
         for i, m in enumerate(doc["modules"]):
             try:
                 verdicts[id(m)] = verdict_from_json(m)
@@ -121,7 +129,7 @@ def merge(reports: Sequence[tuple[str, dict[str, Any]]]) -> Merged:
     order = [s["module"] for s in first["plan"]["steps"]]
     failing = {int(i): why for _, doc in ordered
                for i, why in doc["android_entries"]["failing"].items()}
-    device = decide(facts_from_json(first["plan"]["verdict_facts"]), failing)
+    device = decide(facts_from_json(first["plan"]["verdict_facts"]), failing, crashed)
     shard_notes = {n for _, doc in ordered for n in doc["android_entries"]["notes"]}
     notes = [n for n in dict.fromkeys(n for _, doc in ordered for n in doc["notes"])
              if n not in shard_notes]
@@ -140,6 +148,7 @@ def merge(reports: Sequence[tuple[str, dict[str, Any]]]) -> Merged:
            "modules": modules,
            "shard": {"index": None, "count": count, "merged": [p for p, _ in ordered]},
            "android_entries": {"failing": {str(i): w for i, w in sorted(failing.items())},
+                               "crashes": {str(i): c.value for i, c in sorted(crashed.items())},
                                "notes": []}}
     record = _record(doc, [d for _, d in ordered], [verdicts[id(m)] for m in modules], device)
     doc["summary"] = summary_json(record)

@@ -17,13 +17,28 @@ From the plan and each module's runtime outcome, by Android's rules (REFERENCE.m
   device whatever bootverify's guest made of it (the kernel's verdict is about its contents).
 - Second stage (system_dlkm, vendor_dlkm, from init rc `insmod` / `modprobe -a`): a failing
   command is logged and init goes on, so the device boots. Its failures fail the run (exit 1,
-  `failures`), not the boot.
+  `failures`), not the boot, unless the load crashed:
+- A crashed load stops the device in any stage where it is reached (before first stage's own
+  stop), by the table CRASH_STOPS (rule: panic_or_kill_init). A panic (runtime/kmsg.py
+  `panicked`: the row "Kernel panic - not syncing", kernel/panic.c panic()) stops the kernel
+  and the device reboots: no LOG(FATAL), no reboot to the bootloader. An oops the kernel goes
+  on from (arch/arm64/kernel/traps.c die() without panic_on_oops) kills the task that loaded.
+  First stage loads in init itself (first_stage_init, pid 1, libmodprobe in its own process):
+  the oops kills init, and kernel/exit.c do_exit() panics "Attempted to kill init!" (with
+  parallel loading, a thread of init dies and the wave never ends: it stops all the same).
+  Second stage: init rc's `insmod` builtin loads in init too (AOSP system/core
+  init/builtins.cpp do_insmod(): open() and syscall(__NR_finit_module) in init's own process);
+  `exec ... /system/bin/modprobe -a -d DIR` (as goldfish's init.ranchu.rc does) is a process of
+  its own that just dies, and init boots on. bootverify does not read the device's init rc, so
+  it does not know which: it takes the side that stops, and its reason says so. GKI kernels set
+  CONFIG_PANIC_ON_OOPS=y (gki_defconfig, ACK android12-5.10 and android14-6.1): there an oops
+  is a panic, and the guest, which runs the image's own kernel, logs the panic line too.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bootverify import android
@@ -31,13 +46,37 @@ from bootverify.android import Stage
 from bootverify.plan.libmodprobe import Rule, run_rule
 from bootverify.plan.model import Disposition, Key, Listed, LoadPlan
 from bootverify.readers.modules import COMPRESSED_SUFFIXES
-from bootverify.runtime.kmsg import Outcome
+from bootverify.runtime.kmsg import Crash, Outcome, RuntimeResult
 from bootverify.static.analysis import Prediction, Verdict
 
 
 class Boots(enum.StrEnum):
     BOOTS = "boots"
     STOPS = "stops"
+
+
+# What a crashed load does to the device, by crash and stage (the module docstring has the
+# sources). Every crash stops it; the text is how, for the verdict's reason.
+_PANIC = "the kernel panicked (kernel/panic.c panic()): the device reboots there"
+CRASH_STOPS: Mapping[tuple[Crash, Stage], str] = {
+    (Crash.PANIC, Stage.FIRST): _PANIC,
+    (Crash.PANIC, Stage.SECOND): _PANIC,
+    (Crash.OOPS, Stage.FIRST): (
+        "an oops in init's own process (first_stage_init loads with libmodprobe): it kills "
+        "init, kernel/exit.c do_exit() panics 'Attempted to kill init!', the device reboots"),
+    (Crash.OOPS, Stage.SECOND): (
+        "an oops: init rc's `insmod` (init/builtins.cpp do_insmod()) loads in init itself, "
+        "which it kills (kernel/exit.c do_exit(): 'Attempted to kill init!'), an `exec` of "
+        "modprobe in a process of its own that just dies; bootverify does not read the "
+        "device's init rc and takes the first (on GKI, CONFIG_PANIC_ON_OOPS=y makes it a "
+        "panic anyway)"),
+}
+
+
+def panic_or_kill_init(crash: Crash, stage: Stage) -> str:
+    """How a crashed load stops the device: kernel/panic.c panic(), or the panic kernel/exit.c
+    do_exit() calls when the crash killed init (CRASH_STOPS)."""
+    return CRASH_STOPS[(crash, stage)]
 
 
 @dataclass(frozen=True)
@@ -149,14 +188,53 @@ def entry_failures(plan: LoadPlan, outcomes: Mapping[Key, str],
             if (entries is None or i in entries) and (why := fails(x))}
 
 
-def device_verdict(plan: LoadPlan, outcomes: Mapping[Key, str]) -> DeviceVerdict:
+def runtime_crashes(results: Iterable[RuntimeResult]) -> dict[Key, Crash]:
+    """The modules whose load crashed, and how (by plan key)."""
+    return {(r.origin, r.name): r.crash for r in results if r.crash is not None}
+
+
+def entry_crashes(plan: LoadPlan, crashes: Mapping[Key, Crash],
+                  entries: Collection[int] | None = None) -> dict[int, Crash]:
+    """The entries (by index in plan.listed) of `entries` (default all) whose load reaches a
+    module that crashed (`crashes`, by key: runtime_crashes): the candidates, their hard and
+    soft dependencies. A panic among them wins over an oops. Whether the entry fails aside: a
+    crash stops the device where it happens."""
+    out: dict[int, Crash] = {}
+    if not crashes:
+        return out
+    for i, x in enumerate(plan.listed):
+        if entries is not None and i not in entries:
+            continue
+        seen: set[Key] = set()
+        todo = list(x.keys)
+        found: set[Crash] = set()
+        while todo:
+            k = todo.pop()
+            if k in seen or k not in plan.units:
+                continue
+            seen.add(k)
+            if k in crashes:
+                found.add(crashes[k])
+            u = plan.units[k]
+            todo += (*u.pre, *u.deps, *u.post)
+        if found:
+            out[i] = Crash.PANIC if Crash.PANIC in found else Crash.OOPS
+    return out
+
+
+def device_verdict(plan: LoadPlan, outcomes: Mapping[Key, str],
+                   crashes: Mapping[Key, Crash] | None = None) -> DeviceVerdict:
     """`outcomes`: each module's outcome (the JSON strings), by plan key: the runtime's, or
-    `predicted_outcomes`."""
-    return decide(verdict_facts(plan), entry_failures(plan, outcomes))
+    `predicted_outcomes`; `crashes`: the runtime's crashed loads (runtime_crashes; static
+    analysis predicts none)."""
+    return decide(verdict_facts(plan), entry_failures(plan, outcomes),
+                  entry_crashes(plan, crashes or {}))
 
 
-def decide(facts: VerdictFacts, failures_by_entry: Mapping[int, str]) -> DeviceVerdict:
-    """The verdict from the failing entries (index in facts.entries -> why)."""
+def decide(facts: VerdictFacts, failures_by_entry: Mapping[int, str],
+           crashes_by_entry: Mapping[int, Crash] | None = None) -> DeviceVerdict:
+    """The verdict from the failing entries (index in facts.entries -> why) and the entries
+    whose load crashed (index -> how: entry_crashes)."""
     failing = [(facts.entries[i], why) for i, why in sorted(failures_by_entry.items())]
     empty = facts.empty
     failures = tuple(f"{x.origin}: {why}" for x, why in failing) + tuple(
@@ -174,6 +252,18 @@ def decide(facts: VerdictFacts, failures_by_entry: Mapping[int, str]) -> DeviceV
                              f"first stage loads nothing: {s.guest_dir} has {s.files} .ko "
                              f"file(s) and no {s.load_file} entries, so the device has none of "
                              f"its drivers" + second_note, failures)
+    # Where first stage itself stops: strict, its first failure; console 1, its end (the
+    # shell); else never. A crash reached before that stops the device first.
+    first_at = min((i for i, x in enumerate(facts.entries) if x.stage is Stage.FIRST
+                    and i in failures_by_entry), default=None)
+    for i, crash in sorted((crashes_by_entry or {}).items()):
+        x = facts.entries[i]
+        if (first_at is None or console == 2 or (console == 0 and i <= first_at)
+                or (console == 1 and x.stage is Stage.FIRST)):
+            why = failures_by_entry.get(i) or f"a module it loads: {crash.value}"
+            return DeviceVerdict(Boots.STOPS, x.stage, x.name,
+                                 f"{x.stage.value.replace('-', ' ')} stops at {x.entry} "
+                                 f"({why}): {panic_or_kill_init(crash, x.stage)}", failures)
     if first and console == 0:
         x, why = first[0]
         return DeviceVerdict(Boots.STOPS, Stage.FIRST, x.name,

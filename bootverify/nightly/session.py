@@ -46,7 +46,15 @@ from bootverify.runtime.runner import DEFAULT_MODULE_TIMEOUT, Progress, RunRepor
 from bootverify.runtime.vm import VMConfig, guest_memory_mb, signals_as_interrupt
 from bootverify.static.analysis import StaticReport
 from bootverify.static.check import CheckInputs
-from bootverify.verdict import Boots, DeviceVerdict, decide, entry_failures, verdict_facts
+from bootverify.verdict import (
+    Boots,
+    DeviceVerdict,
+    decide,
+    entry_crashes,
+    entry_failures,
+    runtime_crashes,
+    verdict_facts,
+)
 
 TAP, KCIDB = "tap", "kcidb"         # the report copies only a path given asks for
 
@@ -147,7 +155,9 @@ def run_nightly(opts: RunOptions, outputs: output.Outputs,
             failing: dict[int, str] = {}
             for entries, outcomes in runtime.guests:
                 failing |= entry_failures(plan, outcomes, entries)
-            device = decide(verdict_facts(plan), failing)
+            crashed = entry_crashes(plan, runtime_crashes((*runtime.results, *runtime.context)),
+                                    frozenset().union(*(e for e, _ in runtime.guests)))
+            device = decide(verdict_facts(plan), failing, crashed)
             mode = plan.boot.mode.value if plan.boot else None
             index, count = opts.shard
             cuts = [plan.listed[min(entries)].name for entries, _ in runtime.guests[1:]
@@ -158,7 +168,7 @@ def run_nightly(opts: RunOptions, outputs: output.Outputs,
                                  (f"shard {index}/{count}: {len(mine.owned)} of the "
                                   f"plan's {len(plan.steps)} modules; the device verdict covers "
                                   f"its own load-list entries, `bootverify merge` gives the "
-                                  f"whole plan's",) if count > 1 else ())
+                                  f"whole plan's",) if count > 1 else (), crashed)
         else:
             device = DeviceVerdict(Boots.STOPS, None, None, "the run ended before the first "
                                    "boot", ())

@@ -42,6 +42,8 @@ def run_document(run: RunRecord) -> dict[str, Any]:
         doc["shard"] = {"index": sh.index, "count": sh.count}
         doc["plan"] = plan_json(run.plan, sh.split)
         doc["android_entries"] = {"failing": {str(i): w for i, w in sorted(sh.failing.items())},
+                                  "crashes": {str(i): c.value
+                                              for i, c in sorted(sh.crashes.items())},
                                   "notes": list(sh.notes)}
     if run.judgement is not None:
         j = run.judgement

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bootverify.crosscheck import ModuleVerdict, failed
@@ -13,7 +13,7 @@ from bootverify.nightly.baseline import Comparison
 from bootverify.nightly.expect import Judgement
 from bootverify.plan.model import LoadPlan
 from bootverify.plan.shards import Part
-from bootverify.runtime.kmsg import DEFAULT_FAIL_ON, FindingClass
+from bootverify.runtime.kmsg import DEFAULT_FAIL_ON, Crash, FindingClass
 from bootverify.static.analysis import StaticReport
 from bootverify.verdict import DeviceVerdict
 
@@ -40,6 +40,8 @@ class ShardRun:
     split: Sequence[Part]
     failing: Mapping[int, str]            # load-list entry -> why (verdict.entry_failures)
     notes: Sequence[str] = ()             # what only a shard says (merge leaves them out)
+    crashes: Mapping[int, Crash] = field(default_factory=dict)    # entry -> how its load
+                                                                  # crashed (entry_crashes)
 
 
 @dataclass(frozen=True)

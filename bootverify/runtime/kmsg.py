@@ -67,6 +67,12 @@ class Effect(enum.Enum):
     NOTICE = "notice"    # recorded, decides nothing
 
 
+class Crash(enum.StrEnum):
+    """How a crashed load ended (the string values are the JSON contract: `android_entries`)."""
+    PANIC = "panic"      # kernel/panic.c panic(): the kernel stops (a device reboots)
+    OOPS = "oops"        # an oops or BUG() the kernel went on from: only the loading task died
+
+
 class FindingClass(enum.StrEnum):
     """What a finding is (the string values are the JSON contract and `--fail-on`'s words)."""
     WARNING = "warning"              # WARN(): the `[ cut here ]` ... `---[ end trace ]---` block
@@ -103,11 +109,13 @@ class KernelMessage:
     errno: int | None        # finit_module's errno when this line is the cause; None: see the line
     source: str
     finding: FindingClass | None = None
+    crash: Crash | None = None       # Effect.CRASH rows: whether the line is the panic itself
 
 
 def _row(pattern: str, effect: Effect, kind: LinkProblemKind | None, errno: int | None,
-         source: str, finding: FindingClass | None = None) -> KernelMessage:
-    return KernelMessage(re.compile(pattern), effect, kind, errno, source, finding)
+         source: str, finding: FindingClass | None = None,
+         crash: Crash | None = None) -> KernelMessage:
+    return KernelMessage(re.compile(pattern), effect, kind, errno, source, finding, crash)
 
 
 # --- errno: arm64 uses the generic table (include/uapi/asm-generic/errno-base.h, errno.h) ---
@@ -258,13 +266,15 @@ KERNEL_MESSAGES: tuple[KernelMessage, ...] = (
     # Crashes: arm64 die() (arch/arm64/kernel/traps.c), __do_kernel_fault (arch/arm64/mm/fault.c),
     # BUG() (lib/bug.c, then die()), panic() (kernel/panic.c).
     _row(r"(?P<detail>Internal error: .*)$", Effect.CRASH, None, None,
-         "arch/arm64/kernel/traps.c die()"),
+         "arch/arm64/kernel/traps.c die()", crash=Crash.OOPS),
     _row(r"(?P<detail>Unable to handle kernel .*)$", Effect.CRASH, None, None,
-         "arch/arm64/mm/fault.c die_kernel_fault()"),
+         "arch/arm64/mm/fault.c die_kernel_fault()", crash=Crash.OOPS),
     _row(r"(?P<detail>kernel BUG at .*)$", Effect.CRASH, None, None, "lib/bug.c report_bug()",
-         FindingClass.BUG),
+         FindingClass.BUG, Crash.OOPS),
+    # Also what an oops ends in with panic_on_oops ("Fatal exception"), an oops in interrupt
+    # ("Fatal exception in interrupt"), or an oops that killed init ("Attempted to kill init!").
     _row(r"(?P<detail>Kernel panic - not syncing.*)$", Effect.CRASH, None, None,
-         "kernel/panic.c panic()"),
+         "kernel/panic.c panic()", crash=Crash.PANIC),
     # Findings: the kernel reports and goes on (the loader's own death, a panic or an oops line
     # above make it a crash). Sources: Linux 6.1, and later wordings where they changed.
     _row(r"BUG: KASAN: (?P<detail>.*)$", Effect.NOTICE, None, None,
@@ -447,6 +457,14 @@ class RuntimeResult:
     def errno_name(self) -> str | None:
         return errno_name(self.errno)
 
+    @property
+    def crash(self) -> Crash | None:
+        """How a crashed load ended (None: it did not crash): a panic, else an oops the kernel
+        went on from (also the loader killed, or the guest gone, with no panic line)."""
+        if self.outcome is not Outcome.CRASHED:
+            return None
+        return Crash.PANIC if panicked(self.kmsg) else Crash.OOPS
+
 
 def link_problems(lines: Iterable[str], module: str,
                   own_name: str = "") -> tuple[LinkProblem, ...]:
@@ -484,6 +502,16 @@ def crash_lines(lines: Iterable[str]) -> tuple[str, ...]:
     """The lines that report an oops, BUG or panic."""
     return tuple(line for line in lines
                  if (m := match_line(line)) is not None and m.message.effect is Effect.CRASH)
+
+
+def panicked(lines: Iterable[str]) -> bool:
+    """Whether the kernel panicked: kernel/panic.c panic() prints "Kernel panic - not syncing"
+    and stops. arch/arm64/kernel/traps.c die() makes an oops a panic when in interrupt or with
+    panic_on_oops, which GKI sets (gki_defconfig CONFIG_PANIC_ON_OOPS=y, read in ACK
+    android12-5.10 and android14-6.1): the guest runs the image's own kernel, so its log shows
+    the panic line then too. Without, die() ends in make_task_dead() (6.1): the loader dies."""
+    return any((m := match_line(line)) is not None and m.message.crash is Crash.PANIC
+               for line in lines)
 
 
 def loader_message(path: str, params: str, errno: int | None) -> str:
