@@ -23,7 +23,7 @@ from bootverify.reports.model import RunRecord, ShardRun, failed_run
 from bootverify.reports.summary import summary_text
 from bootverify.runtime.kmsg import DEFAULT_FAIL_ON, Finding, FindingClass, LinkProblemKind, Outcome
 from bootverify.static.analysis import Problem, ProblemKind, StaticReport
-from bootverify.verdict import decide, entry_failures, verdict_facts
+from bootverify.verdict import decide, entry_crashes, entry_failures, runtime_crashes, verdict_facts
 from bootverify.plan.shards import Part, cut_note, groups, part_plan, split
 
 # e and f share the dependency d; g alone; x is listed and missing; u is unlisted
@@ -113,7 +113,8 @@ def module(name: str, outcome: str) -> dict:
 
 
 def report(index: int, count: int, modules: list[tuple[str, str]], inputs: str = "a",
-           failing: dict[str, str] | None = None) -> dict:
+           failing: dict[str, str] | None = None,
+           crashes: dict[str, str] | None = None) -> dict:
     p = {"steps": [{"module": f"vendor_ramdisk/{n}"} for n in "abcd"],
          "verdict_facts": {"entries": [{"origin": "vendor_ramdisk", "entry": f"{n}.ko",
                                         "name": n, "stage": "first-stage",
@@ -128,7 +129,8 @@ def report(index: int, count: int, modules: list[tuple[str, str]], inputs: str =
                                 {"role": "expect", "path": "e.toml", "sha256": str(index)}]},
             "plan": p, "error": None, "summary": {},
             "shard": {"index": index, "count": count},
-            "android_entries": {"failing": failing or {}, "notes": []},
+            "android_entries": {"failing": failing or {}, "notes": []}
+            | ({"crashes": crashes} if crashes is not None else {}),
             "modules": [module(n, o) for n, o in modules]}
 
 
@@ -145,6 +147,23 @@ def test_merge_decides_for_the_whole_plan():
     partial = {"kind": "infrastructure", "message": "no prompt", "exit_status": 2}
     m = merge([("1.json", report(1, 1, [("a", "loaded")]) | {"error": partial})])
     assert m.infra_failed and m.doc["error"] == partial and m.record.error.exit_status == 2
+
+
+def test_merge_stops_where_a_shard_saw_a_panic():
+    """A shard's android_entries.crashes: the entry whose load panicked stops the device with
+    the panic's words; a report without `crashes` (older) still merges."""
+    one = report(1, 2, [("c", "loaded"), ("a", "loaded")])        # no crashes: older
+    two = report(2, 2, [("b", "loaded"), ("d", "crashed")], failing={"3": "d: crashed"},
+                 crashes={"3": "panic"})
+    m = merge([("1.json", one), ("2.json", two)])
+    android = m.doc["android"]
+    assert (android["verdict"], android["stage"], android["stops_at"]) == (
+        "stops", "first-stage", "d")
+    assert "kernel panicked" in android["reason"] and "bootloader" not in android["reason"]
+    assert m.doc["android_entries"]["crashes"] == {"3": "panic"} and m.failed
+    with pytest.raises(InputError, match="android_entries.crashes"):
+        merge([("1.json", one), ("2.json", two | {"android_entries": {
+            **two["android_entries"], "crashes": {"3": "melted"}}})])
 
 
 # d needs c; e needs d; f and g alone; x listed and missing; u unlisted
@@ -174,6 +193,7 @@ def recorded_run(count: int) -> list[RunRecord]:
     records = []
     for part in whole:
         failing = entry_failures(p, outcomes, part.entries)
+        crashed = entry_crashes(p, runtime_crashes(results), part.entries)
         note = (f"shard {part.index + 1}/{count}: ...",) if count > 1 else ()
         meta = {"schema_version": 2, "name": "bvtest", "seconds": 5.0,
                 "started_at": "2026-12-01T02:00:00Z", "host": {"hostname": "ci"},
@@ -183,9 +203,9 @@ def recorded_run(count: int) -> list[RunRecord]:
             "bvtest", datetime.datetime(2026, 12, 1, 2, tzinfo=datetime.UTC), 5.0,
             StaticReport("6.1", False, preds),
             [v for v in verdicts if (v.runtime.origin, v.name) in part.owned],
-            decide(verdict_facts(p), failing), "normal", ("a note", *note), "console.log",
+            decide(verdict_facts(p), failing, crashed), "normal", ("a note", *note), "console.log",
             "6.1", meta, plan=p, fail_on=DEFAULT_FAIL_ON,
-            shard=ShardRun(part.index + 1, count, whole, failing, note)))
+            shard=ShardRun(part.index + 1, count, whole, failing, note, crashed)))
     return records
 
 
@@ -198,6 +218,9 @@ def test_merged_shards_report_as_one_run():
     whole = run_document(one)
     for key in ("modules", "android", "summary", "fail_on", "kernel_release"):
         assert merged.doc[key] == whole[key], key
+    # g's crash (an oops: no panic line) came through its shard's report
+    assert merged.doc["android_entries"]["crashes"] == whole["android_entries"]["crashes"] == {
+        "2": "oops"}
     # the shards' own notes left out; where the plan was cut said
     cut = cut_note("3 shards", ["f", "d"])
     assert merged.doc["notes"] == [*whole["notes"], cut]
