@@ -281,3 +281,53 @@ def test_a_panic_in_a_wave_is_found_and_the_rest_get_their_own_outcomes(sample_i
         "first boot", "after the guest died in the wave of " + ", ".join(PANIC_WAVE),
         "after crashed vendor_panic", "after crashed vendor_oops"]
     assert run.android["verdict"] == "stops" and run.android["stage"] == "first-stage"
+
+
+@pytest.mark.timeout(4 * RUN_TIMEOUT)
+def test_a_panic_in_second_stage_stops_the_device_in_one_run_and_merged(sample_images, kos,
+                                                                         tmp_path):
+    """vendor_panic in vendor_dlkm: a device reboots there (kernel/panic.c panic()), whatever
+    init rc does with a failing insmod. `run` says so; so does `merge` of a split run, from
+    the shard that saw the panic (android_entries.crashes). vendor_backlight after it still
+    gets its outcome."""
+    files = sample_modules(sample_images / "vendor_kernel_boot.img")
+    vendor_dlkm = tmp_path / "vendor_dlkm"
+    vendor_dlkm.mkdir()
+    (vendor_dlkm / "vendor_panic.ko").write_bytes(files["vendor_panic.ko"])
+    (vendor_dlkm / "vendor_backlight.ko").write_bytes(kos["vendor_backlight"])
+    (vendor_dlkm / "modules.dep").write_text("vendor_panic.ko:\nvendor_backlight.ko:\n")
+    (vendor_dlkm / "modules.load").write_text("vendor_panic.ko\nvendor_backlight.ko\n")
+    run = run_device(sample_images, tmp_path / "one", ko(kos, "vendor_core", "vendor_sensor")
+                     | {"modules.dep": DEP, "modules.load": b"vendor_core.ko\nvendor_sensor.ko\n"},
+                     "--vendor-dlkm", vendor_dlkm)
+    assert run.rc == 1
+    assert (run.android["verdict"], run.android["stage"], run.android["stops_at"]) == (
+        "stops", "second-stage", "vendor_panic")
+    assert "kernel panicked" in run.android["reason"]
+    assert "bootloader" not in run.android["reason"]
+    assert run.outcomes() == {"vendor_core": "loaded", "vendor_sensor": "loaded",
+                              "vendor_panic": "crashed", "vendor_backlight": "link-error"}
+    assert run.stdout.startswith("ANDROID: STOPS in second-stage at vendor_panic: ")
+    assert boot_testcase(run).find("failure") is not None
+
+    inputs = ["--boot", sample_images / "boot.img",
+              "--vendor-kernel-boot", tmp_path / "one" / "vendor_kernel_boot.img",
+              "--vendor-dlkm", vendor_dlkm, "--symvers", sample_images / "vmlinux.symvers",
+              "--kmi-symbol-list", sample_images / "kmi_symbol_list"]
+    reports = []
+    for i in (1, 2):
+        out = tmp_path / f"shard{i}.json"
+        rc, _, stderr = run_bootverify(["run", *inputs, "--module-timeout", "8", "--jobs", "1",
+                                        "--shard", f"{i}/2", "--output", tmp_path / f"shard{i}",
+                                        "--json", out], RUN_TIMEOUT)
+        assert rc in (0, 1), stderr
+        reports.append(json.loads(out.read_text()))
+    panicked = [r for r in reports if any(m["name"] == "vendor_panic" for m in r["modules"])]
+    assert len(panicked) == 1 and panicked[0]["android_entries"]["crashes"] == {"2": "panic"}
+    # the other shard's guests saw no panic (the split may leave it nothing to load)
+    assert [r["android"]["verdict"] for r in reports if r is not panicked[0]] == ["boots"]
+    rc, stdout, stderr = run_bootverify(["merge", tmp_path / "shard2.json",
+                                         tmp_path / "shard1.json", "--json", "-"], 60)
+    assert rc == 1, stderr
+    merged = json.loads(stdout)
+    assert merged["android"] == run.android
