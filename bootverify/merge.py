@@ -100,9 +100,12 @@ def merge(reports: Sequence[tuple[str, dict[str, Any]]]) -> Merged:
             raise InputError(path, f"shard {index}/{count} given twice (also {seen[index]})")
         seen[index] = path
         try:        # reports before `crashes` have none: their verdict did not know them
-            crashed |= {int(i): Crash(c)
-                        for i, c in doc["android_entries"].get("crashes", {}).items()}
-        except (AttributeError, TypeError, ValueError):
+            crashes = {int(i): Crash(c)
+                       for i, c in doc["android_entries"].get("crashes", {}).items()}
+            if any(not 0 <= i < len(doc["plan"]["verdict_facts"]["entries"]) for i in crashes):
+                raise ValueError("no such entry")
+            crashed |= crashes
+        except (AttributeError, KeyError, TypeError, ValueError):
             raise InputError(path, "android_entries.crashes: not {INDEX: "
                              + " | ".join(c.value for c in Crash) + "}") from None
         for i, m in enumerate(doc["modules"]):

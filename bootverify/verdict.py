@@ -25,7 +25,7 @@ From the plan and each module's runtime outcome, by Android's rules (REFERENCE.m
   on from (arch/arm64/kernel/traps.c die() without panic_on_oops) kills the task that loaded.
   First stage loads in init itself (first_stage_init, pid 1, libmodprobe in its own process):
   the oops kills init, and kernel/exit.c do_exit() panics "Attempted to kill init!" (with
-  parallel loading, a thread of init dies and the wave never ends: it stops all the same).
+  parallel loading it kills one of init's loading threads: bootverify takes that as a stop).
   Second stage: init rc's `insmod` builtin loads in init too (AOSP system/core
   init/builtins.cpp do_insmod(): open() and syscall(__NR_finit_module) in init's own process);
   `exec ... /system/bin/modprobe -a -d DIR` (as goldfish's init.ranchu.rc does) is a process of

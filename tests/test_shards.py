@@ -161,9 +161,10 @@ def test_merge_stops_where_a_shard_saw_a_panic():
         "stops", "first-stage", "d")
     assert "kernel panicked" in android["reason"] and "bootloader" not in android["reason"]
     assert m.doc["android_entries"]["crashes"] == {"3": "panic"} and m.failed
-    with pytest.raises(InputError, match="android_entries.crashes"):
-        merge([("1.json", one), ("2.json", two | {"android_entries": {
-            **two["android_entries"], "crashes": {"3": "melted"}}})])
+    for bad in ({"3": "melted"}, {"4": "panic"}, ["3"]):
+        with pytest.raises(InputError, match="android_entries.crashes"):
+            merge([("1.json", one), ("2.json", two | {"android_entries": {
+                **two["android_entries"], "crashes": bad}})])
 
 
 # d needs c; e needs d; f and g alone; x listed and missing; u unlisted
