@@ -18,8 +18,8 @@ text and the JUnit (testcase `android-boot` first) come from the writers `run` u
 exit status is run's rule (model.failed_run). A partial report (`error` not null: an
 infrastructure failure or a signal ended that run early, issue 12) is merged with the others,
 the merged `error` is the first such, and the exit status is 2. The entries whose load crashed
-(`android_entries.crashes`) are read where a report has them (older reports have none). What
-describes one shard only (`expect`, `baseline`) is left out of the merged document.
+or hung (`android_entries.crashes`) are read where a report has them (older reports have
+none). What describes one shard only (`expect`, `baseline`) is left out of the merged document.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def merge(reports: Sequence[tuple[str, dict[str, Any]]]) -> Merged:
     seen: dict[int, str] = {}
     owner: dict[str, tuple[str, str]] = {}       # module -> (report, outcome)
     verdicts: dict[int, ModuleVerdict] = {}      # id of a module's JSON -> it read back
-    crashed: dict[int, Crash] = {}               # load-list entry -> how its load crashed
+    crashed: dict[int, Crash] = {}               # load-list entry -> how its load ended
     for path, doc in reports:
         try:
             _started(doc["meta"])

@@ -17,22 +17,33 @@ From the plan and each module's runtime outcome, by Android's rules (REFERENCE.m
   device whatever bootverify's guest made of it (the kernel's verdict is about its contents).
 - Second stage (system_dlkm, vendor_dlkm, from init rc `insmod` / `modprobe -a`): a failing
   command is logged and init goes on, so the device boots. Its failures fail the run (exit 1,
-  `failures`), not the boot, unless the load crashed:
-- A crashed load stops the device in any stage where it is reached (before first stage's own
-  stop), by the table CRASH_STOPS (rule: panic_or_kill_init). A panic (runtime/kmsg.py
-  `panicked`: the row "Kernel panic - not syncing", kernel/panic.c panic()) stops the kernel
-  and the device reboots: no LOG(FATAL), no reboot to the bootloader. An oops the kernel goes
-  on from (arch/arm64/kernel/traps.c die() without panic_on_oops) kills the task that loaded.
-  First stage loads in init itself (first_stage_init, pid 1, libmodprobe in its own process):
+  `failures`), not the boot, unless the load never returned to its loader (it crashed or hung):
+- A load whose finit_module never returns stops the device in any stage where it is reached
+  (before first stage's own stop), by the table CRASH_STOPS (rule: finit_never_returns). A panic
+  (runtime/kmsg.py `panicked`: the row "Kernel panic - not syncing", kernel/panic.c panic())
+  stops the kernel and the device reboots: no LOG(FATAL), no reboot to the bootloader. An oops
+  the kernel goes on from (arch/arm64/kernel/traps.c die() without panic_on_oops) kills the
+  task that loaded. A hang (outcome hung: the module's init did not return within the
+  per-module timeout, which bootverify takes as never) leaves the loader waiting in
+  finit_module for good; nothing in init gives up on it.
+  First stage loads in init itself (first_stage_init, pid 1, libmodprobe in its own process;
+  init/first_stage_init.cpp LoadKernelModules calls LoadListedModules or LoadModulesParallel):
   the oops kills init, and kernel/exit.c do_exit() panics "Attempted to kill init!" (with
-  parallel loading it kills one of init's loading threads: bootverify takes that as a stop).
+  parallel loading it kills one of init's loading threads: bootverify takes that as a stop); a
+  hang blocks init in finit_module (libmodprobe_ext.cpp Insmod()), and with parallel loading
+  libmodprobe.cpp LoadModulesParallel() join()s every loading thread of the wave, so it blocks
+  as well: first stage never gets to LOG(FATAL) or to mounting, the device hangs, no reboot.
   Second stage: init rc's `insmod` builtin loads in init too (AOSP system/core
   init/builtins.cpp do_insmod(): open() and syscall(__NR_finit_module) in init's own process);
   `exec ... /system/bin/modprobe -a -d DIR` (as goldfish's init.ranchu.rc does) is a process of
-  its own that just dies, and init boots on. bootverify does not read the device's init rc, so
-  it does not know which: it takes the side that stops, and its reason says so. GKI kernels set
-  CONFIG_PANIC_ON_OOPS=y (gki_defconfig, ACK android12-5.10 and android14-6.1): there an oops
-  is a panic, and the guest, which runs the image's own kernel, logs the panic line too.
+  its own (do_exec(): Service::ExecStart(), which sets is_exec_service_running). An oops kills
+  that process only, and init boots on; a hang blocks init all the same, since init/init.cpp
+  SecondStageMain runs no further command while an exec service runs. Only a loader that init
+  does not wait for (a `service`, `exec_background`) would leave it booting. bootverify does not
+  read the device's init rc, so it does not know which: it takes the side that stops, and its
+  reason says so. GKI kernels set CONFIG_PANIC_ON_OOPS=y (gki_defconfig, ACK android12-5.10 and
+  android14-6.1): there an oops is a panic, and the guest, which runs the image's own kernel,
+  logs the panic line too.
 """
 
 from __future__ import annotations
@@ -55,8 +66,8 @@ class Boots(enum.StrEnum):
     STOPS = "stops"
 
 
-# What a crashed load does to the device, by crash and stage (the module docstring has the
-# sources). Every crash stops it; the text is how, for the verdict's reason.
+# What a load whose finit_module never returns does to the device, by how and stage (the module
+# docstring has the sources). Every one stops it; the text is how, for the verdict's reason.
 _PANIC = "the kernel panicked (kernel/panic.c panic()): the device reboots there"
 CRASH_STOPS: Mapping[tuple[Crash, Stage], str] = {
     (Crash.PANIC, Stage.FIRST): _PANIC,
@@ -70,12 +81,25 @@ CRASH_STOPS: Mapping[tuple[Crash, Stage], str] = {
         "modprobe in a process of its own that just dies; bootverify does not read the "
         "device's init rc and takes the first (on GKI, CONFIG_PANIC_ON_OOPS=y makes it a "
         "panic anyway)"),
+    (Crash.HANG, Stage.FIRST): (
+        "its init did not return within the per-module timeout (taken as never): "
+        "first_stage_init waits in finit_module for good (libmodprobe_ext.cpp Insmod(); "
+        "parallel loading join()s its threads, LoadModulesParallel()), so no LOG(FATAL) and "
+        "no reboot: the device hangs in first stage"),
+    (Crash.HANG, Stage.SECOND): (
+        "its init did not return within the per-module timeout (taken as never): init rc's "
+        "`insmod` waits in finit_module in init itself (init/builtins.cpp do_insmod()), and "
+        "an `exec` of modprobe holds init's commands until it exits (do_exec(), init/init.cpp "
+        "is_exec_service_running()); only a `service` or `exec_background` loader would not "
+        "block init: bootverify does not read the device's init rc and takes the side that "
+        "stops: the device hangs in second stage"),
 }
 
 
-def panic_or_kill_init(crash: Crash, stage: Stage) -> str:
-    """How a crashed load stops the device: kernel/panic.c panic(), or the panic kernel/exit.c
-    do_exit() calls when the crash killed init (CRASH_STOPS)."""
+def finit_never_returns(crash: Crash, stage: Stage) -> str:
+    """How a load whose finit_module never returns to its loader stops the device: the kernel
+    panicked (kernel/panic.c panic(), or do_exit()'s when the crash killed init), or the loader
+    waits for the module's init for good (CRASH_STOPS)."""
     return CRASH_STOPS[(crash, stage)]
 
 
@@ -189,44 +213,53 @@ def entry_failures(plan: LoadPlan, outcomes: Mapping[Key, str],
 
 
 def runtime_crashes(results: Iterable[RuntimeResult]) -> dict[Key, Crash]:
-    """The modules whose load crashed, and how (by plan key)."""
+    """The modules whose load never returned (crashed or hung), and how (by plan key)."""
     return {(r.origin, r.name): r.crash for r in results if r.crash is not None}
 
 
 def entry_crashes(plan: LoadPlan, crashes: Mapping[Key, Crash],
                   entries: Collection[int] | None = None) -> dict[int, Crash]:
     """The entries (by index in plan.listed) of `entries` (default all) whose load reaches a
-    module that crashed (`crashes`, by key: runtime_crashes): the candidates, their hard and
-    soft dependencies. A panic among them wins over an oops. Whether the entry fails aside: a
-    crash stops the device where it happens."""
+    module whose load never returned (`crashes`, by key: runtime_crashes): the candidates, their
+    hard and soft dependencies. Of several, the first the loader reaches (plan.steps' order)
+    decides, since the device goes no further; in one wave of parallel loading the worst
+    (Crash's order: a panic stops the kernel while another thread hangs). Whether the entry
+    fails aside: such a load stops the device where it happens."""
     out: dict[int, Crash] = {}
     if not crashes:
         return out
+    reached_at: dict[Key, int] = {}          # a module -> its wave (one step alone: its own)
+    wave = 0
+    for s in plan.steps:
+        if not s.joins:
+            wave += 1
+        reached_at[s.key] = wave
+    worst = list(Crash)
     for i, x in enumerate(plan.listed):
         if entries is not None and i not in entries:
             continue
         seen: set[Key] = set()
         todo = list(x.keys)
-        found: set[Crash] = set()
+        found: list[tuple[int, int, Crash]] = []
         while todo:
             k = todo.pop()
             if k in seen or k not in plan.units:
                 continue
             seen.add(k)
             if k in crashes:
-                found.add(crashes[k])
+                found.append((reached_at.get(k, wave + 1), worst.index(crashes[k]), crashes[k]))
             u = plan.units[k]
             todo += (*u.pre, *u.deps, *u.post)
         if found:
-            out[i] = Crash.PANIC if Crash.PANIC in found else Crash.OOPS
+            out[i] = min(found)[2]
     return out
 
 
 def device_verdict(plan: LoadPlan, outcomes: Mapping[Key, str],
                    crashes: Mapping[Key, Crash] | None = None) -> DeviceVerdict:
     """`outcomes`: each module's outcome (the JSON strings), by plan key: the runtime's, or
-    `predicted_outcomes`; `crashes`: the runtime's crashed loads (runtime_crashes; static
-    analysis predicts none)."""
+    `predicted_outcomes`; `crashes`: the runtime's loads that crashed or hung (runtime_crashes;
+    static analysis predicts none)."""
     return decide(verdict_facts(plan), entry_failures(plan, outcomes),
                   entry_crashes(plan, crashes or {}))
 
@@ -234,7 +267,7 @@ def device_verdict(plan: LoadPlan, outcomes: Mapping[Key, str],
 def decide(facts: VerdictFacts, failures_by_entry: Mapping[int, str],
            crashes_by_entry: Mapping[int, Crash] | None = None) -> DeviceVerdict:
     """The verdict from the failing entries (index in facts.entries -> why) and the entries
-    whose load crashed (index -> how: entry_crashes)."""
+    whose load crashed or hung (index -> how: entry_crashes)."""
     failing = [(facts.entries[i], why) for i, why in sorted(failures_by_entry.items())]
     empty = facts.empty
     failures = tuple(f"{x.origin}: {why}" for x, why in failing) + tuple(
@@ -253,7 +286,7 @@ def decide(facts: VerdictFacts, failures_by_entry: Mapping[int, str],
                              f"file(s) and no {s.load_file} entries, so the device has none of "
                              f"its drivers" + second_note, failures)
     # Where first stage itself stops: strict, its first failure; console 1, its end (the
-    # shell); else never. A crash reached before that stops the device first.
+    # shell); else never. A crash or hang reached before that stops the device first.
     first_at = min((i for i, x in enumerate(facts.entries) if x.stage is Stage.FIRST
                     and i in failures_by_entry), default=None)
     for i, crash in sorted((crashes_by_entry or {}).items()):
@@ -263,7 +296,7 @@ def decide(facts: VerdictFacts, failures_by_entry: Mapping[int, str],
             why = failures_by_entry.get(i) or f"a module it loads: {crash.value}"
             return DeviceVerdict(Boots.STOPS, x.stage, x.name,
                                  f"{x.stage.value.replace('-', ' ')} stops at {x.entry} "
-                                 f"({why}): {panic_or_kill_init(crash, x.stage)}", failures)
+                                 f"({why}): {finit_never_returns(crash, x.stage)}", failures)
     if first and console == 0:
         x, why = first[0]
         return DeviceVerdict(Boots.STOPS, Stage.FIRST, x.name,

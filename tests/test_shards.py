@@ -14,6 +14,7 @@ import pytest
 from test_crosscheck import pred, rt
 from test_plan import PARALLEL, WAVES, plan
 
+from bootverify.android import STAGE_OF
 from bootverify.crosscheck import crosscheck
 from bootverify.errors import InputError
 from bootverify.merge import merge
@@ -103,10 +104,10 @@ def test_part_plans_keep_the_waves():
     assert part_plan(p, whole).lines == p.lines
 
 
-def module(name: str, outcome: str) -> dict:
+def module(name: str, outcome: str, origin: str = "vendor_ramdisk") -> dict:
     """A module of a run report (report.run_json's entry), no static verdict."""
     return {"name": name, "path": f"/lib/modules/{name}.ko", "static": None,
-            "runtime": {"origin": "vendor_ramdisk", "outcome": outcome, "errno": None,
+            "runtime": {"origin": origin, "outcome": outcome, "errno": None,
                         "errno_name": None, "problems": [], "kmsg": [], "message": "",
                         "reason": "", "seconds": 0.1, "findings": []},
             "agreement": "ok", "why": ""}
@@ -114,10 +115,13 @@ def module(name: str, outcome: str) -> dict:
 
 def report(index: int, count: int, modules: list[tuple[str, str]], inputs: str = "a",
            failing: dict[str, str] | None = None,
-           crashes: dict[str, str] | None = None) -> dict:
-    p = {"steps": [{"module": f"vendor_ramdisk/{n}"} for n in "abcd"],
-         "verdict_facts": {"entries": [{"origin": "vendor_ramdisk", "entry": f"{n}.ko",
-                                        "name": n, "stage": "first-stage",
+           crashes: dict[str, str] | None = None, vendor_dlkm: str = "") -> dict:
+    """Shard `index` of a run over the entries a, b, c, d: first stage's, but those named in
+    `vendor_dlkm` (second stage's)."""
+    origin = {n: "vendor_dlkm" if n in vendor_dlkm else "vendor_ramdisk" for n in "abcd"}
+    p = {"steps": [{"module": f"{origin[n]}/{n}"} for n in "abcd"],
+         "verdict_facts": {"entries": [{"origin": origin[n], "entry": f"{n}.ko",
+                                        "name": n, "stage": STAGE_OF[origin[n]].value,
                                         "blocklisted": False} for n in "abcd"],
                            "empty_sets": [], "first_stage_console": 0},
          "shards": [{"entries": [0, 2]}, {"entries": [1, 3]}][:count]}
@@ -131,7 +135,7 @@ def report(index: int, count: int, modules: list[tuple[str, str]], inputs: str =
             "shard": {"index": index, "count": count},
             "android_entries": {"failing": failing or {}, "notes": []}
             | ({"crashes": crashes} if crashes is not None else {}),
-            "modules": [module(n, o) for n, o in modules]}
+            "modules": [module(n, o, origin[n]) for n, o in modules]}
 
 
 def test_merge_decides_for_the_whole_plan():

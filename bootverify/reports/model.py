@@ -41,7 +41,8 @@ class ShardRun:
     failing: Mapping[int, str]            # load-list entry -> why (verdict.entry_failures)
     notes: Sequence[str] = ()             # what only a shard says (merge leaves them out)
     crashes: Mapping[int, Crash] = field(default_factory=dict)    # entry -> how its load
-                                                                  # crashed (entry_crashes)
+                                                                  # crashed or hung
+                                                                  # (entry_crashes)
 
 
 @dataclass(frozen=True)

@@ -68,9 +68,12 @@ class Effect(enum.Enum):
 
 
 class Crash(enum.StrEnum):
-    """How a crashed load ended (the string values are the JSON contract: `android_entries`)."""
+    """How a load ended whose finit_module never returned to its loader: it crashed, or it hung
+    (the string values are the JSON contract: `android_entries.crashes`). In the order the
+    verdict takes them when one wave of parallel loading has several: the worst first."""
     PANIC = "panic"      # kernel/panic.c panic(): the kernel stops (a device reboots)
     OOPS = "oops"        # an oops or BUG() the kernel went on from: only the loading task died
+    HANG = "hang"        # outcome hung: the module's init did not return (the loader waits)
 
 
 class FindingClass(enum.StrEnum):
@@ -459,8 +462,11 @@ class RuntimeResult:
 
     @property
     def crash(self) -> Crash | None:
-        """How a crashed load ended (None: it did not crash): a panic, else an oops the kernel
-        went on from (also the loader killed, or the guest gone, with no panic line)."""
+        """How a load that never returned ended (None: finit_module returned): hung, or crashed
+        with a panic, else an oops the kernel went on from (also the loader killed, or the guest
+        gone, with no panic line)."""
+        if self.outcome is Outcome.HUNG:
+            return Crash.HANG
         if self.outcome is not Outcome.CRASHED:
             return None
         return Crash.PANIC if panicked(self.kmsg) else Crash.OOPS
