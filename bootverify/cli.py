@@ -523,9 +523,12 @@ The device verdict (first line; JSON "android"; JUnit testcase android-boot): bo
 in first-stage at MODULE (the first failing load-list entry: LOG(FATAL), reboot to the
 bootloader; not strict with androidboot.first_stage_console), or stops because the vendor
 ramdisk has .ko files and no load list. Second-stage failures do not stop the boot (init rc
-goes on) but fail the run. A crashed load stops it in any stage: a kernel panic reboots the
-device, an oops kills init where init loads (first stage; second stage: bootverify does not
-read init rc, and takes init's `insmod` over an exec of modprobe).
+goes on) but fail the run. A crashed or hung load stops it in any stage: a kernel panic
+reboots the device, an oops kills init where init loads (first stage; second stage: bootverify
+does not read init rc, and takes init's `insmod` over an exec of modprobe); a hung one (no
+answer within --module-timeout) leaves init waiting for good, no reboot (first_stage_init in
+finit_module, LoadModulesParallel joining its threads; second stage init's `insmod`, or an
+`exec` init waits for: init/builtins.cpp do_insmod, do_exec; only a `service` would not block).
 
 Runtime outcome per module, from finit_module's errno and the kernel log:
   loaded, link-error (unknown symbol, disagrees about version, protected symbol, namespace not
