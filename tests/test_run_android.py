@@ -331,3 +331,31 @@ def test_a_panic_in_second_stage_stops_the_device_in_one_run_and_merged(sample_i
     assert rc == 1, stderr
     merged = json.loads(stdout)
     assert merged["android"] == run.android
+
+
+@pytest.mark.timeout(2 * RUN_TIMEOUT)
+def test_a_hang_in_second_stage_stops_the_device(sample_images, kos, tmp_path):
+    """vendor_hang in vendor_dlkm: its init never returns, and init, which loads it with its
+    builtin insmod or waits for an `exec` of modprobe, waits with it (init/builtins.cpp
+    do_insmod(), do_exec()): the device hangs in second stage, with no reboot. The run goes
+    on after it: vendor_backlight still gets its outcome."""
+    files = sample_modules(sample_images / "vendor_kernel_boot.img")
+    vendor_dlkm = tmp_path / "vendor_dlkm"
+    vendor_dlkm.mkdir()
+    (vendor_dlkm / "vendor_hang.ko").write_bytes(files["vendor_hang.ko"])
+    (vendor_dlkm / "vendor_backlight.ko").write_bytes(kos["vendor_backlight"])
+    (vendor_dlkm / "modules.dep").write_text("vendor_hang.ko:\nvendor_backlight.ko:\n")
+    (vendor_dlkm / "modules.load").write_text("vendor_hang.ko\nvendor_backlight.ko\n")
+    run = run_device(sample_images, tmp_path / "run", ko(kos, "vendor_core", "vendor_sensor")
+                     | {"modules.dep": DEP, "modules.load": b"vendor_core.ko\nvendor_sensor.ko\n"},
+                     "--vendor-dlkm", vendor_dlkm)
+    assert run.rc == 1
+    assert run.outcomes() == {"vendor_core": "loaded", "vendor_sensor": "loaded",
+                              "vendor_hang": "hung", "vendor_backlight": "link-error"}
+    assert (run.android["verdict"], run.android["stage"], run.android["stops_at"]) == (
+        "stops", "second-stage", "vendor_hang")
+    assert "the device hangs in second stage" in run.android["reason"]
+    assert "reboot" not in run.android["reason"]
+    assert run.report["android_entries"]["crashes"] == {"2": "hang"}
+    assert run.stdout.startswith("ANDROID: STOPS in second-stage at vendor_hang: ")
+    assert boot_testcase(run).find("failure") is not None
