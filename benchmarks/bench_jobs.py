@@ -6,16 +6,17 @@
     .venv/bin/python benchmarks/bench_jobs.py waves [--modules 600] [--smp 1,2,4] [--json FILE]
 
 `jobs`: all of Debian 6.1.0-56's arm64 modules (modules.order order) packed into a
-vendor_kernel_boot.img, run by `bootverify run` as a user runs it, three ways in the same
-invocation: `--jobs 1` (the baseline: one guest, -smp 2), `--jobs 2` (two guests, -smp 1 each:
-the host's two cores shared out), and a 4-way `--shard I/4 --jobs 1` split run one shard after
-another, then `bootverify merge`d. First, without booting, the split `bootverify plan --shards
-2` and `--shards 4` print: loads per part, the share loaded twice, and the bound the busiest
-part puts on --jobs 2 (modules / its loads); `--plan-only` stops there. Figures: wall times
-and the ratio to `--jobs 1` (goal:
---jobs 2 at least 1.8x faster), the median guest time per loaded module in each (the per-module
-cost inside a guest must not change), and whether the outcomes (per module: outcome, errno,
-problems, agreement; the device verdict) equal --jobs 1's.
+vendor_kernel_boot.img, run by `bootverify run` as a user runs it, in the same invocation:
+`--jobs 1` (the baseline: one guest, -smp 2), `--jobs 2` (two guests, -smp 1 each: the host's
+two cores shared out; the plan cut by the loads), `--jobs 2 --baseline jobs1.json` (cut by the
+seconds each module took in --jobs 1's report, as a nightly cuts by last night's), and a 4-way
+`--shard I/4 --jobs 1 --baseline jobs1.json` split run one shard after another, then
+`bootverify merge`d. First, without booting, the split `bootverify plan --shards 2` and
+`--shards 4` print: loads per part, the share loaded twice, and the bound the busiest part puts
+on --jobs 2 (modules / its loads); `--plan-only` stops there. Figures: wall times and the ratio
+to `--jobs 1` (goal: --jobs 2 at least 1.8x faster), the median guest time per loaded module in
+each (the per-module cost inside a guest must not change), and whether the outcomes (per
+module: outcome, errno, problems, agreement; the device verdict) equal --jobs 1's.
 
 `waves`: the first --modules modules of kernel/{fs,net,lib,crypto} (modules.order order, tests
 and kunit aside) with their dependencies, in images whose bootconfig asks for parallel loading
@@ -127,35 +128,48 @@ def bench_jobs(args: argparse.Namespace, out: dict) -> None:
         f"{args.module_timeout:g} s, {os.cpu_count()} host CPUs")
     t1, one = run("jobs1", "--jobs", "1")
     t2, two = run("jobs2", "--jobs", "2")
+    # --jobs 1's report as last night's: the plan cut by the seconds each module took in it
+    baseline = ["--baseline", str(args.work / "jobs1.json")]
+    t2t, timed = run("jobs2-baseline", "--jobs", "2", *baseline)
     shard_s = []
     for i in range(1, 5 if args.shards else 1):
-        s, _ = run(f"shard{i}", "--shard", f"{i}/4", "--jobs", "1")
+        s, _ = run(f"shard{i}", "--shard", f"{i}/4", "--jobs", "1", *baseline)
         shard_s.append(s)
     merge_s, merged = 0.0, one
     if args.shards:
         _, merge_s, _ = cli(["merge", *(args.work / f"shard{i}.json" for i in range(1, 5)),
                              "--json", args.work / "merged.json"])
         merged = json.loads((args.work / "merged.json").read_text())
+
+    def differences(doc: dict) -> list:
+        return [a for a, b in zip(outcomes(doc), outcomes(one), strict=False) if a != b][:10]
+
     out["jobs"] = {
         "modules": len(names), "jobs1_seconds": t1, "jobs2_seconds": t2, "ratio": t1 / t2,
+        "jobs2_baseline_seconds": t2t, "ratio_baseline": t1 / t2t,
         "goal": GOAL_JOBS, "per_module_jobs1": per_module(one), "per_module_jobs2": per_module(two),
+        "per_module_jobs2_baseline": per_module(timed),
         "jobs2_same_outcomes": outcomes(two) == outcomes(one),
+        "jobs2_baseline_same_outcomes": outcomes(timed) == outcomes(one),
         "shard_seconds": shard_s, "merge_seconds": merge_s,
         "merged_same_outcomes": outcomes(merged) == outcomes(one),
-        "differences_jobs2": [a for a, b in zip(outcomes(two), outcomes(one), strict=False)
-                              if a != b][:10],
-        "differences_merged": [a for a, b in zip(outcomes(merged), outcomes(one), strict=False)
-                               if a != b][:10]}
+        "differences_jobs2": differences(two), "differences_jobs2_baseline": differences(timed),
+        "differences_merged": differences(merged)}
     j = out["jobs"]
-    say(f"  --jobs 1 {t1:.1f} s, --jobs 2 {t2:.1f} s: {j['ratio']:.2f}x (goal >= {GOAL_JOBS}x: "
-        f"{'met' if j['ratio'] >= GOAL_JOBS else 'NOT met'}); per loaded module in the guest "
-        f"{j['per_module_jobs1'] * 1000:.1f} ms vs {j['per_module_jobs2'] * 1000:.1f} ms; "
-        f"same outcomes: {j['jobs2_same_outcomes']}")
+    for tag, ratio, same, seconds in (
+            ("--jobs 2", j["ratio"], j["jobs2_same_outcomes"], t2),
+            ("--jobs 2 --baseline jobs1.json", j["ratio_baseline"],
+             j["jobs2_baseline_same_outcomes"], t2t)):
+        say(f"  --jobs 1 {t1:.1f} s, {tag} {seconds:.1f} s: {ratio:.2f}x (goal >= {GOAL_JOBS}x: "
+            f"{'met' if ratio >= GOAL_JOBS else 'NOT met'}); same outcomes: {same}")
+    say(f"  per loaded module in the guest: {j['per_module_jobs1'] * 1000:.1f} ms (--jobs 1), "
+        f"{j['per_module_jobs2'] * 1000:.1f} ms (--jobs 2), "
+        f"{j['per_module_jobs2_baseline'] * 1000:.1f} ms (--jobs 2 --baseline)")
     if not args.shards:
         return
     each = ", ".join(f"{s:.0f}" for s in shard_s)
-    say(f"  4 shards one after another {sum(shard_s):.1f} s ({each}), merge {merge_s:.1f} s; "
-        f"merged equals --jobs 1: {j['merged_same_outcomes']}")
+    say(f"  4 shards (--baseline jobs1.json) one after another {sum(shard_s):.1f} s ({each}), "
+        f"merge {merge_s:.1f} s; merged equals --jobs 1: {j['merged_same_outcomes']}")
 
 
 def bench_waves(args: argparse.Namespace, out: dict) -> None:

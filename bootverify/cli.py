@@ -213,15 +213,18 @@ def run_options(args: argparse.Namespace, inputs: Opened, boot: Path) -> RunOpti
 # --- plan ---
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from bootverify.plan.shards import groups, split
+    from bootverify.nightly.previous import read_previous
+    from bootverify.plan.shards import BY_COUNT, groups, split
     from bootverify.report import plan_json
     from bootverify.runtime.loader import plan_images
+    costs = read_previous(args.baseline).costs() if args.baseline else BY_COUNT
     with opened(args, run=True) as inputs:
         boot = required(inputs.boot, "boot image", ("--boot", "--kernel"))
         prepared = plan_images(boot, inputs.vendor_kernel_boot, system_dlkm=inputs.system_dlkm,
                                vendor_dlkm=inputs.vendor_dlkm, boot_mode=args.boot_mode,
                                with_agent=False)
-    doc = plan_json(prepared.plan, split(groups(prepared.plan), args.shards))
+    doc = plan_json(prepared.plan, split(groups(prepared.plan, reboots=costs.reboots),
+                                         args.shards, costs), costs)
     if args.json:
         write_output(args.json, lambda out: write_json(doc, out))
     if args.json != "-":
@@ -229,8 +232,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"{len(doc['steps'])} modules, {loads} loaded, {len(prepared.plan.waves)} "
               f"wave(s); boot mode {doc['boot_mode']}")
         for s in doc["shards"]:
+            took = f", {s['seconds']:.1f} s in {args.baseline}" if args.baseline else ""
             print(f"shard {s['shard']}/{s['count']}: {len(s['modules'])} modules, "
-                  f"{len(s['entries'])} load-list entries, {s['loads']} loads")
+                  f"{len(s['entries'])} load-list entries, {s['loads']} loads{took}")
     return EXIT_OK
 
 
@@ -484,7 +488,8 @@ def add_nightly_args(p: argparse.ArgumentParser) -> None:
                    help="with --expect: fixed modules and stale entries fail the run too")
     p.add_argument("--baseline", type=Path, metavar="PREV.json",
                    help="last night's report.json: per module new-failure, fixed, "
-                        "still-failing, still-passing, new-module, gone")
+                        "still-failing, still-passing, new-module, gone; with several guests "
+                        "or shards, the plan is cut by the seconds each module took in it")
     p.add_argument("--rerun-failed", type=Path, metavar="PREV.json",
                    help="run only the modules that failed in that report (with their "
                         "dependencies)")
@@ -679,6 +684,9 @@ def parser() -> argparse.ArgumentParser:
     add_input_args(p)
     p.add_argument("--shards", type=number(int, 1, exclusive=False), default=1, metavar="N",
                    help="the split of `run --shard I/N` (default 1)")
+    p.add_argument("--baseline", type=Path, metavar="PREV.json",
+                   help="split by the seconds each module took in that report, as `run "
+                        "--baseline PREV.json --shard I/N` does")
     p.add_argument("--json", metavar="PATH|-", help="write the plan as JSON (- for stdout)")
     p.set_defaults(func=cmd_plan)
 

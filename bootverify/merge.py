@@ -4,8 +4,9 @@ report, as if one run had loaded the whole plan.
 Checked before anything is merged, each a one-line error naming the report: every report is a
 run report with its plan and input hashes; all have the same report schema
 (meta.schema_version), ran the same inputs (meta.inputs' sha256 by role; --expect and
---baseline, which do not change what is loaded, aside), the same plan split (the plan's
-steps and shards) and the same --fail-on; no shard is given twice; every shard of the split is
+--baseline aside: they do not change what is loaded, and what --baseline changes, where the
+plan is cut, is checked as the split), the same plan split (the plan's steps and shards) and
+the same --fail-on; no shard is given twice; every shard of the split is
 there; no module is reported by two reports (a duplicate when the outcomes agree, a conflict
 when they do not).
 

@@ -49,7 +49,7 @@ from bootverify.runtime.kmsg import (
     RuntimeResult,
     message_text,
 )
-from bootverify.plan.shards import Part
+from bootverify.plan.shards import BY_COUNT, Costs, Part
 from bootverify.static.analysis import Prediction, Problem, ProblemKind, StaticReport
 from bootverify.static.kmidiff import Change, KmiChange, KmiDiff
 from bootverify.static.kmilist import KmiNeeds, StrictCheck
@@ -314,8 +314,9 @@ def module_id(origin: str, name: str) -> str:
     return f"{origin}/{name}"
 
 
-def plan_json(plan: LoadPlan, parts: Sequence[Part]) -> dict[str, Any]:
-    """The load plan (steps in order: line, wave, why not loaded) and its split into parts."""
+def plan_json(plan: LoadPlan, parts: Sequence[Part], costs: Costs = BY_COUNT) -> dict[str, Any]:
+    """The load plan (steps in order: line, wave, why not loaded) and its split into parts (with
+    a previous run's `costs`: what each part's loads took then, `seconds`)."""
     wave = {line: i for i, w in enumerate(plan.waves) for line in w}
     return {
         "boot_mode": plan.boot.mode.value if plan.boot else None,
@@ -328,7 +329,9 @@ def plan_json(plan: LoadPlan, parts: Sequence[Part]) -> dict[str, Any]:
         "verdict_facts": facts_json(verdict_facts(plan)),
         "shards": [{"shard": p.index + 1, "count": len(parts),
                     "modules": [module_id(*k) for k in sorted(p.owned)],
-                    "entries": sorted(p.entries), "loads": len(p.closure)} for p in parts],
+                    "entries": sorted(p.entries), "loads": len(p.closure),
+                    **({"seconds": costs.of(p.closure) / 1000} if costs.source else {})}
+                   for p in parts],
     }
 
 

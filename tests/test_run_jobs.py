@@ -1,7 +1,8 @@
 """`run --jobs N` and `run --shard I/N` + `merge` give the outcomes of one guest loading the
 whole plan: the sample images (hang, oops, panic included) and a set of Debian's modules with
-nls tables that ask for another table by request_module right after a cut. `plan --json`
-prints the split the shards ran; the merged JUnit has the one run's testcases."""
+nls tables that ask for another table by request_module right after a cut, cut by the loads
+and by the seconds of a previous run (--baseline). `plan --json` prints the split the shards
+ran; the merged JUnit has the one run's testcases."""
 
 from __future__ import annotations
 
@@ -140,6 +141,11 @@ def test_jobs_and_shards_on_debian_modules(tmp_path: Path):
     assert {"nls_euc_jp", "nls_koi8_ru"} <= loaded and len(one["modules"]) >= len(NLS_LOAD)
     _, two = run(inputs, symvers, tmp_path / "jobs2", "--jobs", "2")
     assert len(two["meta"]["boots"]) >= 2 and outcomes(two) == outcomes(one)
+    # cut by the seconds of the first run (--baseline: last night's report)
+    _, timed = run(inputs, symvers, tmp_path / "timed", "--jobs", "2",
+                   "--baseline", tmp_path / "jobs1" / "report.json")
+    assert len(timed["meta"]["boots"]) >= 2 and outcomes(timed) == outcomes(one)
+    assert any("cut by the seconds of" in n for n in timed["notes"]), timed["notes"]
     rc, _, plan4, merged = shards_merged(inputs, symvers, tmp_path, 4)
     assert "nls_euc_jp" in cut_before(plan4)
     assert rc == rc1 and outcomes(merged) == outcomes(one)

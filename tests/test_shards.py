@@ -25,7 +25,8 @@ from bootverify.reports.summary import summary_text
 from bootverify.runtime.kmsg import DEFAULT_FAIL_ON, Finding, FindingClass, LinkProblemKind, Outcome
 from bootverify.static.analysis import Problem, ProblemKind, StaticReport
 from bootverify.verdict import decide, entry_crashes, entry_failures, runtime_crashes, verdict_facts
-from bootverify.plan.shards import Part, cut_note, groups, part_plan, split
+from bootverify.nightly.previous import read_previous
+from bootverify.plan.shards import Costs, Part, cut_note, groups, part_plan, split
 
 # e and f share the dependency d; g alone; x is listed and missing; u is unlisted
 SET = {f"lib/modules/{n}.ko": "" for n in "defgu"} | {
@@ -91,6 +92,53 @@ def test_parts_are_runs_of_the_plan_with_the_fewest_loads_and_their_warm_up():
             warm = {k for g in gs[max(0, first - 2):first] for k in g.closure}
             sub = part_plan(p, part)
             assert warm <= {s.key for s in sub.steps}
+
+
+def test_a_previous_runs_seconds_cut_where_the_time_is():
+    p = plan(CHAIN)
+    key = {k[1]: k for k in p.units}
+    # m06 hung last night (10 s, then a reboot): it alone costs more than all the others, so
+    # by the seconds the cut falls right after it; by the loads, later
+    costs = Costs({key["m06"]: 10_000 + 12_000}, 100, frozenset({key["m06"]}), "prev.json")
+    gs = groups(p, warm_up=2, reboots=costs.reboots)
+    assert names(gs[6].before) == ["c", "m04", "m05"]           # the 2 entries before it
+    assert names(gs[7].before) == []                 # the run rebooted after m06: nothing of it
+    assert names(gs[8].before) == ["m07"]
+    for n in (2, 3):
+        parts = split(gs, n, costs)
+        assert [g.entry for part in parts for g in part.groups] == list(range(14))
+        best = min(max(costs.of(Part(0, gs[a:b]).closure)
+                       for a, b in zip((0, *cuts), (*cuts, 14), strict=True))
+                   for cuts in itertools.combinations(range(1, 14), n - 1))
+        assert max(costs.of(part.closure) for part in parts) == best, n
+    assert [part.groups[0].entry for part in split(gs, 2, costs)] == [0, 7]
+    assert [part.groups[0].entry for part in split(groups(p, warm_up=2), 2)] == [0, 9]
+    assert "cut by the seconds of prev.json before m07" in cut_note("2 guests", ["m07"], costs)
+
+
+def test_previous_report_gives_the_costs(tmp_path):
+    doc = report(1, 1, [("a", "loaded"), ("b", "hung"), ("c", "loaded"), ("d", "not-found")])
+    doc["modules"][0]["runtime"]["seconds"] = 0.02
+    doc["modules"][1]["runtime"]["seconds"] = 8.0
+    doc["modules"][2]["runtime"]["seconds"] = 0.04
+    doc["meta"]["boots"] = [{"seconds": 9.0, "restore_seconds": 0.0},
+                            {"seconds": 7.0, "restore_seconds": 1.5},
+                            {"seconds": 8.0, "restore_seconds": 2.5}]
+    (tmp_path / "prev.json").write_text(json.dumps(doc))
+    costs = read_previous(tmp_path / "prev.json").costs()
+    vr = "vendor_ramdisk"
+    # a hang costs its seconds and the median reboot with its restore (8.5 and 10.5 s); a
+    # module the report does not have, the median load of those that loaded (a and c)
+    assert costs.ms == {(vr, "a"): 20, (vr, "b"): 8000 + 9500, (vr, "c"): 40,
+                        (vr, "d"): 100}
+    assert costs.reboots == {(vr, "b")} and costs.default == 30
+    assert costs.of([(vr, "a"), (vr, "x")]) == 50 and costs.source.endswith("prev.json")
+    # schema 1: no seconds, no boots; still a baseline, the split by loads
+    for m in doc["modules"]:
+        del m["runtime"]["seconds"]
+    del doc["meta"]
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    assert read_previous(tmp_path / "old.json").costs().ms == {}
 
 
 def test_part_plans_keep_the_waves():

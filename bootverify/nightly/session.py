@@ -39,7 +39,7 @@ from bootverify.reports.ktap import write_ktap
 from bootverify.reports.model import ErrorKind, RunError, RunRecord
 from bootverify.reports.summary import summary_text
 from bootverify.runtime.kmsg import DEFAULT_FAIL_ON, FindingClass
-from bootverify.plan.shards import Part, cut_note, groups, split
+from bootverify.plan.shards import BY_COUNT, Costs, Part, cut_note, groups, split
 from bootverify.reports.model import ShardRun
 from bootverify.runtime.loader import default_jobs, guest_config, plan_images, run_parts
 from bootverify.runtime.runner import DEFAULT_MODULE_TIMEOUT, Progress, RunReport
@@ -128,6 +128,7 @@ def run_nightly(opts: RunOptions, outputs: output.Outputs,
     started = now_utc()
     expectations = read_expectations(opts.expect) if opts.expect else None
     previous = read_previous(opts.baseline) if opts.baseline else None
+    costs = previous.costs() if previous else BY_COUNT
     selection = Selection(opts.only, opts.exclude,
                           read_previous(opts.rerun_failed).failed() if opts.rerun_failed
                           else None, str(opts.rerun_failed or ""))
@@ -163,7 +164,7 @@ def run_nightly(opts: RunOptions, outputs: output.Outputs,
             cuts = [plan.listed[min(entries)].name for entries, _ in runtime.guests[1:]
                     if entries]
             if cuts:
-                guests = (cut_note(f"{len(runtime.guests)} guests", cuts),)
+                guests = (cut_note(f"{len(runtime.guests)} guests", cuts, costs),)
             shard_run = ShardRun(index, count, whole, failing,
                                  (f"shard {index}/{count}: {len(mine.owned)} of the "
                                   f"plan's {len(plan.steps)} modules; the device verdict covers "
@@ -195,8 +196,8 @@ def run_nightly(opts: RunOptions, outputs: output.Outputs,
                                    errors="replace")
         with console:
             try:
-                runtime = _run_with_retries(opts, selection, console, progress, partial,
-                                            retries, planned)
+                runtime = _run_with_retries(opts, selection, costs, console, progress,
+                                            partial, retries, planned)
             except InputError:
                 # bad input found only now (an image's layout, read for the plan): as before
                 # the first boot, nothing is left behind
@@ -229,13 +230,14 @@ def _verdicts(static: StaticReport, runtime: RunReport, mine: Part) -> list[Modu
             if (v.runtime.origin, v.runtime.name) in mine.owned]
 
 
-def _run_with_retries(opts: RunOptions, selection: Selection, console: TextIO,
+def _run_with_retries(opts: RunOptions, selection: Selection, costs: Costs, console: TextIO,
                       progress: Progress | None, partial: list[RunReport],
                       retries: list[str],
                       planned: list[tuple[Part, tuple[Part, ...]]]) -> RunReport:
     """The runtime half; an infrastructure failure (never a module's) is tried again up to
     --infra-retries times, from the start: a module's outcome is only ever from one run.
-    `planned` gets this shard's part and the whole split (plan/shards.py) once planned."""
+    `planned` gets this shard's part and the whole split (plan/shards.py, by `costs`) once
+    planned."""
     while True:
         partial.clear()
         try:
@@ -244,12 +246,12 @@ def _run_with_retries(opts: RunOptions, selection: Selection, console: TextIO,
                                    busybox=opts.busybox, boot_mode=opts.boot_mode,
                                    narrow=lambda plan: narrow(plan, selection))
             index, count = opts.shard
-            whole = split(groups(prepared.plan), count)
+            whole = split(groups(prepared.plan, reboots=costs.reboots), count, costs)
             mine = whole[index - 1]
             planned.append((mine, whole))
             jobs = opts.jobs or default_jobs(guest_memory_mb(opts.config,
                                                              prepared.initrd_bytes()))
-            parts = [p for p in split(mine.groups, jobs) if p.groups] or [mine]
+            parts = [p for p in split(mine.groups, jobs, costs) if p.groups] or [mine]
             return run_parts(prepared, parts, config=guest_config(opts.config, len(parts)),
                              module_timeout=opts.module_timeout, progress=progress,
                              console_log=console, on_abort=partial.append)

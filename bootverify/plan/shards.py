@@ -37,12 +37,22 @@ and 1,937 (5.1% loaded twice, 0.2 points of it the warm-up; --jobs 2 bounded at 
 first to the least loaded part, not in runs: 1,976 and 1,975 (7.2%, 1.86x); 4 x 1,070 (16.1%);
 and it lost the neighbours above. A small plan may need fewer parts than asked (a cut costing
 the part after it more than it takes off the busiest): the rest are empty.
+
+What a load costs: by default one load is one load. With `Costs` from a previous run of the
+plan (`--baseline PREV.json`: last night's report), a load costs what it took then, and a module
+that hung or crashed also costs the reboot after it, as CI systems split test suites by
+recorded durations. That is what counts when a few modules take most of the time: on Debian's
+set five neighbouring speakup synths hang (10 s each, then a reboot: ~22 s, as much as 1,000
+loads), so that the part holding them is the slowest whatever the loads say (1.56x for --jobs
+2); by the seconds, the cut falls between them (benchmarks/bench_jobs.py). A warm-up also stops
+at a module that hung or crashed then: one run rebooted there, so what loaded before it was not
+loaded any more (but what later modules depend on, which a part's guest loads anyway).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from bootverify.plan.model import Key, LoadPlan, Step
 
@@ -51,6 +61,22 @@ WARM_UP = 8          # load-list entries before a cut that the part after it loa
 CUT_CAVEAT = (f"a module whose init needs a module listed more than {WARM_UP} entries before it "
               f"across a cut (by request_module or by what it finds registered, not by "
               f"modules.dep) can have another outcome there than in one guest")
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What each load costs a guest, in milliseconds: by default 1 each (the count of loads);
+    from a previous run (nightly/previous.py), what each module took then."""
+    ms: Mapping[Key, int] = field(default_factory=dict)
+    default: int = 1                       # a module not in `ms`
+    reboots: frozenset[Key] = frozenset()  # the modules after which the previous run rebooted
+    source: str = ""                       # the report they come from ("": counted loads)
+
+    def of(self, keys: Collection[Key]) -> int:
+        return sum(self.ms.get(k, self.default) for k in keys)
+
+
+BY_COUNT = Costs()
 
 
 @dataclass(frozen=True)
@@ -82,9 +108,11 @@ class Part:
         return self.groups[0].before.union(*(g.closure for g in self.groups))
 
 
-def groups(plan: LoadPlan, warm_up: int = WARM_UP) -> tuple[Group, ...]:
+def groups(plan: LoadPlan, warm_up: int = WARM_UP,
+           reboots: frozenset[Key] = frozenset()) -> tuple[Group, ...]:
     """The plan's groups: the load-list entries in plan order, then the steps none reached;
-    each with the closures of the `warm_up` groups before it."""
+    each with the closures of the `warm_up` groups before it, back to the last group with one
+    of `reboots` (Costs.reboots), that one not included."""
     claimed: set[Key] = set()
     out = []
     order = {s.key: i for i, s in enumerate(plan.steps)}
@@ -95,45 +123,54 @@ def groups(plan: LoadPlan, warm_up: int = WARM_UP) -> tuple[Group, ...]:
         out.append(Group(i, tuple(owned), closure))
     out += [Group(None, (s.key,), plan.reach([s.key], post=True)) for s in plan.steps
             if s.key not in claimed]
-    return tuple(replace(g, before=frozenset().union(*(h.closure for h in
-                                                       out[max(0, i - warm_up):i])))
-                 for i, g in enumerate(out))
+    reset = -1                      # the last group that holds a module of `reboots`
+    before = []
+    for i, g in enumerate(out):
+        since = out[max(0, i - warm_up, reset + 1):i]
+        before.append(frozenset().union(*(h.closure for h in since)))
+        if reboots.intersection(g.owned):
+            reset = i
+    return tuple(replace(g, before=b) for g, b in zip(out, before, strict=True))
 
 
-def _starts(items: Sequence[Group], bound: int, n: int) -> list[int] | None:
-    """Where parts of at most `bound` loads start, each as long as the bound lets it be (a
+def _starts(items: Sequence[Group], bound: int, n: int, costs: Costs) -> list[int] | None:
+    """Where parts that cost at most `bound` start, each as long as the bound lets it be (a
     part's loads: its first group's warm-up and its groups' closures); None if that takes more
     than `n` parts."""
     starts: list[int] = []
     loaded: set[Key] = set()
+    cost = 0
     for i, g in enumerate(items):
-        if starts and len(loaded) + len(g.closure - loaded) <= bound:
-            loaded |= g.closure
+        new = g.closure - loaded
+        if starts and cost + costs.of(new) <= bound:
+            loaded |= new
+            cost += costs.of(new)
             continue
         loaded = set(g.before | g.closure)
-        if len(loaded) > bound or len(starts) == n:
+        cost = costs.of(loaded)
+        if cost > bound or len(starts) == n:
             return None
         starts.append(i)
     return starts
 
 
-def split(items: Sequence[Group], n: int) -> tuple[Part, ...]:
+def split(items: Sequence[Group], n: int, costs: Costs = BY_COUNT) -> tuple[Part, ...]:
     """`items` (consecutive groups, in plan order) into `n` runs of consecutive groups, the
-    fewest loads the most loaded part can have (a binary search over that bound; parts filled
-    in order up to it), then empty parts if fewer are needed."""
+    least the costliest part can cost (a binary search over that bound; parts filled in order
+    up to it), then empty parts if fewer are needed."""
     if n < 1:
         raise ValueError(f"{n} parts")
     starts: list[int] = []
     if items:
-        low, high = 1, len(items[0].before.union(*(g.closure for g in items)))
+        low, high = 1, costs.of(items[0].before.union(*(g.closure for g in items)))
         while low < high:
             mid = (low + high) // 2
-            if _starts(items, mid, n) is None:
+            if _starts(items, mid, n, costs) is None:
                 low = mid + 1
             else:
                 high = mid
-        found = _starts(items, low, n)
-        # A part's loads only grow with the groups it has (a later start's warm-up is inside
+        found = _starts(items, low, n, costs)
+        # A part's cost only grows with the groups it has (a later start's warm-up is inside
         # what an earlier start loads), so filling parts in order is optimal for each bound
         # and the search's answer is a bound the filling meets.
         assert found is not None
@@ -142,9 +179,10 @@ def split(items: Sequence[Group], n: int) -> tuple[Part, ...]:
     return tuple(Part(p, runs[p] if p < len(runs) else ()) for p in range(n))
 
 
-def cut_note(what: str, cuts: Sequence[str]) -> str:
+def cut_note(what: str, cuts: Sequence[str], costs: Costs = BY_COUNT) -> str:
     """What a report says of the plan cut before the load-list entries `cuts`."""
-    return f"{what}, the plan cut before {', '.join(cuts)}: {CUT_CAVEAT}"
+    how = f" by the seconds of {costs.source}" if costs.source else ""
+    return f"{what}, the plan cut{how} before {', '.join(cuts)}: {CUT_CAVEAT}"
 
 
 def part_plan(plan: LoadPlan, part: Part) -> LoadPlan:
