@@ -43,10 +43,11 @@ plan (`--baseline PREV.json`: last night's report), a load costs what it took th
 that hung or crashed also costs the reboot after it, as CI systems split test suites by
 recorded durations. That is what counts when a few modules take most of the time: on Debian's
 set five neighbouring speakup synths hang (10 s each, then a reboot: ~22 s, as much as 1,000
-loads), so that the part holding them is the slowest whatever the loads say (1.56x for --jobs
-2); by the seconds, the cut falls between them (benchmarks/bench_jobs.py). A warm-up also stops
-at a module that hung or crashed then: one run rebooted there, so what loaded before it was not
-loaded any more (but what later modules depend on, which a part's guest loads anyway).
+loads), so that the part holding them is the slowest whatever the loads say (1.67x for --jobs
+2, idle); by the seconds, the cut falls between them (2.03x, benchmarks/bench_jobs.py). A
+warm-up also stops at a module that hung or crashed then: one run rebooted there, so what
+loaded before it was not loaded any more (but what later modules depend on, which a part's
+guest loads anyway).
 """
 
 from __future__ import annotations
