@@ -283,6 +283,23 @@ def test_a_panic_in_a_wave_is_found_and_the_rest_get_their_own_outcomes(sample_i
     assert run.android["verdict"] == "stops" and run.android["stage"] == "first-stage"
 
 
+def run_second_stage(sample_images: Path, kos: dict[str, bytes], out: Path,
+                     name: str) -> tuple[Run, Path]:
+    """The sample module `name`, then vendor_backlight, in a vendor_dlkm (second stage), after
+    vendor_core and vendor_sensor in first stage: the run, and the vendor_dlkm directory."""
+    vendor_dlkm = out.parent / f"{out.name}-vendor_dlkm"
+    vendor_dlkm.mkdir()
+    files = sample_modules(sample_images / "vendor_kernel_boot.img")
+    (vendor_dlkm / f"{name}.ko").write_bytes(files[f"{name}.ko"])
+    (vendor_dlkm / "vendor_backlight.ko").write_bytes(kos["vendor_backlight"])
+    (vendor_dlkm / "modules.dep").write_text(f"{name}.ko:\nvendor_backlight.ko:\n")
+    (vendor_dlkm / "modules.load").write_text(f"{name}.ko\nvendor_backlight.ko\n")
+    run = run_device(sample_images, out, ko(kos, "vendor_core", "vendor_sensor")
+                     | {"modules.dep": DEP, "modules.load": b"vendor_core.ko\nvendor_sensor.ko\n"},
+                     "--vendor-dlkm", vendor_dlkm)
+    return run, vendor_dlkm
+
+
 @pytest.mark.timeout(4 * RUN_TIMEOUT)
 def test_a_panic_in_second_stage_stops_the_device_in_one_run_and_merged(sample_images, kos,
                                                                          tmp_path):
@@ -290,16 +307,7 @@ def test_a_panic_in_second_stage_stops_the_device_in_one_run_and_merged(sample_i
     init rc does with a failing insmod. `run` says so; so does `merge` of a split run, from
     the shard that saw the panic (android_entries.crashes). vendor_backlight after it still
     gets its outcome."""
-    files = sample_modules(sample_images / "vendor_kernel_boot.img")
-    vendor_dlkm = tmp_path / "vendor_dlkm"
-    vendor_dlkm.mkdir()
-    (vendor_dlkm / "vendor_panic.ko").write_bytes(files["vendor_panic.ko"])
-    (vendor_dlkm / "vendor_backlight.ko").write_bytes(kos["vendor_backlight"])
-    (vendor_dlkm / "modules.dep").write_text("vendor_panic.ko:\nvendor_backlight.ko:\n")
-    (vendor_dlkm / "modules.load").write_text("vendor_panic.ko\nvendor_backlight.ko\n")
-    run = run_device(sample_images, tmp_path / "one", ko(kos, "vendor_core", "vendor_sensor")
-                     | {"modules.dep": DEP, "modules.load": b"vendor_core.ko\nvendor_sensor.ko\n"},
-                     "--vendor-dlkm", vendor_dlkm)
+    run, vendor_dlkm = run_second_stage(sample_images, kos, tmp_path / "one", "vendor_panic")
     assert run.rc == 1
     assert (run.android["verdict"], run.android["stage"], run.android["stops_at"]) == (
         "stops", "second-stage", "vendor_panic")
@@ -339,16 +347,7 @@ def test_a_hang_in_second_stage_stops_the_device(sample_images, kos, tmp_path):
     builtin insmod or waits for an `exec` of modprobe, waits with it (init/builtins.cpp
     do_insmod(), do_exec()): the device hangs in second stage, with no reboot. The run goes
     on after it: vendor_backlight still gets its outcome."""
-    files = sample_modules(sample_images / "vendor_kernel_boot.img")
-    vendor_dlkm = tmp_path / "vendor_dlkm"
-    vendor_dlkm.mkdir()
-    (vendor_dlkm / "vendor_hang.ko").write_bytes(files["vendor_hang.ko"])
-    (vendor_dlkm / "vendor_backlight.ko").write_bytes(kos["vendor_backlight"])
-    (vendor_dlkm / "modules.dep").write_text("vendor_hang.ko:\nvendor_backlight.ko:\n")
-    (vendor_dlkm / "modules.load").write_text("vendor_hang.ko\nvendor_backlight.ko\n")
-    run = run_device(sample_images, tmp_path / "run", ko(kos, "vendor_core", "vendor_sensor")
-                     | {"modules.dep": DEP, "modules.load": b"vendor_core.ko\nvendor_sensor.ko\n"},
-                     "--vendor-dlkm", vendor_dlkm)
+    run, vendor_dlkm = run_second_stage(sample_images, kos, tmp_path / "run", "vendor_hang")
     assert run.rc == 1
     assert run.outcomes() == {"vendor_core": "loaded", "vendor_sensor": "loaded",
                               "vendor_hang": "hung", "vendor_backlight": "link-error"}
