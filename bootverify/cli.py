@@ -232,7 +232,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"{len(doc['steps'])} modules, {loads} loaded, {len(prepared.plan.waves)} "
               f"wave(s); boot mode {doc['boot_mode']}")
         for s in doc["shards"]:
-            took = f", {s['seconds']:.1f} s in {args.baseline}" if args.baseline else ""
+            took = f", {s['seconds']:.1f} s in {args.baseline}" if "seconds" in s else ""
             print(f"shard {s['shard']}/{s['count']}: {len(s['modules'])} modules, "
                   f"{len(s['entries'])} load-list entries, {s['loads']} loads{took}")
     return EXIT_OK

@@ -139,6 +139,7 @@ def test_previous_report_gives_the_costs(tmp_path):
     del doc["meta"]
     (tmp_path / "old.json").write_text(json.dumps(doc))
     assert read_previous(tmp_path / "old.json").costs().ms == {}
+    assert read_previous(tmp_path / "old.json").costs().source == ""      # not "by the seconds"
 
 
 def test_part_plans_keep_the_waves():

@@ -143,9 +143,10 @@ def _starts(items: Sequence[Group], bound: int, n: int, costs: Costs) -> list[in
     cost = 0
     for i, g in enumerate(items):
         new = g.closure - loaded
-        if starts and cost + costs.of(new) <= bound:
+        more = costs.of(new)
+        if starts and cost + more <= bound:
             loaded |= new
-            cost += costs.of(new)
+            cost += more
             continue
         loaded = set(g.before | g.closure)
         cost = costs.of(loaded)
